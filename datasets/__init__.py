@@ -1,0 +1,1 @@
+"""Episode store (zarr), replay buffers, samplers and converters."""

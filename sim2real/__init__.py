@@ -1,0 +1,1 @@
+"""Sim-to-real: the MuJoCo twin, the scripted operator, domain randomisation and system identification."""

@@ -1,0 +1,1 @@
+"""Teleop input devices and intervention arbitration."""

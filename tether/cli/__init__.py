@@ -1,0 +1,29 @@
+"""The `tether` command line. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from tether.cli import demo, sim
+
+app = typer.Typer(
+    help="tether: collect demos, train with a human in the loop, and deploy, on a robot or its MuJoCo twin.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sim.app, name="sim")
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
+
+
+def main() -> None:
+    app()

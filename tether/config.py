@@ -1,0 +1,398 @@
+"""Rig configuration: one YAML per rig, validated into typed models.
+
+A rig names everything that differs between set-ups: the arm backend and its
+limits, the cameras, the teleop device, the task and the safety bounds. The
+twin and the real robot read the same models, so switching a rig from twin to
+hardware is a change of YAML and nothing else.
+
+Every error, whatever its kind (missing file, bad YAML, unknown key, wrong
+type, value out of range), is one `ConfigError` line naming the file, the key
+path and the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_RIG = "twin_panda"
+
+Vec3 = tuple[float, float, float]
+
+
+class ConfigError(ValueError):
+    """A rig file that cannot be used; the message is one line naming file, key and reason."""
+
+
+class _Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A closed interval [low, high] to sample from uniformly."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"bounds must be finite, got [{self.low}, {self.high}]")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return {"low": value[0], "high": value[1]}
+        return value
+
+
+class Box(_Strict):
+    """An axis-aligned box in the robot base frame, in metres."""
+
+    low: Vec3
+    high: Vec3
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        for axis, lo, hi in zip("xyz", self.low, self.high):
+            if not lo < hi:
+                raise ValueError(f"{axis}: low {lo} must be below high {hi}")
+        return self
+
+
+# --- arm -------------------------------------------------------------------------------
+
+PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+
+
+class _ArmBase(_Strict):
+    home_joints: tuple[float, float, float, float, float, float, float] = PANDA_HOME
+    """Joint angles (rad) the arm goes to on reset/home."""
+    workspace: Box = Box(low=(0.3, -0.25, 0.0), high=(0.7, 0.25, 0.45))
+    """Box the TCP target is clipped to (base frame, m)."""
+    max_linear_speed: float = Field(0.25, gt=0, le=1.0)
+    """Largest TCP speed (m/s) a command may ask for; faster targets are rate-limited."""
+    max_angular_speed: float = Field(1.0, gt=0, le=3.0)
+    """Largest TCP angular speed (rad/s)."""
+    control_rate_hz: float = Field(10.0, gt=0, le=1000)
+    """Policy / command rate."""
+    action_scale: tuple[float, float] = (0.02, 0.1)
+    """Metres and radians per unit action per control step: [translation, rotation]."""
+    rotation_actions: bool = False
+    """Whether actions carry a rotation vector [rx, ry, rz] after the translation."""
+    tcp_down_quat: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    """Orientation (xyzw) the TCP holds when rotation actions are off: pointing down."""
+
+    @field_validator("action_scale")
+    @classmethod
+    def _positive_scale(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(v > 0 for v in value):
+            raise ValueError(f"must be positive, got {list(value)}")
+        return value
+
+    @property
+    def action_dim(self) -> int:
+        """Length of an action vector: translation (+ rotation) + gripper."""
+        return 3 + (3 if self.rotation_actions else 0) + 1
+
+
+class TwinArm(_ArmBase):
+    """The MuJoCo digital twin stands in for the arm."""
+
+    backend: Literal["twin"] = "twin"
+    model: Path | None = None
+    """A user's own MJCF robot instead of the built-in Panda (see docs/twin.md for the names it must define)."""
+    physics_rate_hz: float = Field(500.0, ge=500, le=5000)
+    """MuJoCo integration rate; the joint impedance controller runs at this rate."""
+    joint_stiffness: float = Field(400.0, gt=0)
+    """Joint impedance stiffness (N m / rad) of the shoulder joints; wrist joints use a third of it."""
+
+
+class FrankaImpedance(_Strict):
+    translational_stiffness: float = Field(2000.0, gt=0, le=5000)
+    rotational_stiffness: float = Field(150.0, gt=0, le=500)
+
+
+class FrankaArm(_ArmBase):
+    """A Franka Panda / FR3 through franky (libfranka)."""
+
+    backend: Literal["franka"] = "franka"
+    host: str
+    """Robot (or franky-sim) address."""
+    realtime: bool = True
+    """Require a realtime kernel (libfranka's default); off only for simulation servers."""
+    relative_dynamics_factor: float = Field(0.1, gt=0, le=1)
+    impedance: FrankaImpedance = FrankaImpedance()
+    payload_kg: float = Field(0.0, ge=0, le=3)
+
+
+class ServoArm(_ArmBase):
+    """An arm that already has a ROS 2 driver following MoveIt Servo style twists."""
+
+    backend: Literal["servo"] = "servo"
+    twist_topic: str = "/servo_node/delta_twist_cmds"
+    frame_id: str = "base_link"
+
+
+ArmConfig = Annotated[TwinArm | FrankaArm | ServoArm, Field(discriminator="backend")]
+
+
+# --- cameras ---------------------------------------------------------------------------
+
+
+class CameraPose(_Strict):
+    """Where a camera sits: in the world, or on the wrist (relative to the hand)."""
+
+    mount: Literal["world", "wrist"] = "world"
+    pos: Vec3
+    lookat: Vec3 | None = None
+    """Point the optical axis passes through (same frame as pos)."""
+    quat: tuple[float, float, float, float] | None = None
+    """Orientation xyzw of the camera frame (MuJoCo convention: looks along -z, y up)."""
+    fovy_deg: float = Field(58.0, gt=5, lt=170)
+
+    @model_validator(mode="after")
+    def _one_orientation(self) -> CameraPose:
+        if (self.lookat is None) == (self.quat is None):
+            raise ValueError("give exactly one of lookat or quat")
+        return self
+
+
+class CameraConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    backend: Literal["twin", "realsense", "opencv"]
+    device: str | int | None = None
+    """RealSense serial, V4L2 index or path, or a video file."""
+    resolution: tuple[int, int] = (640, 480)
+    """Capture size (width, height) in pixels."""
+    fps: float = Field(30.0, gt=0, le=120)
+    crop: tuple[int, int, int, int] | None = None
+    """Crop box (x0, y0, x1, y1) in capture pixels, applied before resizing."""
+    output_size: tuple[int, int] = (128, 128)
+    """Size (width, height) of the image the policy sees."""
+    pose: CameraPose | None = None
+    """Placement in the twin; for hardware, the calibrated extrinsics if known."""
+
+    @model_validator(mode="after")
+    def _geometry(self) -> CameraConfig:
+        w, h = self.resolution
+        if w <= 0 or h <= 0 or min(self.output_size) <= 0:
+            raise ValueError("sizes must be positive")
+        if self.crop is not None:
+            x0, y0, x1, y1 = self.crop
+            if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+                raise ValueError(f"crop {list(self.crop)} must lie inside the {w}x{h} capture")
+        if self.backend == "twin" and self.pose is None:
+            raise ValueError("a twin camera needs a pose")
+        return self
+
+
+# --- teleop ----------------------------------------------------------------------------
+
+DEFAULT_KEYMAP = {
+    "w": "+x", "s": "-x", "a": "+y", "d": "-y", "r": "+z", "f": "-z",
+    "space": "gripper_toggle", "enter": "success", "backspace": "failure",
+    "n": "reset", "b": "rerecord", "esc": "stop",
+}  # fmt: skip
+
+
+class ScriptedOperatorConfig(_Strict):
+    """The closed-loop expert that stands in for the human in the twin."""
+
+    noise_std: float = Field(0.1, ge=0, le=1)
+    """Gaussian noise added to every action (in action units)."""
+    hesitate_prob: float = Field(0.05, ge=0, le=1)
+    """Chance per step of emitting a zero motion, as a person pausing."""
+    overshoot: float = Field(0.15, ge=0, le=1)
+    """Fraction by which approach moves are randomly overshot and corrected."""
+    gain: float = Field(12.0, gt=0)
+    """Proportional gain from position error (m) to action units."""
+
+
+class TeleopConfig(_Strict):
+    device: Literal["scripted", "keyboard", "spacemouse"] = "scripted"
+    keymap: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_KEYMAP))
+    deadzone: float = Field(0.1, ge=0, lt=1)
+    """SpaceMouse axis magnitude below which input counts as zero."""
+    translation_scale: float = Field(1.0, gt=0)
+    rotation_scale: float = Field(1.0, gt=0)
+    sticky_s: float = Field(0.5, ge=0, le=5)
+    """How long the human keeps control after letting go."""
+    scripted: ScriptedOperatorConfig = ScriptedOperatorConfig()
+
+
+# --- task ------------------------------------------------------------------------------
+
+
+class TaskConfig(_Strict):
+    name: Literal["pick_cube", "peg_insert"] = "pick_cube"
+    episode_length: int = Field(100, ge=1, le=100_000)
+    """Steps at the control rate before the episode is truncated."""
+    reward: Literal["sparse", "dense", "classifier", "operator"] = "sparse"
+    """Where reward comes from: the twin's success check, its dense shaping, a trained classifier or the operator's key."""
+    classifier: Path | None = None
+    """Reward-classifier checkpoint directory when reward is 'classifier'."""
+
+    @model_validator(mode="after")
+    def _classifier_path(self) -> TaskConfig:
+        if self.reward == "classifier" and self.classifier is None:
+            raise ValueError("reward 'classifier' needs a classifier path")
+        return self
+
+
+# --- safety ----------------------------------------------------------------------------
+
+
+class SafetyConfig(_Strict):
+    watchdog_s: float = Field(0.5, gt=0, le=10)
+    """The arm holds when no command arrived for this long."""
+    staleness_s: float = Field(0.2, gt=0, le=10)
+    """Observations older than this are never fed to a policy."""
+
+
+# --- randomisation ---------------------------------------------------------------------
+
+
+class RandomizationConfig(_Strict):
+    """Domain randomisation applied by the twin at every reset. Scales multiply nominal values."""
+
+    enabled: bool = False
+    friction_scale: Range = Range(low=1.0, high=1.0)
+    mass_scale: Range = Range(low=1.0, high=1.0)
+    damping_scale: Range = Range(low=1.0, high=1.0)
+    actuator_gain_scale: Range = Range(low=1.0, high=1.0)
+    object_xy: Range = Range(low=-0.08, high=0.08)
+    """Offset (m) of the task object from its nominal place, per axis. Used even when disabled."""
+    object_yaw: Range = Range(low=-0.6, high=0.6)
+    """Yaw (rad) of the task object. Used even when disabled."""
+    camera_pos_jitter: float = Field(0.0, ge=0, le=0.2)
+    """Std (m) of camera position noise."""
+    camera_fovy_jitter_deg: float = Field(0.0, ge=0, le=20)
+    light_scale: Range = Range(low=1.0, high=1.0)
+    color_jitter: float = Field(0.0, ge=0, le=1)
+    """Largest change of each RGB channel of table and object colours."""
+    action_latency_steps: tuple[int, int] = (0, 0)
+    """Inclusive range of control steps an action waits before it is applied."""
+    obs_noise_std: float = Field(0.0, ge=0, le=0.1)
+    """Std of Gaussian noise added to state observations."""
+
+    @field_validator("action_latency_steps")
+    @classmethod
+    def _latency(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1] <= 10:
+            raise ValueError(f"need 0 <= low <= high <= 10, got {list(value)}")
+        return value
+
+
+# --- the rig ---------------------------------------------------------------------------
+
+
+class RigConfig(_Strict):
+    name: str
+    namespace: str = Field("/tether", pattern=r"^/[A-Za-z0-9_/]*$")
+    arm: ArmConfig
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    teleop: TeleopConfig = TeleopConfig()
+    task: TaskConfig = TaskConfig()
+    safety: SafetyConfig = SafetyConfig()
+    randomization: RandomizationConfig = RandomizationConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RigConfig:
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        if self.safety.staleness_s < 1.0 / self.arm.control_rate_hz:
+            raise ValueError("safety.staleness_s is shorter than one control period")
+        return self
+
+    @property
+    def control_dt(self) -> float:
+        return 1.0 / self.arm.control_rate_hz
+
+
+def rig_names() -> list[str]:
+    """Names of the rigs shipped in hardware_configs/."""
+    root = importlib.resources.files("tether.hardware_configs")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_rig_path(rig: str | Path) -> Path:
+    """A rig given by name (`twin_panda`) or by path to a YAML file."""
+    text = str(rig)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return Path(text)
+    resource = importlib.resources.files("tether.hardware_configs") / f"{text}.yaml"
+    if not resource.is_file():
+        raise ConfigError(f"rig '{text}': no such rig (known: {', '.join(rig_names())})")
+    return Path(str(resource))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loading that refuses a key given twice instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        value = item.get("input")
+        got = "" if isinstance(value, dict) or item["type"] == "missing" else f" (got {value!r})"
+        parts.append(f"{loc or '<root>'}: {item['msg']}{got}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def parse_rig(data: Any, source: Path | str = "<rig>") -> RigConfig:
+    """Validate an already-parsed mapping as a rig."""
+    path = Path(source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return RigConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(path, error)) from None
+
+
+def load_rig(rig: str | Path = DEFAULT_RIG) -> RigConfig:
+    """Load and validate a rig by name or path; raises ConfigError with one line on any problem."""
+    path = resolve_rig_path(rig)
+    if not path.is_file():
+        raise ConfigError(f"{path}: rig file not found")
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {reason}") from None
+    rig_config = parse_rig(data, path)
+    if isinstance(rig_config.arm, TwinArm) and rig_config.arm.model is not None:
+        model = rig_config.arm.model
+        if not model.is_absolute():
+            model = (path.parent / model).resolve()
+        if not model.is_file():
+            raise ConfigError(f"{path}: arm.model: MJCF file not found: {model}")
+        rig_config = rig_config.model_copy(update={"arm": rig_config.arm.model_copy(update={"model": model})})
+    return rig_config

@@ -1,0 +1,57 @@
+"""Observation and action layout shared by the twin, the robot, the learners and the store.
+
+Observations are flat dicts: `images/<camera>` uint8 (H, W, 3) and `state/<name>` float32
+vectors. Actions are float32 in [-1, 1]: [dx, dy, dz] (+ [rx, ry, rz]) + gripper, where
+gripper -1 opens and +1 closes. Both twin and hardware build their spaces here, so the same
+rig gives the same keys, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from tether.config import RigConfig
+
+IMAGES = "images/"
+STATE = "state/"
+
+TCP_POSE = STATE + "tcp_pose"  # xyz + quaternion xyzw, base frame
+TCP_VEL = STATE + "tcp_vel"  # linear + angular velocity, base frame
+GRIPPER = STATE + "gripper"  # opening in [0, 1], 1 = fully open
+JOINTS = STATE + "joints"  # joint angles (rad)
+
+PROPRIO_DIMS = {TCP_POSE: 7, TCP_VEL: 6, GRIPPER: 1, JOINTS: 7}
+
+GRIPPER_OPEN = -1.0
+GRIPPER_CLOSE = 1.0
+
+
+def image_key(camera: str) -> str:
+    return IMAGES + camera
+
+
+def is_image_key(key: str) -> bool:
+    return key.startswith(IMAGES)
+
+
+def action_space(rig: RigConfig) -> gym.spaces.Box:
+    """The normalised action box of a rig."""
+    return gym.spaces.Box(-1.0, 1.0, shape=(rig.arm.action_dim,), dtype=np.float32)
+
+
+def observation_space(
+    rig: RigConfig, *, images: bool, extra_state: dict[str, int] | None = None
+) -> gym.spaces.Dict:
+    """Proprioception, plus one image per camera when `images`, plus task state (privileged, twin only)."""
+    spaces: dict[str, gym.spaces.Space] = {
+        key: gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        for key, dim in PROPRIO_DIMS.items()
+    }
+    for key, dim in (extra_state or {}).items():
+        spaces[STATE + key] = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+    if images:
+        for camera in rig.cameras:
+            width, height = camera.output_size
+            spaces[image_key(camera.name)] = gym.spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8)
+    return gym.spaces.Dict(spaces)
