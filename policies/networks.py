@@ -1,0 +1,342 @@
+"""Networks shared by the torch learners: MLPs, the batched critic ensemble, the tanh-Gaussian
+actor, per-camera image encoders and the random-shift augmentation.
+
+Shapes use named axes: B batch, E ensemble member, F features, A action, C/H/W image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors.torch import load_file
+from torch import nn
+
+from tether.spaces import is_image_key
+
+
+class _Strict(BaseModel):
+    """Base of the learner configs: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderConfig(_Strict):
+    """One conv encoder per camera; the features of all cameras are concatenated with proprioception."""
+
+    channels: tuple[int, ...] = (32, 32, 32, 32)
+    """Output channels of each conv layer of the trunk (the 'backbone')."""
+    kernels: tuple[int, ...] = (4, 3, 3, 3)
+    """Kernel size of each conv layer."""
+    strides: tuple[int, ...] = (4, 2, 1, 1)
+    """Stride of each conv layer. A 4x4/4 patchifying first layer makes a 128x128 camera ~7x cheaper on a CPU
+    than DrQ's 3x3/2 stem (measured), at the cost of a coarser 11x11 final map."""
+    groups: int = Field(8, ge=1)
+    """GroupNorm groups after each conv (must divide every channel count)."""
+    pooling: Literal["spatial_softmax", "learned_embeddings"] = "spatial_softmax"
+    """How the feature map becomes a vector: expected keypoints (spatial softmax) or SERL's learned spatial embeddings."""
+    num_embeddings: int = Field(8, ge=1)
+    """Learned spatial embeddings per channel (only for pooling 'learned_embeddings')."""
+    latent_dim: int = Field(64, ge=1)
+    """Size of each camera's feature vector after the projection (Linear + LayerNorm + tanh)."""
+    backbone: Path | None = None
+    """A local safetensors file with trunk weights (`conv.<i>.weight`, ...) to start from; nothing is downloaded."""
+    freeze_backbone: bool = False
+    """Keep the loaded trunk fixed (only pooling and projection train), as HIL-SERL does with its pretrained ResNet."""
+    aug_pad: int = Field(4, ge=0)
+    """Random-shift augmentation: replicate-pad by this many pixels and crop back at a random offset (DrQ)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EncoderConfig:
+        lengths = {len(self.channels), len(self.kernels), len(self.strides)}
+        if len(lengths) != 1 or not self.channels:
+            raise ValueError(
+                f"channels {list(self.channels)}, kernels {list(self.kernels)} and strides {list(self.strides)} "
+                "need equal, non-zero length"
+            )
+        bad = [c for c in self.channels if c % self.groups]
+        if bad:
+            raise ValueError(f"groups {self.groups} does not divide channels {bad}")
+        if self.freeze_backbone and self.backbone is None:
+            raise ValueError("freeze_backbone needs a backbone file")
+        return self
+
+
+# --- MLPs --------------------------------------------------------------------------------
+
+
+def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, *, layer_norm: bool) -> nn.Sequential:
+    """Linear -> (LayerNorm) -> ReLU per hidden layer, then a linear head (RLPD's critic/actor trunk)."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers.append(nn.Linear(in_dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(nn.ReLU())
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers evaluated in one batched matmul: weight (E, in, out)."""
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+        # nn.Linear's default init, drawn separately for every member so no two start alike.
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(E, B, in) -> (E, B, out)."""
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with separate affine parameters per ensemble member."""
+
+    def __init__(self, members: int, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class EnsembleMLP(nn.Module):
+    """E fully independent MLPs as one computation; member e only ever reads its own slice of each weight."""
+
+    def __init__(
+        self, members: int, in_dim: int, hidden_dims: Sequence[int], out_dim: int, *, layer_norm: bool
+    ) -> None:
+        super().__init__()
+        self.members = members
+        layers: list[nn.Module] = []
+        for width in hidden_dims:
+            layers.append(EnsembleLinear(members, in_dim, width))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(members, width))
+            layers.append(nn.ReLU())
+            in_dim = width
+        layers.append(EnsembleLinear(members, in_dim, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in) shared by all members, or (E, B, in) one input per member -> (E, B, out)."""
+        if x.dim() == 2:
+            x = x.expand(self.members, *x.shape)
+        return self.net(x)
+
+
+class CriticEnsemble(nn.Module):
+    """Q(s, a) for E independent members: features (B, F), action (B, A) -> (E, B)."""
+
+    def __init__(self, members: int, feature_dim: int, action_dim: int, hidden_dims: Sequence[int], *, layer_norm: bool):
+        super().__init__()
+        self.net = EnsembleMLP(members, feature_dim + action_dim, hidden_dims, 1, layer_norm=layer_norm)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
+
+
+# --- actor -------------------------------------------------------------------------------
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a | s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh change of variables."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        layer_norm: bool,
+        log_std_range: tuple[float, float],
+    ) -> None:
+        super().__init__()
+        self.net = mlp(feature_dim, hidden_dims, 2 * action_dim, layer_norm=layer_norm)
+        self.log_std_min, self.log_std_max = log_std_range
+
+    def distribution(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of the pre-tanh Gaussian, each (B, A)."""
+        mean, log_std = self.net(features).chunk(2, dim=-1)
+        # Squash log_std smoothly into its range instead of clipping, so its gradient never dies.
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
+        return mean, log_std.exp()
+
+    def forward(
+        self, features: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample (B, A) in (-1, 1) and its log-probability (B,)."""
+        mean, std = self.distribution(features)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        pre_tanh = mean + std * noise
+        log_prob = (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|.
+        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
+
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """The deterministic action tanh(mu), for evaluation."""
+        return torch.tanh(self.distribution(features)[0])
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation: replicate-pad (B, C, H, W) by `pad` and crop each image back at its own random offset."""
+    if pad == 0:
+        return images
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=images.device)
+    rows = shifts[0, :, None] + torch.arange(height, device=images.device)  # (B, H)
+    cols = shifts[1, :, None] + torch.arange(width, device=images.device)  # (B, W)
+    index = torch.arange(batch, device=images.device)[:, None, None]
+    # Advanced indexing on (B, H+2p, W+2p, C) gathers one shifted window per image.
+    shifted = rearrange(padded, "b c h w -> b h w c")[index, rows[:, :, None], cols[:, None, :]]
+    return rearrange(shifted, "b h w c -> b c h w")
+
+
+class SpatialSoftmax(nn.Module):
+    """Per channel, the expected (x, y) image coordinate under a softmax over pixels: (B, C, H, W) -> (B, 2C)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=-1), persistent=False)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(x.flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, C, HW)
+        return (weights @ self.grid).flatten(1)
+
+
+class SpatialLearnedEmbeddings(nn.Module):
+    """SERL's pooling: each channel's map is dotted with K learned maps: (B, C, H, W) -> (B, C K)."""
+
+    def __init__(self, channels: int, height: int, width: int, num_embeddings: int) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.empty(channels, height * width, num_embeddings))
+        nn.init.normal_(self.kernel, std=1.0 / math.sqrt(height * width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bcp,cpk->bck", x.flatten(2), self.kernel).flatten(1)
+
+
+class ConvTrunk(nn.Module):
+    """The backbone: convs, each followed by GroupNorm and ReLU. Its state dict is what a backbone file holds."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for out_channels, kernel, stride in zip(config.channels, config.kernels, config.strides):
+            layers += [
+                nn.Conv2d(in_channels, out_channels, kernel, stride=stride),
+                nn.GroupNorm(config.groups, out_channels),
+                nn.ReLU(),
+            ]
+            in_channels = out_channels
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def load_backbone(trunk: ConvTrunk, path: Path) -> None:
+    """Load trunk weights from a local safetensors file; a missing, extra or misshapen tensor is a one-line error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone {path}: file not found")
+    tensors = load_file(str(path))
+    expected = trunk.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"backbone {path}: does not fit the trunk (missing {missing}, unexpected {unexpected})")
+    for name, tensor in sorted(tensors.items()):
+        if tensor.shape != expected[name].shape:
+            raise ValueError(
+                f"backbone {path}: {name} has shape {list(tensor.shape)}, the trunk needs {list(expected[name].shape)}"
+            )
+    trunk.load_state_dict(tensors)
+
+
+class ImageEncoder(nn.Module):
+    """One camera: uint8 (B, H, W, 3) -> (B, latent_dim) through trunk, spatial pooling and a projection."""
+
+    def __init__(self, config: EncoderConfig, height: int, width: int) -> None:
+        super().__init__()
+        self.trunk = ConvTrunk(config)
+        if config.backbone is not None:
+            load_backbone(self.trunk, config.backbone)
+        if config.freeze_backbone:
+            self.trunk.requires_grad_(False)
+        with torch.no_grad():
+            _, channels, fh, fw = self.trunk(torch.zeros(1, 3, height, width)).shape
+        if config.pooling == "spatial_softmax":
+            self.pool: nn.Module = SpatialSoftmax(fh, fw)
+            pooled = 2 * channels
+        else:
+            self.pool = SpatialLearnedEmbeddings(channels, fh, fw, config.num_embeddings)
+            pooled = channels * config.num_embeddings
+        self.project = nn.Sequential(nn.Linear(pooled, config.latent_dim), nn.LayerNorm(config.latent_dim), nn.Tanh())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """`images` float (B, 3, H, W) in [0, 1]."""
+        return self.project(self.pool(self.trunk(images)))
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]."""
+    return rearrange(images, "b h w c -> b c h w").float().div_(255.0)
+
+
+class ObservationEncoder(nn.Module):
+    """Dict observation -> one feature vector: each camera's encoding, then the state vectors, concatenated.
+
+    Keys are taken in sorted order so the layout is the same for twin, robot and checkpoint.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Dict, config: EncoderConfig) -> None:
+        super().__init__()
+        self.image_keys = sorted(k for k in observation_space.spaces if is_image_key(k))
+        self.state_keys = sorted(k for k in observation_space.spaces if not is_image_key(k))
+        self.encoders = nn.ModuleDict()
+        for key in self.image_keys:
+            height, width, channels = observation_space[key].shape
+            if channels != 3:
+                raise ValueError(f"observation {key}: expected (H, W, 3) images, got shape {observation_space[key].shape}")
+            self.encoders[_module_name(key)] = ImageEncoder(config, height, width)
+        state_dim = sum(int(math.prod(observation_space[k].shape)) for k in self.state_keys)
+        self.feature_dim = state_dim + config.latent_dim * len(self.image_keys)
+
+    def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        """`images`: float (B, 3, H, W) per image key; `state`: (B, S) already concatenated -> (B, F)."""
+        parts = [self.encoders[_module_name(key)](images[key]) for key in self.image_keys]
+        return torch.cat([*parts, state], dim=-1)
+
+    def split(self, obs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Raw batched tensors -> float images (B, 3, H, W) per camera and the state vector (B, S)."""
+        images = {key: images_to_float(obs[key]) for key in self.image_keys}
+        batch = next(iter(obs.values())).shape[0]
+        state = [obs[key].float().reshape(batch, -1) for key in self.state_keys]
+        return images, torch.cat(state, dim=-1) if state else torch.zeros(batch, 0)
+
+
+def _module_name(key: str) -> str:
+    """ModuleDict keys may not contain '.'; observation keys contain '/'."""
+    return key.replace("/", "__")

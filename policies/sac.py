@@ -1,0 +1,438 @@
+"""Sample-efficient SAC for real robots, as in RLPD / SERL / HIL-SERL.
+
+One module holds the algorithm: config, agent (networks + optimisers + counters), the update, and
+acting. Plumbing shared with other learners lives in `networks` and `checkpoint`.
+
+- Critic: an ensemble of E fully independent Q-networks evaluated as one batched computation
+  (batched weights, `networks.EnsembleMLP`), with LayerNorm; the target is the minimum over all
+  members, or over a random subset of `critic_subsample` of them (REDQ, as RLPD/SERL do with 10).
+- Actor: tanh-squashed Gaussian; learned temperature with target entropy -|A|/2.
+- Images: one conv encoder per camera, shared by critic and actor; the critic loss trains it,
+  the actor reads it detached unless `actor_trains_encoder` (DrQ). Random-shift augmentation is
+  applied to obs and next_obs independently for every minibatch.
+- Hybrid gripper (HIL-SERL): the continuous actor moves the arm; a discrete grasp critic over
+  open / stay / close is trained with double DQN, with a small penalty each time a command
+  actually moves the gripper, so the policy does not chatter.
+- Update-to-data: `update(batch)` splits a batch of `utd_ratio * B` into `utd_ratio` minibatches
+  and takes one critic step per minibatch (RLPD), and an actor + temperature step every
+  `critic_actor_ratio` critic steps (HIL-SERL's cta_ratio). The training loop calls it once per
+  environment step, so UTD is critic updates per environment step.
+
+Every random draw (initialisation, exploration noise, REDQ subsets, augmentation) comes from the
+agent's own `torch.Generator`, which is checkpointed: resuming continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from tether.policies.checkpoint import (
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from tether.policies.networks import (
+    CriticEnsemble,
+    EncoderConfig,
+    ObservationEncoder,
+    TanhGaussianActor,
+    _Strict,
+    mlp,
+    random_shift,
+)
+from tether.spaces import GRIPPER, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_THRESHOLD, is_image_key
+from tether.types import Batch, Observation
+
+CHECKPOINT_KIND = "sac"
+
+# Grasp classes of the discrete gripper critic, and the gripper command each one sends.
+GRASP_OPEN, GRASP_STAY, GRASP_CLOSE = 0, 1, 2
+GRASP_COMMANDS = (GRIPPER_OPEN, 0.0, GRIPPER_CLOSE)
+"""Command sent per class; 0 is below the arm's threshold, so the gripper stays as it is."""
+
+
+class SACConfig(_Strict):
+    """Hyper-parameters of the agent. Defaults follow RLPD/SERL unless noted."""
+
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden widths of actor, critic and grasp-critic MLPs."""
+    layer_norm: bool = True
+    """LayerNorm after every hidden linear layer (RLPD: it keeps Q from diverging at high UTD)."""
+    num_critics: int = Field(2, ge=1)
+    """Critic ensemble size; 10 with critic_subsample 2 is REDQ/RLPD."""
+    critic_subsample: int | None = Field(None, ge=1)
+    """Target Q is the min over a random subset of this many target members (REDQ); None: over all."""
+    discount: float = Field(0.97, gt=0, le=1)
+    """Per control step; 0.97 suits 10 Hz episodes of ~100 steps (SERL)."""
+    tau: float = Field(0.005, gt=0, le=1)
+    """Polyak rate of the target networks per critic update."""
+    init_temperature: float = Field(0.01, gt=0)
+    """Initial entropy temperature alpha (SERL)."""
+    target_entropy: float | None = None
+    """Entropy the temperature aims for; None: -|A|/2 over the continuous action dimensions."""
+    backup_entropy: bool = False
+    """Subtract alpha * log pi(a'|s') in the critic target (off in RLPD/SERL)."""
+    lr: float = Field(3e-4, gt=0)
+    """Adam learning rate of every network and the temperature."""
+    batch_size: int = Field(256, ge=1)
+    """Transitions per critic update (the training loop samples utd_ratio * batch_size at once)."""
+    utd_ratio: int = Field(1, ge=1)
+    """Critic updates per environment step (update-to-data ratio)."""
+    critic_actor_ratio: int = Field(1, ge=1)
+    """Critic updates per actor/temperature update (HIL-SERL uses 2)."""
+    log_std_range: tuple[float, float] = (-5.0, 2.0)
+    """Bounds of the actor's pre-tanh log standard deviation."""
+    grasp_critic: bool = True
+    """Split the gripper off the continuous actor into a discrete open/stay/close double-DQN critic (HIL-SERL)."""
+    grasp_penalty: float = Field(-0.02, le=0)
+    """Added to the grasp critic's reward when its command moved the gripper (HIL-SERL: -0.02)."""
+    grasp_moved_tol: float = Field(0.05, gt=0)
+    """Change of `state/gripper` opening between obs and next_obs that counts as the gripper having moved."""
+    grasp_epsilon: float = Field(0.0, ge=0, le=1)
+    """Chance of a uniformly random grasp class while exploring (0: greedy, as HIL-SERL)."""
+    actor_trains_encoder: bool = False
+    """Let the actor loss update the image encoders; off freezes the backbone for the actor (DrQ)."""
+    encoder: EncoderConfig = EncoderConfig()
+    """Per-camera image encoder (unused for state-only observations)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SACConfig:
+        if self.critic_subsample is not None and self.critic_subsample > self.num_critics:
+            raise ValueError(f"critic_subsample {self.critic_subsample} exceeds num_critics {self.num_critics}")
+        if self.log_std_range[0] >= self.log_std_range[1]:
+            raise ValueError(f"log_std_range {list(self.log_std_range)} must be increasing")
+        return self
+
+
+def redq_config(**overrides: Any) -> SACConfig:
+    """RLPD/SERL's REDQ variant: 10 critics, target from a random pair."""
+    return SACConfig.model_validate({"num_critics": 10, "critic_subsample": 2, **overrides})
+
+
+def grasp_class(gripper: torch.Tensor) -> torch.Tensor:
+    """Gripper commands in [-1, 1] -> classes, read exactly as the arm does (`tether.spaces.gripper_command`):
+    <= -GRIPPER_THRESHOLD open, >= +GRIPPER_THRESHOLD close, anything between stay."""
+    classes = torch.full(gripper.shape, GRASP_STAY, dtype=torch.long, device=gripper.device)
+    classes[gripper <= -GRIPPER_THRESHOLD] = GRASP_OPEN
+    classes[gripper >= GRIPPER_THRESHOLD] = GRASP_CLOSE
+    return classes
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Gradient descent raises alpha while the policy's entropy (-log_prob) is below the target."""
+    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau online, for every parameter."""
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+            t.lerp_(o, tau)
+
+
+def space_to_json(space: gym.spaces.Dict) -> dict[str, dict[str, Any]]:
+    """Observation spec for config.json: shape and dtype per key."""
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in space.spaces.items()}
+
+
+def space_from_json(spec: dict[str, dict[str, Any]]) -> gym.spaces.Dict:
+    """Inverse of `space_to_json` (bounds are those of tether.spaces)."""
+    spaces = {}
+    for key, item in spec.items():
+        if is_image_key(key):
+            spaces[key] = gym.spaces.Box(0, 255, shape=tuple(item["shape"]), dtype=np.uint8)
+        else:
+            spaces[key] = gym.spaces.Box(-np.inf, np.inf, shape=tuple(item["shape"]), dtype=np.dtype(item["dtype"]))
+    return gym.spaces.Dict(spaces)
+
+
+class SACAgent(nn.Module):
+    """Networks, optimisers, temperature, counters and RNG of one SAC learner.
+
+    `state_dict()` holds every weight, the temperature and the counters; `save`/`load` add the
+    optimiser moments and the RNG for exact resume.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Dict,
+        action_dim: int,
+        config: SACConfig | None = None,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        self.config = config = config or SACConfig()
+        self.observation_space = observation_space
+        self.action_dim = action_dim
+        if config.grasp_critic and action_dim < 2:
+            raise ValueError(f"grasp_critic needs an arm action plus a gripper, got action_dim {action_dim}")
+        if config.grasp_critic and GRIPPER not in observation_space.spaces:
+            raise ValueError(f"grasp_critic needs '{GRIPPER}' in the observation to tell when the gripper moved")
+        self.arm_dim = action_dim - 1 if config.grasp_critic else action_dim
+        self.target_entropy = (
+            config.target_entropy if config.target_entropy is not None else -self.arm_dim / 2.0
+        )
+        self.device = torch.device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.encoder = ObservationEncoder(observation_space, config.encoder)
+            features = self.encoder.feature_dim
+            self.critic = CriticEnsemble(
+                config.num_critics, features, self.arm_dim, config.hidden_dims, layer_norm=config.layer_norm
+            )
+            self.actor = TanhGaussianActor(
+                features, self.arm_dim, config.hidden_dims, layer_norm=config.layer_norm,
+                log_std_range=config.log_std_range,
+            )
+            self.grasp = mlp(features, config.hidden_dims, 3, layer_norm=config.layer_norm) if config.grasp_critic else None
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_grasp = copy.deepcopy(self.grasp).requires_grad_(False) if self.grasp is not None else None
+        self.register_buffer("critic_updates", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("actor_updates", torch.zeros((), dtype=torch.int64))
+        self.to(self.device)
+
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
+        self.critic_optimizer = torch.optim.Adam([*encoder_params, *self.critic.parameters()], lr=config.lr)
+        actor_params = list(self.actor.parameters()) + (encoder_params if config.actor_trains_encoder else [])
+        self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.lr)
+        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        self.grasp_optimizer = torch.optim.Adam(self.grasp.parameters(), lr=config.lr) if self.grasp is not None else None
+        self.generator = torch.Generator(self.device).manual_seed(seed + 1)
+
+    # --- inputs ------------------------------------------------------------------------
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    def _tensors(self, obs: Observation) -> dict[str, torch.Tensor]:
+        missing = sorted(set(self.observation_space.spaces) - set(obs))
+        if missing:
+            raise KeyError(f"observation is missing keys {missing} the agent was built with")
+        return {k: torch.as_tensor(obs[k], device=self.device) for k in self.observation_space.spaces}
+
+    def _features(
+        self, encoder: ObservationEncoder, obs: dict[str, torch.Tensor], *, augment: bool
+    ) -> torch.Tensor:
+        images, state = encoder.split(obs)
+        if augment:
+            pad = self.config.encoder.aug_pad
+            images = {k: random_shift(v, pad, self.generator) for k, v in images.items()}
+        return encoder(images, state)
+
+    # --- acting ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, obs: Observation, *, deterministic: bool = False) -> np.ndarray:
+        """One observation (no batch axis) -> action float32 (A,) in [-1, 1], gripper last."""
+        batch = {k: v[None] for k, v in self._tensors(obs).items()}
+        features = self._features(self.encoder, batch, augment=False)
+        arm = self.actor.mode(features) if deterministic else self.actor(features, self.generator)[0]
+        if self.grasp is None:
+            return arm[0].cpu().numpy().astype(np.float32)
+        grasp = int(self.grasp(features).argmax(-1))
+        if not deterministic and self.config.grasp_epsilon > 0:
+            if torch.rand((), generator=self.generator, device=self.device) < self.config.grasp_epsilon:
+                grasp = int(torch.randint(3, (), generator=self.generator, device=self.device))
+        action = np.append(arm[0].cpu().numpy(), GRASP_COMMANDS[grasp])
+        return action.astype(np.float32)
+
+    # --- learning ----------------------------------------------------------------------
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """`utd_ratio` critic steps over equal slices of `batch`, actor steps every `critic_actor_ratio`.
+
+        Returns the metrics of the last step of each kind.
+        """
+        size = batch.action.shape[0]
+        utd = self.config.utd_ratio
+        if size % utd:
+            raise ValueError(f"batch of {size} transitions does not split into utd_ratio={utd} minibatches")
+        obs, next_obs = self._tensors(batch.obs), self._tensors(batch.next_obs)
+        action = torch.as_tensor(batch.action, dtype=torch.float32, device=self.device)
+        reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=self.device)
+        done = torch.as_tensor(batch.terminated, dtype=torch.float32, device=self.device)
+        step = size // utd
+        metrics: dict[str, float] = {}
+        for i in range(utd):
+            part = slice(i * step, (i + 1) * step)
+            mb_obs = {k: v[part] for k, v in obs.items()}
+            mb_next = {k: v[part] for k, v in next_obs.items()}
+            features, critic_metrics = self._critic_step(mb_obs, mb_next, action[part], reward[part], done[part])
+            metrics.update(critic_metrics)
+            if int(self.critic_updates) % self.config.critic_actor_ratio == 0:
+                if self.config.actor_trains_encoder:  # the critic's backward freed its graph: encode afresh
+                    features = self._features(self.encoder, mb_obs, augment=True)
+                metrics.update(self._actor_step(features))
+        metrics["critic_updates"] = float(self.critic_updates)
+        metrics["actor_updates"] = float(self.actor_updates)
+        return metrics
+
+    def _critic_step(
+        self,
+        obs: dict[str, torch.Tensor],
+        next_obs: dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        done: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One TD step of the ensemble (and of the grasp critic); returns the obs features it computed."""
+        config = self.config
+        features = self._features(self.encoder, obs, augment=True)
+        with torch.no_grad():
+            # The target encoder's features serve both the next action and the target Q (one pass, not two).
+            next_features = self._features(self.target_encoder, next_obs, augment=True)
+            next_action, next_log_prob = self.actor(next_features, self.generator)
+            next_q = self.target_critic(next_features, next_action)  # (E, B)
+            if config.critic_subsample is not None:
+                members = torch.randperm(config.num_critics, generator=self.generator, device=self.device)
+                next_q = next_q[members[: config.critic_subsample]]
+            next_v = next_q.min(dim=0).values
+            if config.backup_entropy:
+                next_v = next_v - self.alpha * next_log_prob
+            target = reward + config.discount * (1.0 - done) * next_v
+        q = self.critic(features, action[:, : self.arm_dim])  # (E, B)
+        # Sum of per-member losses: each member's gradient is exactly what it would get alone.
+        loss = (q - target).pow(2).mean(dim=1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        polyak_update(self.target_critic, self.critic, config.tau)
+        polyak_update(self.target_encoder, self.encoder, config.tau)
+        self.critic_updates += 1
+        metrics = {"critic_loss": loss.item() / config.num_critics, "q_mean": q.mean().item()}
+        if self.grasp is not None:
+            metrics.update(self._grasp_step(features.detach(), next_features, obs, next_obs, action, reward, done))
+        return features, metrics
+
+    def _grasp_step(
+        self,
+        features: torch.Tensor,
+        next_features: torch.Tensor,
+        obs: dict[str, torch.Tensor],
+        next_obs: dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        done: torch.Tensor,
+    ) -> dict[str, float]:
+        """Double DQN over open/stay/close: online argmax at s', target network's value of it."""
+        config = self.config
+        classes = grasp_class(action[:, -1])
+        moved = (next_obs[GRIPPER] - obs[GRIPPER]).abs().amax(dim=-1) > config.grasp_moved_tol
+        penalty = config.grasp_penalty * (moved & (classes != GRASP_STAY)).float()
+        with torch.no_grad():
+            best = self.grasp(next_features).argmax(dim=-1, keepdim=True)
+            next_q = self.target_grasp(next_features).gather(-1, best).squeeze(-1)
+            target = reward + penalty + config.discount * (1.0 - done) * next_q
+        q = self.grasp(features).gather(-1, classes[:, None]).squeeze(-1)
+        loss = (q - target).pow(2).mean()
+        self.grasp_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grasp_optimizer.step()
+        polyak_update(self.target_grasp, self.grasp, config.tau)
+        return {"grasp_loss": loss.item(), "grasp_q_mean": q.mean().item()}
+
+    def _actor_step(self, features: torch.Tensor) -> dict[str, float]:
+        """Maximise mean ensemble Q minus alpha log pi, then move the temperature toward the target entropy."""
+        if not self.config.actor_trains_encoder:
+            features = features.detach()
+        action, log_prob = self.actor(features, self.generator)
+        self.critic.requires_grad_(False)  # the actor step must not leave gradients on the critic
+        q = self.critic(features, action).mean(dim=0)
+        self.critic.requires_grad_(True)
+        actor_loss = (self.alpha.detach() * log_prob - q).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        self.temperature_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.temperature_optimizer.step()
+        self.actor_updates += 1
+        return {
+            "actor_loss": actor_loss.item(),
+            "alpha": self.alpha.item(),
+            "entropy": -log_prob.mean().item(),
+        }
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {
+            "critic": self.critic_optimizer,
+            "actor": self.actor_optimizer,
+            "temperature": self.temperature_optimizer,
+        }
+        if self.grasp_optimizer is not None:
+            optimizers["grasp"] = self.grasp_optimizer
+        return optimizers
+
+    def config_json(self) -> dict[str, Any]:
+        """What config.json records: enough to rebuild the agent without the environment."""
+        return {
+            "kind": CHECKPOINT_KIND,
+            "sac": json.loads(self.config.model_dump_json()),
+            "observation_space": space_to_json(self.observation_space),
+            "action_dim": self.action_dim,
+            "critic_updates": int(self.critic_updates),
+            "actor_updates": int(self.actor_updates),
+        }
+
+    def save(self, directory: Path, *, extra_config: dict[str, Any] | None = None,
+             extra_state: dict[str, torch.Tensor] | None = None, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Checkpoint everything needed to act (model.safetensors) and to resume exactly (training_state)."""
+        training: dict[str, torch.Tensor] = {"rng.agent": self.generator.get_state()}
+        meta: dict[str, Any] = {}
+        for name, optimizer in self._optimizers().items():
+            tensors, optimizer_meta = optimizer_to_tensors(optimizer, f"optim.{name}")
+            training.update(tensors)
+            meta[f"optim.{name}"] = optimizer_meta
+        training.update(extra_state or {})
+        meta.update(extra_meta or {})
+        return save_checkpoint(
+            directory,
+            weights=self.state_dict(),
+            config={**self.config_json(), **(extra_config or {})},
+            training=training,
+            training_meta=meta,
+        )
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, training: bool = False, device: str | torch.device = "cpu"
+    ) -> tuple[SACAgent, dict[str, torch.Tensor], dict[str, Any]]:
+        """Rebuild an agent from a checkpoint; with `training`, also its optimisers and RNG.
+
+        Returns the agent plus the checkpoint's remaining training tensors and metadata, for the loop.
+        """
+        checkpoint = load_checkpoint(directory, training=training)
+        if checkpoint.config.get("kind") != CHECKPOINT_KIND:
+            raise ValueError(f"checkpoint {directory}: kind is {checkpoint.config.get('kind')!r}, not {CHECKPOINT_KIND!r}")
+        config = SACConfig.model_validate(checkpoint.config["sac"])
+        space = space_from_json(checkpoint.config["observation_space"])
+        agent = cls(space, checkpoint.config["action_dim"], config, device=device)
+        agent.load_state_dict(checkpoint.weights)
+        extra_state = dict(checkpoint.training)
+        extra_meta = dict(checkpoint.training_meta)
+        if training:
+            agent.generator.set_state(extra_state.pop("rng.agent"))
+            for name, optimizer in agent._optimizers().items():
+                prefix = f"optim.{name}"
+                optimizer_from_tensors(optimizer, prefix, extra_state, extra_meta.pop(prefix))
+            extra_state = {k: v for k, v in extra_state.items() if not k.startswith("optim.")}
+        return agent, extra_state, extra_meta

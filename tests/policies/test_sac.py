@@ -1,0 +1,236 @@
+"""The SAC agent: ensemble independence, targets, temperature, augmentation, grasp classes, UTD."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from safetensors.torch import save_file
+
+from tether.policies.networks import (
+    CriticEnsemble,
+    EncoderConfig,
+    EnsembleLayerNorm,
+    EnsembleLinear,
+    ImageEncoder,
+    random_shift,
+)
+from tether.policies.sac import (
+    GRASP_CLOSE,
+    GRASP_COMMANDS,
+    GRASP_OPEN,
+    GRASP_STAY,
+    SACAgent,
+    SACConfig,
+    grasp_class,
+    polyak_update,
+    redq_config,
+    temperature_loss,
+)
+from tether.spaces import gripper_command
+
+SMALL = dict(hidden_dims=(32, 32), batch_size=16)
+SMALL_ENCODER = EncoderConfig(channels=(8, 8), kernels=(3, 3), strides=(2, 1), groups=4, latent_dim=8)
+
+
+def _member_params(critic: CriticEnsemble) -> list[torch.Tensor]:
+    return [
+        p for m in critic.modules() if isinstance(m, (EnsembleLinear, EnsembleLayerNorm)) for p in m.parameters()
+    ]
+
+
+@pytest.mark.parametrize("members", [2, 10])
+def test_ensemble_members_are_independent(members: int) -> None:
+    torch.manual_seed(0)
+    critic = CriticEnsemble(members, 6, 3, (16, 16), layer_norm=True)
+    features, action = torch.randn(5, 6), torch.randn(5, 3)
+    q = critic(features, action)
+    assert q.shape == (members, 5)
+    # Members start from different weights and so give different values.
+    assert all(not torch.allclose(q[0], q[e]) for e in range(1, members))
+    # A loss on member 1 alone moves member 1's slice of every parameter and nothing else.
+    q[1].pow(2).sum().backward()
+    for param in _member_params(critic):
+        grad = param.grad
+        assert grad is not None and grad[1].abs().sum() > 0
+        others = torch.cat([grad[:1].flatten(), grad[2:].flatten()])
+        assert torch.count_nonzero(others) == 0
+
+
+def test_ensemble_matches_members_evaluated_one_by_one() -> None:
+    torch.manual_seed(0)
+    critic = CriticEnsemble(3, 4, 2, (8,), layer_norm=True)
+    features, action = torch.randn(7, 4), torch.randn(7, 2)
+    x = torch.cat([features, action], -1)
+    lin1, norm, _, lin2 = critic.net.net
+    for e in range(3):
+        h = x @ lin1.weight[e] + lin1.bias[e]
+        h = torch.nn.functional.layer_norm(h, (8,)) * norm.weight[e] + norm.bias[e]
+        expected = (h.relu() @ lin2.weight[e] + lin2.bias[e]).squeeze(-1)
+        torch.testing.assert_close(critic(features, action)[e], expected)
+
+
+def test_polyak_moves_target_by_tau() -> None:
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.clone() for p in target.parameters()]
+    polyak_update(target, online, 0.005)
+    for t, b, o in zip(target.parameters(), before, online.parameters()):
+        torch.testing.assert_close(t, 0.995 * b + 0.005 * o)
+
+
+def test_agent_update_moves_targets_toward_online_networks(h) -> None:
+    rng = np.random.default_rng(0)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, SACConfig(**SMALL), seed=0)
+    targets = [agent.target_critic, agent.target_grasp]
+    onlines = [agent.critic, agent.grasp]
+    before = [[p.clone() for p in t.parameters()] for t in targets]
+    agent.update(h.random_batch(h.state_space(), 16, rng))
+    for target, online, old in zip(targets, onlines, before):
+        for t, o, b in zip(target.parameters(), online.parameters(), old):
+            torch.testing.assert_close(t, torch.lerp(b, o, 0.005))
+            assert not torch.equal(t, o)
+
+
+@pytest.mark.parametrize(("log_prob", "direction"), [(2.0, +1), (-2.0, -1)])
+def test_temperature_rises_when_entropy_is_below_target(log_prob: float, direction: int) -> None:
+    # target entropy -1: entropy -log_prob = -2 is below it (alpha must rise), 2 is above (alpha must fall).
+    log_alpha = torch.nn.Parameter(torch.tensor(math.log(0.01)))
+    optimizer = torch.optim.SGD([log_alpha], lr=0.1)
+    temperature_loss(log_alpha, torch.full((8,), log_prob), target_entropy=-1.0).backward()
+    before = log_alpha.item()
+    optimizer.step()
+    assert np.sign(log_alpha.item() - before) == direction
+
+
+def test_agent_target_entropy_defaults_to_half_the_continuous_dims(h) -> None:
+    assert SACAgent(h.state_space(), 4, SACConfig(**SMALL)).target_entropy == -1.5  # 3 arm dims, gripper is discrete
+    assert SACAgent(h.state_space(), 4, SACConfig(**SMALL, grasp_critic=False)).target_entropy == -2.0
+
+
+def test_random_shift_keeps_shape_and_crops_a_shifted_window() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 3, 16, 20)
+    shifted = random_shift(images, 4, generator)
+    assert shifted.shape == images.shape and shifted.dtype == images.dtype
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="replicate")
+    offsets = set()
+    for b in range(64):
+        matches = [
+            (dy, dx) for dy in range(9) for dx in range(9)
+            if torch.equal(shifted[b], padded[b, :, dy : dy + 16, dx : dx + 20])
+        ]
+        assert matches, f"image {b} is not a window of its padded input"
+        offsets.add(matches[0])
+    assert len(offsets) > 20  # each image draws its own shift
+    assert torch.equal(random_shift(images, 0, generator), images)
+
+
+def test_agent_augments_obs_and_next_obs_of_every_camera(h) -> None:
+    agent = SACAgent(h.pixel_space(("front", "wrist")), h.ACTION_DIM, SACConfig(**SMALL, encoder=SMALL_ENCODER))
+    obs = {k: torch.as_tensor(v) for k, v in h.random_obs(agent.observation_space, 4, np.random.default_rng(0)).items()}
+    plain = agent._features(agent.encoder, obs, augment=False)
+    augmented = agent._features(agent.encoder, obs, augment=True)
+    assert plain.shape == augmented.shape == (4, 2 * 8 + 8)
+    assert not torch.equal(plain[:, :16], augmented[:, :16])  # image features change
+    torch.testing.assert_close(plain[:, 16:], augmented[:, 16:])  # state features do not
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (-1.0, GRASP_OPEN), (-0.5, GRASP_OPEN), (-0.4999, GRASP_STAY), (0.0, GRASP_STAY),
+        (0.4999, GRASP_STAY), (0.5, GRASP_CLOSE), (1.0, GRASP_CLOSE),
+    ],
+)  # fmt: skip
+def test_grasp_classes_at_the_boundaries(command: float, expected: int) -> None:
+    assert int(grasp_class(torch.tensor([command]))[0]) == expected
+    # The class's own command means the same thing to the arm as the operator's command did.
+    assert gripper_command(GRASP_COMMANDS[expected]) == gripper_command(command)
+
+
+def test_grasp_penalty_only_when_a_command_moves_the_gripper(h) -> None:
+    config = SACConfig(**SMALL, discount=0.5)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config, seed=0)
+    rng = np.random.default_rng(0)
+    batch = h.random_batch(h.state_space(), 4, rng)
+    batch.action[:, -1] = [1.0, 1.0, 0.0, -1.0]  # close, close, stay, open
+    batch.next_obs["state/gripper"][:] = batch.obs["state/gripper"]
+    batch.next_obs["state/gripper"][[0, 2], 0] += 0.5  # gripper moved in rows 0 (close) and 2 (stay)
+    obs, next_obs = agent._tensors(batch.obs), agent._tensors(batch.next_obs)
+    features = agent._features(agent.encoder, obs, augment=False)
+    next_features = agent._features(agent.target_encoder, next_obs, augment=False)
+    q_before = agent.grasp(features).gather(-1, grasp_class(torch.as_tensor(batch.action[:, -1]))[:, None]).squeeze(-1)
+    loss = agent._grasp_step(
+        features.detach(), next_features, obs, next_obs, torch.as_tensor(batch.action),
+        torch.zeros(4), torch.ones(4),  # reward 0, terminated: the target is the penalty alone
+    )["grasp_loss"]
+    target = torch.tensor([config.grasp_penalty, 0.0, 0.0, 0.0])
+    assert loss == pytest.approx((q_before - target).pow(2).mean().item(), rel=1e-5)
+
+
+def test_utd_is_enforced_per_update(h) -> None:
+    rng = np.random.default_rng(0)
+    config = SACConfig(**SMALL, utd_ratio=4, critic_actor_ratio=2)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config)
+    metrics = agent.update(h.random_batch(h.state_space(), 4 * 16, rng))
+    assert (metrics["critic_updates"], metrics["actor_updates"]) == (4, 2)
+    with pytest.raises(ValueError, match="does not split into utd_ratio=4"):
+        agent.update(h.random_batch(h.state_space(), 30, rng))
+
+
+def test_redq_target_uses_a_subset_and_all_settings_are_validated(h) -> None:
+    config = redq_config(**SMALL)
+    assert (config.num_critics, config.critic_subsample) == (10, 2)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config)
+    metrics = agent.update(h.random_batch(h.state_space(), 16, np.random.default_rng(0)))
+    assert math.isfinite(metrics["critic_loss"])
+    with pytest.raises(ValidationError, match="critic_subsample 3 exceeds num_critics 2"):
+        SACConfig(critic_subsample=3)
+    with pytest.raises(ValidationError, match="extra"):
+        SACConfig(gamma=0.99)
+
+
+def test_pixel_agent_learns_encoder_through_the_critic_only(h) -> None:
+    rng = np.random.default_rng(0)
+    space = h.pixel_space()
+    agent = SACAgent(space, h.ACTION_DIM, SACConfig(**SMALL, encoder=SMALL_ENCODER))
+    trunk_before = [p.clone() for p in agent.encoder.parameters()]
+    agent.update(h.random_batch(space, 16, rng))
+    assert any(not torch.equal(a, b) for a, b in zip(agent.encoder.parameters(), trunk_before))
+    assert all(p not in set(agent.encoder.parameters()) for p in agent.actor_optimizer.param_groups[0]["params"])
+    action = agent.act({k: v[0] for k, v in h.random_obs(space, 1, rng).items()})
+    assert action.shape == (h.ACTION_DIM,) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 1) and action[-1] in GRASP_COMMANDS
+
+
+def test_backbone_loads_from_safetensors_and_can_be_frozen(h, tmp_path) -> None:
+    source = ImageEncoder(SMALL_ENCODER, 32, 32)
+    path = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.trunk.state_dict().items()}, str(path))
+    config = SMALL_ENCODER.model_copy(update={"backbone": path, "freeze_backbone": True})
+    agent = SACAgent(h.pixel_space(), h.ACTION_DIM, SACConfig(**SMALL, encoder=config))
+    trunk = agent.encoder.encoders["images__front"].trunk
+    for name, value in source.trunk.state_dict().items():
+        torch.testing.assert_close(trunk.state_dict()[name], value)
+    agent.update(h.random_batch(h.pixel_space(), 16, np.random.default_rng(0)))
+    for name, value in source.trunk.state_dict().items():
+        torch.testing.assert_close(trunk.state_dict()[name], value)  # frozen: unchanged by training
+    wrong = EncoderConfig(channels=(16, 16), kernels=(3, 3), strides=(2, 1), groups=4, backbone=path)
+    with pytest.raises(ValueError, match=r"backbone .*backbone.safetensors: conv.0.bias has shape \[8\], the trunk needs \[16\]"):
+        ImageEncoder(wrong, 32, 32)
+    with pytest.raises(FileNotFoundError, match="file not found"):
+        ImageEncoder(SMALL_ENCODER.model_copy(update={"backbone": tmp_path / "nope.safetensors"}), 32, 32)
+
+
+def test_bad_inputs_give_one_line_errors(h) -> None:
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, SACConfig(**SMALL))
+    with pytest.raises(KeyError, match=r"missing keys \['state/gripper'\]"):
+        agent.act({"state/tcp_pose": np.zeros(7, np.float32)})
+    with pytest.raises(ValueError, match="grasp_critic needs 'state/gripper'"):
+        SACAgent(gym.spaces.Dict({"state/tcp_pose": h.state_space()["state/tcp_pose"]}), 4, SACConfig(**SMALL))
+    with pytest.raises(ValidationError, match="groups 3 does not divide channels"):
+        EncoderConfig(groups=3)
