@@ -79,7 +79,7 @@ PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 class _ArmBase(_Strict):
     home_joints: tuple[float, float, float, float, float, float, float] = PANDA_HOME
     """Joint angles (rad) the arm goes to on reset/home."""
-    workspace: Box = Box(low=(0.3, -0.25, 0.0), high=(0.7, 0.25, 0.45))
+    workspace: Box = Box(low=(0.3, -0.25, 0.0), high=(0.7, 0.25, 0.5))
     """Box the TCP target is clipped to (base frame, m)."""
     max_linear_speed: float = Field(0.25, gt=0, le=1.0)
     """Largest TCP speed (m/s) a command may ask for; faster targets are rate-limited."""
@@ -115,7 +115,7 @@ class TwinArm(_ArmBase):
     """A user's own MJCF robot instead of the built-in Panda (see docs/twin.md for the names it must define)."""
     physics_rate_hz: float = Field(500.0, ge=500, le=5000)
     """MuJoCo integration rate; the joint impedance controller runs at this rate."""
-    joint_stiffness: float = Field(400.0, gt=0)
+    joint_stiffness: float = Field(2000.0, gt=0, le=10000)
     """Joint impedance stiffness (N m / rad) of the shoulder joints; wrist joints use a third of it."""
 
 

@@ -8,10 +8,12 @@ rig gives the same keys, shapes and dtypes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 import numpy as np
 
-from tether.config import RigConfig
+from tether.config import CameraConfig, RigConfig
 
 IMAGES = "images/"
 STATE = "state/"
@@ -25,6 +27,7 @@ PROPRIO_DIMS = {TCP_POSE: 7, TCP_VEL: 6, GRIPPER: 1, JOINTS: 7}
 
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0
+GRIPPER_THRESHOLD = 0.5  # |gripper action| at or above this opens/closes; below it the gripper stays
 
 
 def image_key(camera: str) -> str:
@@ -40,18 +43,26 @@ def action_space(rig: RigConfig) -> gym.spaces.Box:
     return gym.spaces.Box(-1.0, 1.0, shape=(rig.arm.action_dim,), dtype=np.float32)
 
 
+def gripper_command(value: float) -> int:
+    """The discrete meaning of a gripper action: +1 close, -1 open, 0 leave as it is."""
+    if value >= GRIPPER_THRESHOLD:
+        return 1
+    if value <= -GRIPPER_THRESHOLD:
+        return -1
+    return 0
+
+
 def observation_space(
-    rig: RigConfig, *, images: bool, extra_state: dict[str, int] | None = None
+    cameras: Sequence[CameraConfig], extra_state: dict[str, int] | None = None
 ) -> gym.spaces.Dict:
-    """Proprioception, plus one image per camera when `images`, plus task state (privileged, twin only)."""
+    """Proprioception, one image per given camera, and any extra (e.g. privileged task) state."""
     spaces: dict[str, gym.spaces.Space] = {
         key: gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         for key, dim in PROPRIO_DIMS.items()
     }
     for key, dim in (extra_state or {}).items():
         spaces[STATE + key] = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
-    if images:
-        for camera in rig.cameras:
-            width, height = camera.output_size
-            spaces[image_key(camera.name)] = gym.spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8)
+    for camera in cameras:
+        width, height = camera.output_size
+        spaces[image_key(camera.name)] = gym.spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8)
     return gym.spaces.Dict(spaces)
