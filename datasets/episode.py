@@ -15,7 +15,7 @@ import numpy as np
 from tether.types import Observation, Transition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays do not compare to one bool
 class EpisodeArrays:
     """T steps of one episode; every per-step array has leading axis T."""
 

@@ -1,0 +1,737 @@
+"""The zarr v3 episode store: append-only, crash-safe, readable by plain zarr.
+
+Layout (one directory store, see shared/DESIGN.md):
+
+    store.zarr/zarr.json            attrs: format, schema_version, obs_spec, action_dim, fps,
+                                    image_codec, rig (config snapshot), user attrs
+    data/images/<camera>            uint8 (N, H, W, 3), one frame per chunk
+    data/state/<name>               float32 (N, d)
+    data/action, data/policy_action float32 (N, A); policy_action is NaN where no policy proposed
+    data/reward                     float32 (N,)
+    data/terminated, truncated, intervened   bool (N,)
+    data/timestamp                  float64 (N,) acquisition time of each observation
+    meta/final_obs/<obs key>        (E, ...) the true observation after each episode's last action
+    meta/episodes/<column>          (E,) source, success (1/0/-1 unknown), task, seed (-1 none),
+                                    start_time, notes, has_final_obs
+    meta/episode_ends               int64 (E,) exclusive end frame of each episode: the commit point
+
+Writing:
+
+    with EpisodeWriter.create(path, obs_space, action_dim, fps=10, rig=rig) as writer:
+        writer.begin_episode(source="scripted", task="pick_cube", seed=3)
+        writer.add_step(obs, action, reward, terminated, truncated, intervened,
+                        policy_action=None, timestamp=None)         # or add_steps(...) for a batch
+        index = writer.end_episode(success=True, final_obs=last_obs)   # or discard_episode()
+    EpisodeWriter.open(path)                          # append; open(path, obs_space, action_dim) checks the spec
+    writer.write_episode(episode_arrays, source="sim")   # a whole tether.datasets.episode.EpisodeArrays
+
+Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits.
+
+Why it never loses a committed episode: every file write is atomic (zarr's LocalStore writes a
+temporary file and renames it), frames are appended past the committed end and never rewrite
+committed rows, and an episode becomes visible only when `meta/episode_ends` gains its entry,
+which is written after all of its frames and metadata. Entries of `episode_ends` beyond the
+array's shape are kept zero, so an entry made visible by a resize before its value lands reads
+as 0 and is ignored. Frames past the last end are an uncommitted tail that readers ignore and
+`tether.datasets.verify.repair` truncates. (Atomic against process death such as SIGKILL; the
+store does not fsync, so power loss can still lose recent writes.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import zarr
+
+from tether.config import RigConfig
+from tether.datasets.codecs import IMAGE_CODECS, ImageCodec, image_encoding, number_compressors
+from tether.datasets.episode import EpisodeArrays
+from tether.spaces import is_image_key
+from tether.types import EPISODE_SOURCES, Observation
+
+log = logging.getLogger(__name__)
+
+FORMAT = "tether.episodes"
+SCHEMA_VERSION = 1
+LOCK_FILE = ".writer.lock"
+SHARD_BYTES = 4 << 20  # image frames are chunked one per chunk and stored ~4 MiB of frames per file
+MAX_SHARD_FRAMES = 64
+# Write chunks even when all-fill (zarr's default skips them): then a missing chunk file in the
+# committed range is damage that verify can name. zarr keeps this per open array, not on disk.
+WRITE_CONFIG = {"write_empty_chunks": True}
+
+ENDS = "meta/episode_ends"
+FINAL = "meta/final_obs"
+EPISODES = "meta/episodes"
+
+STEP_ARRAYS: dict[str, str] = {  # per-step arrays besides observations: name -> dtype
+    "action": "float32",
+    "policy_action": "float32",
+    "reward": "float32",
+    "terminated": "bool",
+    "truncated": "bool",
+    "intervened": "bool",
+    "timestamp": "float64",
+}
+EPISODE_COLUMNS: dict[str, tuple[str, Any]] = {  # per-episode metadata: name -> (dtype, value when unknown)
+    "source": ("str", ""),
+    "success": ("int8", -1),
+    "task": ("str", ""),
+    "seed": ("int64", -1),
+    "start_time": ("float64", float("nan")),
+    "notes": ("str", ""),
+    "has_final_obs": ("bool", False),
+}
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked; the message is one line naming the store and the reason."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What every step of a store holds: observation keys with shape and dtype, and the action size."""
+
+    obs: dict[str, tuple[tuple[int, ...], str]]
+    action_dim: int
+
+    @classmethod
+    def from_space(cls, observation_space: gym.spaces.Dict, action_dim: int) -> StoreSpec:
+        if not isinstance(observation_space, gym.spaces.Dict) or not observation_space.spaces:
+            raise StoreError("observation_space: expected a non-empty gymnasium.spaces.Dict")
+        obs = {}
+        for key, space in observation_space.spaces.items():
+            shape, dtype = tuple(int(s) for s in space.shape), np.dtype(space.dtype).name
+            if is_image_key(key) and (dtype != "uint8" or len(shape) != 3 or shape[2] != 3):
+                raise StoreError(f"observation '{key}': images must be uint8 (H, W, 3), got {dtype} {shape}")
+            if not is_image_key(key) and dtype != "float32":
+                raise StoreError(f"observation '{key}': state must be float32, got {dtype}")
+            obs[key] = (shape, dtype)
+        if action_dim < 1:
+            raise StoreError(f"action_dim: must be at least 1, got {action_dim}")
+        return cls(obs=obs, action_dim=int(action_dim))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreSpec:
+        obs = {key: (tuple(v["shape"]), v["dtype"]) for key, v in data["obs_spec"].items()}
+        return cls(obs=obs, action_dim=int(data["action_dim"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "obs_spec": {key: {"shape": list(shape), "dtype": dtype} for key, (shape, dtype) in self.obs.items()},
+            "action_dim": self.action_dim,
+        }
+
+    @property
+    def observation_space(self) -> gym.spaces.Dict:
+        spaces = {}
+        for key, (shape, dtype) in self.obs.items():
+            low, high = (0, 255) if dtype == "uint8" else (-np.inf, np.inf)
+            spaces[key] = gym.spaces.Box(low, high, shape=shape, dtype=np.dtype(dtype))
+        return gym.spaces.Dict(spaces)
+
+    def differences(self, other: StoreSpec) -> list[str]:
+        """Human-readable differences, `other` being the one asked for."""
+        out = [f"action_dim {other.action_dim} vs stored {self.action_dim}"] if self.action_dim != other.action_dim else []
+        for key in sorted(self.obs.keys() | other.obs.keys()):
+            mine, theirs = self.obs.get(key), other.obs.get(key)
+            if mine != theirs:
+                fmt = lambda s: "absent" if s is None else f"{s[1]} {list(s[0])}"  # noqa: E731
+                out.append(f"'{key}' {fmt(theirs)} vs stored {fmt(mine)}")
+        return out
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """One committed episode's place in the store and its metadata."""
+
+    index: int
+    start: int
+    stop: int
+    source: str
+    success: bool | None
+    task: str
+    seed: int | None
+    start_time: float
+    notes: str
+    has_final_obs: bool
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def _data_path(key: str) -> str:
+    return f"data/{key}"
+
+
+def _committed_count(raw_ends: np.ndarray, frame_rows: int, episode_rows: int) -> int:
+    """Length of the prefix of `episode_ends` that is committed: strictly increasing, positive,
+    within the frames on disk, with its per-episode rows written."""
+    previous = np.concatenate([[0], raw_ends[:-1]])
+    ok = (raw_ends > previous) & (raw_ends <= frame_rows)
+    count = int(np.argmin(ok)) if not ok.all() else len(raw_ends)
+    return min(count, episode_rows)
+
+
+class EpisodeStore:
+    """Read-only view of a store's committed episodes. Safe while another process appends."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise StoreError(f"{self.path}: not a zarr store (no zarr.json)")
+        try:
+            self._root = zarr.open_group(str(self.path), mode="r")
+        except Exception as error:  # zarr raises several kinds; all mean the same to a user
+            raise StoreError(f"{self.path}: cannot open as zarr v3: {error}") from None
+        self.attrs: dict[str, Any] = dict(self._root.attrs)
+        if self.attrs.get("format") != FORMAT:
+            raise StoreError(f"{self.path}: not a tether episode store (attrs format is {self.attrs.get('format')!r})")
+        if self.attrs.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {self.attrs.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
+        self.spec = StoreSpec.from_json(self.attrs)
+        self.fps: float = float(self.attrs["fps"])
+        self.rig: dict[str, Any] | None = self.attrs.get("rig")
+        self.image_codec: dict[str, Any] = self.attrs["image_codec"]
+        self.refresh()
+
+    # --- structure ---------------------------------------------------------------------
+
+    @property
+    def data_keys(self) -> list[str]:
+        """Keys of the per-step arrays: observation keys, then action, reward, flags, timestamp."""
+        return [*self.spec.obs, *STEP_ARRAYS]
+
+    def array_paths(self) -> list[str]:
+        """Paths of every array the schema has, relative to the store root."""
+        return [
+            *(_data_path(key) for key in self.data_keys),
+            *(f"{FINAL}/{key}" for key in self.spec.obs),
+            *(f"{EPISODES}/{name}" for name in EPISODE_COLUMNS),
+            ENDS,
+        ]
+
+    @property
+    def observation_space(self) -> gym.spaces.Dict:
+        return self.spec.observation_space
+
+    def refresh(self) -> int:
+        """Re-read the commit point; returns how many episodes are committed now."""
+        try:
+            self._arrays = {p: zarr.open_array(str(self.path), path=p, mode="r") for p in self.array_paths()}
+        except Exception as error:
+            raise StoreError(f"{self.path}: missing or unreadable array metadata: {error}") from None
+        self.raw_episode_ends = np.asarray(self._arrays[ENDS][:], np.int64)
+        frame_rows = min(self._arrays[_data_path(k)].shape[0] for k in self.data_keys)
+        episode_rows = min(a.shape[0] for p, a in self._arrays.items() if p.startswith(("meta/final", EPISODES)))
+        count = _committed_count(self.raw_episode_ends, frame_rows, episode_rows)
+        self.episode_ends = self.raw_episode_ends[:count]
+        columns = {name: self._arrays[f"{EPISODES}/{name}"][:count] for name in EPISODE_COLUMNS}
+        starts = np.concatenate([[0], self.episode_ends[:-1]])
+        self.episodes = [
+            EpisodeInfo(
+                index=i,
+                start=int(starts[i]),
+                stop=int(self.episode_ends[i]),
+                source=str(columns["source"][i]),
+                success=None if columns["success"][i] < 0 else bool(columns["success"][i]),
+                task=str(columns["task"][i]),
+                seed=None if columns["seed"][i] < 0 else int(columns["seed"][i]),
+                start_time=float(columns["start_time"][i]),
+                notes=str(columns["notes"][i]),
+                has_final_obs=bool(columns["has_final_obs"][i]),
+            )
+            for i in range(count)
+        ]
+        return count
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.episode_ends[-1]) if len(self.episode_ends) else 0
+
+    # --- data --------------------------------------------------------------------------
+
+    def array(self, path: str) -> zarr.Array:
+        """The zarr array at `path` (e.g. `data/action`); its shape may include an uncommitted tail."""
+        if path not in self._arrays:
+            raise StoreError(f"{self.path}: no array '{path}' (known: {', '.join(self._arrays)})")
+        return self._arrays[path]
+
+    def load(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Committed rows [start, stop) of the per-step array `key` (e.g. `images/front`, `action`)."""
+        stop = self.n_frames if stop is None else stop
+        if not 0 <= start <= stop <= self.n_frames:
+            raise StoreError(f"{self.path}: rows [{start}, {stop}) outside the {self.n_frames} committed frames")
+        return self.array(_data_path(key))[start:stop]
+
+    def final_obs(self, key: str) -> np.ndarray:
+        """(E, ...) true final observations of `key`, one per committed episode."""
+        return self.array(f"{FINAL}/{key}")[: self.n_episodes]
+
+    def episode(self, index: int, keys: list[str] | None = None) -> EpisodeArrays:
+        """Episode `index` as arrays (observation `keys` only, if given)."""
+        if not 0 <= index < self.n_episodes:
+            raise StoreError(f"{self.path}: no episode {index} ({self.n_episodes} committed)")
+        info = self.episodes[index]
+        obs_keys = list(self.spec.obs) if keys is None else keys
+        rows = {key: self.load(key, info.start, info.stop) for key in [*obs_keys, *STEP_ARRAYS]}
+        return EpisodeArrays(
+            obs={key: rows[key] for key in obs_keys},
+            final_obs={key: self.array(f"{FINAL}/{key}")[index] for key in obs_keys},
+            **{name: rows[name] for name in STEP_ARRAYS},
+        )
+
+
+@dataclass
+class _OpenEpisode:
+    source: str
+    task: str
+    seed: int | None
+    notes: str
+    start_time: float
+    start: int
+    last_obs: Observation | None = None
+    ended: bool = False  # a terminated / truncated step was added
+    pending: dict[str, list[np.ndarray]] = field(default_factory=dict)  # rows not yet on disk, per key
+
+
+class EpisodeWriter:
+    """Appends whole episodes to a store; one writer per store at a time (a lock file enforces it)."""
+
+    def __init__(self, path: Path, *, _lock: int) -> None:
+        """Use `create` or `open`."""
+        self.path = path
+        self._lock = _lock
+        self._reader = EpisodeStore(path)
+        self.spec = self._reader.spec
+        self.fps = self._reader.fps
+        self.chunk_steps = int(self._reader.attrs["chunk_steps"])
+        paths = self._reader.array_paths()
+        self._arrays = {p: zarr.open_array(str(path), path=p, mode="r+").with_config(WRITE_CONFIG) for p in paths}
+        self._committed = self._reader.n_frames
+        self._n_episodes = self._reader.n_episodes
+        self._cursor = self._committed
+        self._episode: _OpenEpisode | None = None
+        # rows written to disk at once per array: one shard of images, one chunk of numbers
+        self._units = {key: (self._array(key).shards or self._array(key).chunks)[0] for key in self.data_keys}
+        truncate_episode_ends(self._arrays[ENDS], self._n_episodes)  # drop an entry a crash left half-made
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        observation_space: gym.spaces.Dict,
+        action_dim: int,
+        fps: float,
+        rig: RigConfig | Mapping[str, Any] | None = None,
+        *,
+        image_codec: ImageCodec = "lossless",
+        image_quality: int = 90,
+        chunk_steps: int = 1024,
+        attrs: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+    ) -> EpisodeWriter:
+        """A new empty store (built aside and renamed into place, so it appears whole or not at all).
+        With `exist_ok`, an existing store is opened for appending if its spec and fps match."""
+        path = Path(path)
+        spec = StoreSpec.from_space(observation_space, action_dim)
+        if not fps > 0:
+            raise StoreError(f"{path}: fps must be positive, got {fps}")
+        if path.exists():
+            if not exist_ok:
+                raise StoreError(f"{path}: already exists (open it to append, or pass exist_ok)")
+            writer = cls.open(path, observation_space, action_dim)
+            if writer.fps != float(fps):
+                writer.close()
+                raise StoreError(f"{path}: fps {fps} differs from the stored {writer.fps}; nothing written")
+            return writer
+        if image_codec not in IMAGE_CODECS:
+            raise StoreError(f"{path}: image codec '{image_codec}' is not one of {', '.join(IMAGE_CODECS)}")
+        if chunk_steps < 1:
+            raise StoreError(f"{path}: chunk_steps must be at least 1, got {chunk_steps}")
+        image_kwargs, image_attrs = image_encoding(image_codec, image_quality)
+        rig_json = rig.model_dump(mode="json") if isinstance(rig, RigConfig) else (dict(rig) if rig else None)
+        building = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+        try:
+            root = zarr.open_group(str(building), mode="w-", zarr_format=3)
+            root.attrs.update(
+                {
+                    "format": FORMAT,
+                    "schema_version": SCHEMA_VERSION,
+                    **spec.to_json(),
+                    "fps": float(fps),
+                    "chunk_steps": chunk_steps,
+                    "image_codec": image_attrs,
+                    "rig": rig_json,
+                    "created": time.time(),
+                    **(attrs or {}),
+                }
+            )
+            _create_schema_arrays(root, spec, chunk_steps, image_kwargs)
+            building.rename(path)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return cls.open(path)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        observation_space: gym.spaces.Dict | None = None,
+        action_dim: int | None = None,
+    ) -> EpisodeWriter:
+        """An existing store, for appending. Given a space and action_dim, a different spec is refused
+        before anything is written."""
+        path = Path(path)
+        reader = EpisodeStore(path)
+        if observation_space is not None or action_dim is not None:
+            if observation_space is None or action_dim is None:
+                raise StoreError(f"{path}: give both observation_space and action_dim to check the spec")
+            wanted = StoreSpec.from_space(observation_space, action_dim)
+            differences = reader.spec.differences(wanted)
+            if differences:
+                raise StoreError(f"{path}: spec differs, nothing written: {'; '.join(differences)}")
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{path}: another process is writing to this store") from None
+        return cls(path, _lock=fd)
+
+    def close(self) -> None:
+        """Release the store; an episode still open is discarded (it was never committed)."""
+        if self._lock < 0:
+            return
+        if self._episode is not None:
+            log.warning("%s: closing with episode open; discarding its %d steps", self.path, self.steps_in_episode)
+            self.discard_episode()
+        os.close(self._lock)
+        self._lock = -1
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- episodes ----------------------------------------------------------------------
+
+    @property
+    def n_episodes(self) -> int:
+        """Committed episodes."""
+        return self._n_episodes
+
+    @property
+    def n_frames(self) -> int:
+        """Committed frames."""
+        return self._committed
+
+    @property
+    def steps_in_episode(self) -> int:
+        """Steps added to the open episode so far."""
+        return self._cursor - self._committed
+
+    def begin_episode(
+        self,
+        *,
+        source: str,
+        task: str = "",
+        seed: int | None = None,
+        notes: str = "",
+        start_time: float | None = None,
+    ) -> None:
+        """Start an episode; `source` is one of teleop, policy, hil, scripted, sim."""
+        if self._episode is not None:
+            raise StoreError(f"{self.path}: an episode is already open; end or discard it first")
+        if source not in EPISODE_SOURCES:
+            raise StoreError(f"{self.path}: source '{source}' is not one of {', '.join(EPISODE_SOURCES)}")
+        if seed is not None and seed < 0:
+            raise StoreError(f"{self.path}: seed must be non-negative, got {seed}")
+        self._episode = _OpenEpisode(
+            source=source,
+            task=task,
+            seed=seed,
+            notes=notes,
+            start_time=time.time() if start_time is None else float(start_time),
+            start=self._committed,
+        )
+
+    def add_step(
+        self,
+        obs: Observation,
+        action: np.ndarray,
+        reward: float = 0.0,
+        terminated: bool = False,
+        truncated: bool = False,
+        intervened: bool = False,
+        policy_action: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """One step: the observation the action was taken from, the executed action and its outcome.
+        `timestamp` defaults to now."""
+        self.add_steps(
+            {key: np.asarray(value)[None] for key, value in obs.items()},
+            np.asarray(action)[None],
+            reward=np.array([reward]),
+            terminated=np.array([terminated]),
+            truncated=np.array([truncated]),
+            intervened=np.array([intervened]),
+            policy_action=None if policy_action is None else np.asarray(policy_action)[None],
+            timestamp=np.array([time.time() if timestamp is None else timestamp]),
+        )
+
+    def add_steps(
+        self,
+        obs: Observation,
+        action: np.ndarray,
+        *,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        intervened: np.ndarray,
+        policy_action: np.ndarray | None = None,
+        timestamp: np.ndarray | None = None,
+    ) -> None:
+        """A batch of n steps, every array with leading axis n. Rows go to disk whenever they fill a
+        shard (images, ~4 MiB) or a chunk (numbers), so memory stays bounded however long the episode."""
+        episode = self._require_episode()
+        n = len(action)
+        rows = self._validate(obs, action, n)
+        rows |= {
+            "action": np.asarray(action, np.float32),
+            "policy_action": np.full((n, self.spec.action_dim), np.nan, np.float32)
+            if policy_action is None
+            else self._checked(policy_action, (n, self.spec.action_dim), "policy_action").astype(np.float32),
+            "reward": self._checked(reward, (n,), "reward").astype(np.float32),
+            "terminated": self._checked(terminated, (n,), "terminated").astype(bool),
+            "truncated": self._checked(truncated, (n,), "truncated").astype(bool),
+            "intervened": self._checked(intervened, (n,), "intervened").astype(bool),
+            "timestamp": np.full(n, np.nan)
+            if timestamp is None
+            else self._checked(timestamp, (n,), "timestamp").astype(np.float64),
+        }
+        done = rows["terminated"] | rows["truncated"]
+        if episode.ended or done[:-1].any():
+            raise StoreError(f"{self.path}: a step follows a terminated/truncated step in the same episode")
+        start = self._cursor
+        self._grow(start + n)
+        self._cursor += n
+        for key, value in rows.items():
+            episode.pending.setdefault(key, []).append(value)
+            if self._cursor // self._units[key] > start // self._units[key]:  # filled a shard / chunk
+                self._flush(key)
+        episode.ended = bool(done[-1])
+        episode.last_obs = {key: rows[key][-1].copy() for key in self.spec.obs}
+
+    def end_episode(self, *, success: bool | None, final_obs: Observation | None = None) -> int:
+        """Commit the open episode and return its index. `final_obs` is the observation after the
+        last action; without it RL samplers skip a non-terminal last step (its next obs is unknown)."""
+        episode = self._require_episode()
+        if self._cursor == self._committed:
+            raise StoreError(f"{self.path}: the episode has no steps; discard it instead")
+        if final_obs is not None:
+            final_obs = self._validate({k: np.asarray(v)[None] for k, v in final_obs.items()}, None, 1)
+            final_obs = {key: value[0] for key, value in final_obs.items()}
+        for key in self.data_keys:
+            self._flush(key)
+            self._array(key).resize((self._cursor, *self._array(key).shape[1:]))
+        index = self._n_episodes
+        for key, value in (final_obs or episode.last_obs or {}).items():
+            _set_row(self._arrays[f"{FINAL}/{key}"], index, value)
+        values = {
+            "source": episode.source,
+            "success": -1 if success is None else int(success),
+            "task": episode.task,
+            "seed": -1 if episode.seed is None else episode.seed,
+            "start_time": episode.start_time,
+            "notes": episode.notes,
+            "has_final_obs": final_obs is not None,
+        }
+        for name, value in values.items():
+            _set_row(self._arrays[f"{EPISODES}/{name}"], index, value)
+        _set_row(self._arrays[ENDS], index, self._cursor)  # the commit point
+        self._committed = self._cursor
+        self._n_episodes += 1
+        self._episode = None
+        return index
+
+    def discard_episode(self) -> None:
+        """Drop the open episode; its frames on disk are truncated away."""
+        self._require_episode()
+        self._episode = None
+        self._cursor = self._committed
+        for key in self.data_keys:
+            array = self._array(key)
+            if array.shape[0] > self._committed:
+                array.resize((self._committed, *array.shape[1:]))
+
+    def truncate_tail(self) -> int:
+        """Cut every array back to the committed episodes (what a crash left past them); returns the
+        number of uncommitted frames dropped."""
+        if self._episode is not None:
+            raise StoreError(f"{self.path}: an episode is open; end or discard it before truncating")
+        dropped = max(self._array(key).shape[0] for key in self.data_keys) - self._committed
+        for path, array in self._arrays.items():
+            keep = self._n_episodes if path.startswith("meta/") else self._committed
+            if array.shape[0] > keep:
+                array.resize((keep, *array.shape[1:]))
+        return max(dropped, 0)
+
+    def write_episode(
+        self,
+        episode: EpisodeArrays,
+        *,
+        source: str,
+        success: bool | None = None,
+        task: str = "",
+        seed: int | None = None,
+        notes: str = "",
+    ) -> int:
+        """Commit a whole episode held as arrays (its final obs included); returns its index."""
+        start_time = float(episode.timestamp[0]) if episode.timestamp is not None else None
+        self.begin_episode(source=source, task=task, seed=seed, notes=notes, start_time=start_time)
+        try:
+            self.add_steps(
+                episode.obs,
+                episode.action,
+                reward=episode.reward,
+                terminated=episode.terminated,
+                truncated=episode.truncated,
+                intervened=episode.intervened,
+                policy_action=episode.policy_action,
+                timestamp=episode.timestamp,
+            )
+            return self.end_episode(success=success, final_obs=episode.final_obs)
+        except BaseException:
+            if self._episode is not None:
+                self.discard_episode()
+            raise
+
+    # --- internals ---------------------------------------------------------------------
+
+    @property
+    def data_keys(self) -> list[str]:
+        return [*self.spec.obs, *STEP_ARRAYS]
+
+    def _require_episode(self) -> _OpenEpisode:
+        if self._lock < 0:
+            raise StoreError(f"{self.path}: the writer is closed")
+        if self._episode is None:
+            raise StoreError(f"{self.path}: no episode is open; call begin_episode first")
+        return self._episode
+
+    def _checked(self, value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != shape:
+            raise StoreError(f"{self.path}: {name} has shape {array.shape}, expected {shape}")
+        return array
+
+    def _validate(self, obs: Observation, action: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
+        if obs.keys() != self.spec.obs.keys():
+            raise StoreError(f"{self.path}: observation keys {sorted(obs)} differ from the store's {sorted(self.spec.obs)}")
+        rows = {}
+        for key, (shape, dtype) in self.spec.obs.items():
+            value = self._checked(obs[key], (n, *shape), f"observation '{key}'")
+            if dtype == "uint8" and value.dtype != np.uint8:
+                raise StoreError(f"{self.path}: observation '{key}' must be uint8 images, got {value.dtype}")
+            rows[key] = value.astype(dtype, copy=False)
+        if action is not None:
+            self._checked(action, (n, self.spec.action_dim), "action")
+        return rows
+
+    def _array(self, key: str) -> zarr.Array:
+        return self._arrays[_data_path(key)]
+
+    def _grow(self, rows: int) -> None:
+        """Make room for `rows` frames, one write unit ahead (each resize is a metadata write)."""
+        for key in self.data_keys:
+            array = self._array(key)
+            if array.shape[0] < rows:
+                array.resize((rows + self._units[key], *array.shape[1:]))
+
+    def _flush(self, key: str) -> None:
+        """Write the pending rows of `key`, which end at the cursor."""
+        assert self._episode is not None
+        parts = self._episode.pending.pop(key, [])
+        if parts:
+            block = np.concatenate(parts)
+            self._array(key)[self._cursor - len(block) : self._cursor] = block
+
+
+def truncate_episode_ends(array: zarr.Array, count: int) -> None:
+    """Shrink `meta/episode_ends` to `count` entries, zeroing the dropped ones first: a later resize
+    then exposes zeros (ignored) rather than stale ends that would look committed."""
+    if array.shape[0] > count:
+        array[count:] = 0
+        array.resize((count,))
+
+
+def _set_row(array: zarr.Array, index: int, value: Any) -> None:
+    """Write row `index` of a per-episode array, making its shape exactly index + 1."""
+    if array.shape[0] != index + 1:
+        array.resize((index + 1, *array.shape[1:]))
+    array[index] = value
+
+
+def _create_schema_arrays(
+    root: zarr.Group, spec: StoreSpec, chunk_steps: int, image_kwargs: dict[str, Any]
+) -> None:
+    """Every array of the schema, empty."""
+    config = WRITE_CONFIG
+    episode_chunk = 256
+    for key, (shape, dtype) in spec.obs.items():
+        image = is_image_key(key)
+        kwargs = image_kwargs if image else {"compressors": number_compressors()}
+        names = ("height", "width", "channel") if image else ("dim",)
+        shard_frames = int(np.clip(SHARD_BYTES // int(np.prod(shape)), 1, MAX_SHARD_FRAMES))
+        for path, rows, axis in ((_data_path(key), chunk_steps, "time"), (f"{FINAL}/{key}", episode_chunk, "episode")):
+            root.create_array(
+                path,
+                shape=(0, *shape),
+                chunks=(1 if image else rows, *shape),
+                shards=(shard_frames, *shape) if image and axis == "time" else None,
+                dtype=dtype,
+                dimension_names=(axis, *names),
+                config=config,
+                **kwargs,
+            )
+    for name, dtype in STEP_ARRAYS.items():
+        tail = (spec.action_dim,) if name in ("action", "policy_action") else ()
+        root.create_array(
+            _data_path(name),
+            shape=(0, *tail),
+            chunks=(chunk_steps, *tail),
+            dtype=dtype,
+            fill_value=np.nan if dtype.startswith("float") else None,
+            dimension_names=("time", *(("dim",) if tail else ())),
+            compressors=number_compressors(),
+            config=config,
+        )
+    for name, (dtype, unknown) in EPISODE_COLUMNS.items():
+        root.create_array(
+            f"{EPISODES}/{name}", shape=(0,), chunks=(episode_chunk,), dtype=dtype, fill_value=unknown, config=config
+        )
+    root.create_array(
+        ENDS, shape=(0,), chunks=(episode_chunk,), dtype="int64", fill_value=0, dimension_names=("episode",), config=config
+    )
