@@ -32,6 +32,22 @@ class EpisodeArrays:
     def __len__(self) -> int:
         return len(self.action)
 
+    def without_last_step(self) -> EpisodeArrays:
+        """The first T - 1 steps, with obs[T - 1] as their final observation (for an episode whose
+        true final observation was not recorded: its last step has no known next observation)."""
+        head = slice(0, len(self) - 1)
+        return EpisodeArrays(
+            obs={key: value[head] for key, value in self.obs.items()},
+            final_obs={key: value[-1] for key, value in self.obs.items()},
+            action=self.action[head],
+            policy_action=self.policy_action[head],
+            reward=self.reward[head],
+            terminated=self.terminated[head],
+            truncated=self.truncated[head],
+            intervened=self.intervened[head],
+            timestamp=None if self.timestamp is None else self.timestamp[head],
+        )
+
     def next_obs(self, t: int) -> Observation:
         """The observation after step t."""
         if t == len(self) - 1:

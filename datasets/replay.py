@@ -74,6 +74,11 @@ class ReplayBuffer:
         return self._size
 
     @property
+    def layout_signature(self) -> tuple:
+        """Keys, shapes and dtypes of what a sample holds (bounds of the spaces aside)."""
+        return tuple((key, value.shape[1:], value.dtype.str) for key, value in self._obs.items()), self.action_dim
+
+    @property
     def nbytes(self) -> int:
         """Memory held by the preallocated arrays."""
         arrays = [*self._obs.values(), self._action, self._policy_action, self._reward, self._terminated,
@@ -227,8 +232,8 @@ class MixedSampler:
             raise ValueError(f"fractions: must be non-negative and sum to 1, got {fractions}")
         reference = buffers[0]
         for i, buffer in enumerate(buffers[1:], start=1):
-            if buffer.observation_space != reference.observation_space or buffer.action_dim != reference.action_dim:
-                raise ValueError(f"buffer {i}: observation space or action_dim differs from buffer 0")
+            if buffer.layout_signature != reference.layout_signature:
+                raise ValueError(f"buffer {i}: observation keys, shapes, dtypes or action_dim differ from buffer 0")
         self.buffers = list(buffers)
         self.fractions = fractions
 
