@@ -17,8 +17,10 @@ from tether.sim2real.twin.env import TwinEnv
 from tether.sim2real.twin.tasks import PegInsert, PickCube
 
 APPROACH_HEIGHT = 0.07  # m above the grasp / insertion point before descending
-XY_TOLERANCE = 0.008  # m of horizontal error accepted before descending
+XY_TOLERANCE = 0.008  # m of horizontal error accepted before descending onto a cube
+ALIGN_TOLERANCE = 0.0015  # m of horizontal error accepted before pushing the peg in (clearance: 2 mm)
 GRASP_STEPS = 4  # control steps to wait with the gripper closing
+EMPTY_GRIP = 0.1  # gripper opening below which the fingers closed on nothing
 MIN_NOISE_SCALE = 0.1  # fraction of the full noise left when the operator barely moves
 
 
@@ -53,21 +55,22 @@ class ScriptedOperator:
         task: PickCube = env.task
         tcp = env.tcp_position()
         cube = env.task_state()["cube_pos"].astype(float)
-        holding = env.gripper_opening() < 0.8 and np.linalg.norm(tcp - cube) < 0.03
+        opening = env.gripper_opening()
+        # Fingers stopped part-way near the cube: they are on it (a yawed cube stops them wider).
+        holding = EMPTY_GRIP < opening < 0.95 and np.linalg.norm(tcp - cube) < 0.03
         if holding:
             self._closing_steps += 1
             if self._closing_steps < GRASP_STEPS:
                 return self._move(tcp, tcp, gripper=1.0)
-            lift = np.array([cube[0], cube[1], task.half_size + task.lift_height + 0.04])
-            return self._move(tcp, np.array([tcp[0], tcp[1], lift[2]]), gripper=1.0)
+            lift_to = task.half_size + task.lift_height + 0.04
+            return self._move(tcp, np.array([tcp[0], tcp[1], lift_to]), gripper=1.0)
         self._closing_steps = 0
+        if opening <= EMPTY_GRIP:  # closed on nothing: open and try again
+            return self._move(tcp, np.array([*tcp[:2], cube[2] + APPROACH_HEIGHT]), gripper=-1.0)
         above = np.array([cube[0], cube[1], cube[2] + APPROACH_HEIGHT])
         xy_error = np.linalg.norm(tcp[:2] - cube[:2])
         if not self._detour_done:
-            waypoint = above + np.array([*self._detour, 0.0])
-            if np.linalg.norm(tcp - waypoint) < 0.015:
-                self._detour_done = True
-            return self._move(tcp, waypoint, gripper=-1.0)
+            return self._detour_step(tcp, above, gripper=-1.0)
         if xy_error > XY_TOLERANCE and tcp[2] > cube[2] + 0.02:
             # Line up above the cube first; descend only once aligned.
             target = above if tcp[2] < above[2] - 0.01 or xy_error > 0.03 else np.array([*cube[:2], tcp[2]])
@@ -82,20 +85,26 @@ class ScriptedOperator:
         tip_to_tcp = task.peg_tip_offset
         above = np.array([hole[0], hole[1], hole[2] + APPROACH_HEIGHT + tip_to_tcp])
         if not self._detour_done:
-            waypoint = above + np.array([*self._detour, 0.0])
-            if np.linalg.norm(tcp - waypoint) < 0.015:
-                self._detour_done = True
-            return self._move(tcp, waypoint, gripper=1.0)
+            return self._detour_step(tcp, above, gripper=1.0)
         xy_error = np.linalg.norm(tcp[:2] - hole[:2])
         tip_height = tcp[2] - tip_to_tcp - hole[2]
-        if tip_height > 0.005 and xy_error > 0.002:
-            # Hover while aligning; never drag the peg across the board's top.
-            height = max(tcp[2], hole[2] + tip_to_tcp + 0.01) if xy_error > 0.01 else tcp[2]
-            return self._move(tcp, np.array([hole[0], hole[1], height]), gripper=1.0)
+        inserted = tip_height < -0.003
+        if not inserted and xy_error > ALIGN_TOLERANCE:
+            # Hover while aligning: lift off the board's top if the tip rests on it (pressing
+            # down there only adds friction), and stay higher while far off.
+            hover = hole[2] + tip_to_tcp + (0.008 if xy_error < 0.01 else 0.02)
+            return self._move(tcp, np.array([hole[0], hole[1], max(tcp[2], hover)]), gripper=1.0)
         bottom = np.array([hole[0], hole[1], hole[2] + tip_to_tcp - task.insert_depth - 0.01])
         return self._move(tcp, bottom, gripper=1.0, slow=True)
 
     # --- shaping ----------------------------------------------------------------------
+
+    def _detour_step(self, tcp: np.ndarray, approach: np.ndarray, gripper: float) -> np.ndarray:
+        """Head for the approach point shifted by this episode's detour, until it is reached."""
+        waypoint = approach + np.array([*self._detour, 0.0])
+        if np.linalg.norm(tcp - waypoint) < 0.015:
+            self._detour_done = True
+        return self._move(tcp, waypoint, gripper=gripper)
 
     def _move(self, tcp: np.ndarray, target: np.ndarray, gripper: float, slow: bool = False) -> np.ndarray:
         gain = self.config.gain * (0.5 if slow else 1.0)
