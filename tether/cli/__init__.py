@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from tether.cli import demo, sim
+from tether.cli import data, demo, sim
 
 app = typer.Typer(
     help="tether: collect demos, train with a human in the loop, and deploy, on a robot or its MuJoCo twin.",
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim.app, name="sim")
+app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 
 
