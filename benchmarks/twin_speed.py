@@ -36,9 +36,9 @@ def steps_per_second(env: TwinEnv, steps: int, seed: int = 0) -> float:
 
 def physics_only(env: TwinEnv, steps: int) -> float:
     env.reset(seed=0)
-    substeps = env.controller.substeps
+    substeps = int(round(env.rig.control_dt / env.sim.model.opt.timestep))
     start = time.perf_counter()
-    mujoco.mj_step(env.model, env.data, nstep=substeps * steps)
+    mujoco.mj_step(env.sim.model, env.sim.data, nstep=substeps * steps)
     return steps / (time.perf_counter() - start)
 
 

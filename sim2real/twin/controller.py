@@ -55,10 +55,9 @@ class ArmController:
         self._jac = np.zeros((6, model.nv))
         self._quat = np.zeros(4)
         self._err_rot = np.zeros(3)
-        self.substeps = 0
-
-    def set_rate(self, physics_dt: float, control_dt: float) -> None:
-        self.substeps = max(RAMP_CHUNKS, int(round(control_dt / physics_dt)))
+        self._ramp_from = self._ramp_to = self.home.copy()
+        self._ramp_start = 0.0
+        self._ramp_s = 0.1
 
     # --- state ------------------------------------------------------------------------
 
@@ -112,13 +111,24 @@ class ArmController:
         data.qpos[self.finger_qpos] = finger
         data.ctrl[self.actuators] = q
         data.ctrl[self.gripper_actuator] = finger
+        self._ramp_from = self._ramp_to = q.copy()
+        self._ramp_start = data.time
 
-    def step(self, data: mujoco.MjData, q_target: np.ndarray, finger_target: float) -> None:
-        """Advance one control period, ramping the joint targets from their last values."""
-        q_from = data.ctrl[self.actuators].copy()
+    def command(self, data: mujoco.MjData, q_target: np.ndarray, finger_target: float, ramp_s: float) -> None:
+        """New joint and finger targets; the joints ramp to theirs over `ramp_s` of sim time."""
+        self._ramp_from = data.ctrl[self.actuators].copy()
+        self._ramp_to = q_target.copy()
+        self._ramp_start = data.time
+        self._ramp_s = ramp_s
         data.ctrl[self.gripper_actuator] = finger_target
-        per_chunk, remainder = divmod(self.substeps, RAMP_CHUNKS)
-        for chunk in range(RAMP_CHUNKS):
-            alpha = (chunk + 1) / RAMP_CHUNKS
-            data.ctrl[self.actuators] = (1 - alpha) * q_from + alpha * q_target
-            mujoco.mj_step(self.model, data, nstep=per_chunk + (remainder if chunk == RAMP_CHUNKS - 1 else 0))
+
+    def advance(self, data: mujoco.MjData, seconds: float) -> None:
+        """Integrate `seconds` of physics, updating the ramped joint targets RAMP_CHUNKS times per ramp."""
+        steps_left = int(round(seconds / self.model.opt.timestep))
+        chunk = max(1, int(round(self._ramp_s / RAMP_CHUNKS / self.model.opt.timestep)))
+        while steps_left > 0:
+            alpha = min(1.0, (data.time - self._ramp_start) / self._ramp_s + 1.0 / RAMP_CHUNKS)
+            data.ctrl[self.actuators] = (1 - alpha) * self._ramp_from + alpha * self._ramp_to
+            n = min(chunk, steps_left)
+            mujoco.mj_step(self.model, data, nstep=n)
+            steps_left -= n

@@ -66,7 +66,7 @@ def test_state_mode_skips_rendering_and_adds_task_state():
     obs, _ = env.reset(seed=0)
     assert not any(spaces.is_image_key(k) for k in obs)
     assert obs["state/hole_pos"].shape == (3,)
-    assert env.unwrapped._renderer is None
+    assert not env.unwrapped.sim.renders
 
 
 def test_non_finite_action_is_held_and_reported():
@@ -123,22 +123,22 @@ def test_randomization_changes_the_model_and_is_off_by_default():
     fields = ("geom_friction", "body_mass", "dof_damping", "actuator_gainprm", "cam_pos", "cam_fovy", "light_diffuse", "geom_rgba")
     env = TwinEnv(rig=randomized_rig(True), obs_mode="pixels")
     env.reset(seed=0)
-    first = {f: getattr(env.model, f).copy() for f in fields}
+    first = {f: getattr(env.sim.model, f).copy() for f in fields}
     first_image = env.reset(seed=0)[0]["images/front"]
     env.reset(seed=1)
     for field in fields:
-        assert not np.array_equal(first[field], getattr(env.model, field)), field
+        assert not np.array_equal(first[field], getattr(env.sim.model, field)), field
     env.reset(seed=0)
     for field in fields:  # draws come from the seed, not from the previous draw
-        np.testing.assert_array_equal(first[field], getattr(env.model, field))
+        np.testing.assert_array_equal(first[field], getattr(env.sim.model, field))
     np.testing.assert_array_equal(first_image, env.reset(seed=0)[0]["images/front"])
 
     plain = TwinEnv(rig=randomized_rig(False))
     plain.reset(seed=0)
-    nominal = {f: getattr(plain.model, f).copy() for f in fields}
+    nominal = {f: getattr(plain.sim.model, f).copy() for f in fields}
     plain.reset(seed=1)
     for field in fields:
-        np.testing.assert_array_equal(nominal[field], getattr(plain.model, field))
+        np.testing.assert_array_equal(nominal[field], getattr(plain.sim.model, field))
 
 
 def test_action_latency_delays_motion():
@@ -161,7 +161,7 @@ def test_user_mjcf_robot(tmp_path: Path):
     rig_path = tmp_path / "rig.yaml"
     rig_path.write_text(yaml.safe_dump(data))
     env = TwinEnv(rig=load_rig(rig_path))
-    assert env.model.actuator_gainprm[env.controller.actuators[0], 0] == pytest.approx(1500.0)
+    assert env.sim.model.actuator_gainprm[env.sim.controller.actuators[0], 0] == pytest.approx(1500.0)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(np.array([0, 0, -1, 0], np.float32))
     assert obs["state/tcp_vel"][2] < 0
