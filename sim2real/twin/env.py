@@ -136,14 +136,3 @@ class TwinEnv(gym.Env):
 
     def _info(self, score: Score, rejected: bool) -> dict[str, Any]:
         return {"success": score.success, "reward_terms": dict(score.terms), "action_rejected": rejected}
-
-    # --- privileged access for the scripted operator and tests ------------------------
-
-    def tcp_position(self) -> np.ndarray:
-        return self.sim.tcp_pose()[0]
-
-    def gripper_opening(self) -> float:
-        return float(self.sim.proprio()[spaces.GRIPPER][0])
-
-    def task_state(self) -> dict[str, np.ndarray]:
-        return self.sim.task_state()

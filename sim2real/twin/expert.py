@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import gymnasium as gym
+
 from tether.config import ScriptedOperatorConfig
-from tether.sim2real.twin.env import TwinEnv
+from tether.sim2real.twin.sim import TwinSim
 from tether.sim2real.twin.tasks import PegInsert, PickCube
 
 APPROACH_HEIGHT = 0.07  # m above the grasp / insertion point before descending
@@ -39,23 +41,24 @@ class ScriptedOperator:
         self._detour_done = magnitude == 0.0
         self._closing_steps = 0
 
-    def act(self, env: TwinEnv) -> np.ndarray:
-        env = env.unwrapped
-        if isinstance(env.task, PickCube):
-            action = self._pick_cube(env)
-        elif isinstance(env.task, PegInsert):
-            action = self._peg_insert(env)
+    def act(self, source: gym.Env | TwinSim) -> np.ndarray:
+        """The operator's action for the twin's current state (a twin env or the twin itself)."""
+        sim = source.unwrapped.sim if isinstance(source, gym.Env) else source
+        if isinstance(sim.task, PickCube):
+            action = self._pick_cube(sim)
+        elif isinstance(sim.task, PegInsert):
+            action = self._peg_insert(sim)
         else:
-            raise ValueError(f"task '{env.task.name}': the scripted operator has no plan for it")
-        return self._imperfect(action, env.action_space.shape[0])
+            raise ValueError(f"task '{sim.task.name}': the scripted operator has no plan for it")
+        return self._imperfect(action, sim.rig.arm.action_dim)
 
     # --- plans ------------------------------------------------------------------------
 
-    def _pick_cube(self, env: TwinEnv) -> np.ndarray:
-        task: PickCube = env.task
-        tcp = env.tcp_position()
-        cube = env.task_state()["cube_pos"].astype(float)
-        opening = env.gripper_opening()
+    def _pick_cube(self, sim: TwinSim) -> np.ndarray:
+        task: PickCube = sim.task
+        tcp = sim.tcp_pose()[0]
+        cube = sim.task_state()["cube_pos"].astype(float)
+        opening = sim.gripper_opening()
         # Fingers stopped part-way near the cube: they are on it (a yawed cube stops them wider).
         holding = EMPTY_GRIP < opening < 0.95 and np.linalg.norm(tcp - cube) < 0.03
         if holding:
@@ -78,10 +81,10 @@ class ScriptedOperator:
         at_grasp = abs(tcp[2] - cube[2]) < 0.006 and xy_error < 0.01
         return self._move(tcp, cube, gripper=1.0 if at_grasp else -1.0)
 
-    def _peg_insert(self, env: TwinEnv) -> np.ndarray:
-        task: PegInsert = env.task
-        tcp = env.tcp_position()
-        hole = env.task_state()["hole_pos"].astype(float)
+    def _peg_insert(self, sim: TwinSim) -> np.ndarray:
+        task: PegInsert = sim.task
+        tcp = sim.tcp_pose()[0]
+        hole = sim.task_state()["hole_pos"].astype(float)
         tip_to_tcp = task.peg_tip_offset
         above = np.array([hole[0], hole[1], hole[2] + APPROACH_HEIGHT + tip_to_tcp])
         if not self._detour_done:
@@ -128,7 +131,7 @@ class ScriptedOperator:
         return out
 
 
-def run_episode(env: TwinEnv, operator: ScriptedOperator, seed: int) -> tuple[bool, int]:
+def run_episode(env: gym.Env, operator: ScriptedOperator, seed: int) -> tuple[bool, int]:
     """Roll out the operator for one episode; returns (success, length)."""
     env.reset(seed=seed)
     operator.reset()

@@ -96,6 +96,9 @@ class TwinSim:
             spaces.JOINTS: self.data.qpos[self.controller.qpos_index].copy(),
         }
 
+    def gripper_opening(self) -> float:
+        return self.controller.gripper_opening(self.data)
+
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self.controller.dof_index].copy()
 

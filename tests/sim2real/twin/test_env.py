@@ -84,7 +84,7 @@ def test_workspace_box_and_speed_limit_hold():
     env.reset(seed=0)
     rig = env.unwrapped.rig
     max_step = rig.arm.max_linear_speed * rig.control_dt
-    previous = env.unwrapped.tcp_position()
+    previous = env.unwrapped.sim.tcp_pose()[0]
     for _ in range(40):  # push down and out as hard as the action space allows
         obs, *_ = env.step(np.array([1, 1, -1, -1], np.float32))
         position = obs["state/tcp_pose"][:3]
