@@ -53,7 +53,7 @@ def image_encoding(codec: ImageCodec, quality: int) -> tuple[dict[str, Any], dic
     """(keyword arguments for `create_array`, description for the store attrs) of an image codec."""
     if codec == "lossless":
         return (
-            {"compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")]},
+            {"compressors": [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")]},
             {"name": "blosc-zstd", "lossless": True},
         )
     if not 1 <= quality <= 100:

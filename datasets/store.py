@@ -25,11 +25,15 @@ Writing:
     EpisodeWriter.open(path)                          # append; open(path, obs_space, action_dim) checks the spec
     writer.write_episode(episode_arrays, source="sim")   # a whole tether.datasets.episode.EpisodeArrays
 
+Frames reach disk a shard (images, one frame per chunk, ~4 MiB per shard file) or a chunk
+(numbers) at a time, encoded on background threads, so memory stays bounded and the caller's
+control loop is not held up by compression.
+
 Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits.
 
 Why it never loses a committed episode: every file write is atomic (zarr's LocalStore writes a
-temporary file and renames it), frames are appended past the committed end and never rewrite
-committed rows, and an episode becomes visible only when `meta/episode_ends` gains its entry,
+temporary file and renames it), frames are appended past the committed end (a chunk or shard
+file shared with committed rows is replaced whole, those rows unchanged), and an episode becomes visible only when `meta/episode_ends` gains its entry,
 which is written after all of its frames and metadata. Entries of `episode_ends` beyond the
 array's shape are kept zero, so an entry made visible by a resize before its value lands reads
 as 0 and is ignored. Frames past the last end are an uncommitted tail that readers ignore and
@@ -46,6 +50,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,7 +335,10 @@ class EpisodeWriter:
         self._n_episodes = self._reader.n_episodes
         self._cursor = self._committed
         self._episode: _OpenEpisode | None = None
-        # rows written to disk at once per array: one shard of images, one chunk of numbers
+        # Rows go to disk a write unit at a time (one shard of images, one chunk of numbers), on
+        # background threads so encoding overlaps the caller; at most one write per array in flight.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tether-store")
+        self._writes: dict[str, Future[None]] = {}
         self._units = {key: (self._array(key).shards or self._array(key).chunks)[0] for key in self.data_keys}
         truncate_episode_ends(self._arrays[ENDS], self._n_episodes)  # drop an entry a crash left half-made
 
@@ -426,6 +434,7 @@ class EpisodeWriter:
         if self._episode is not None:
             log.warning("%s: closing with episode open; discarding its %d steps", self.path, self.steps_in_episode)
             self.discard_episode()
+        self._pool.shutdown()
         os.close(self._lock)
         self._lock = -1
 
@@ -555,6 +564,8 @@ class EpisodeWriter:
             final_obs = {key: value[0] for key, value in final_obs.items()}
         for key in self.data_keys:
             self._flush(key)
+        self._wait_writes()  # every frame on disk before anything points at it
+        for key in self.data_keys:
             self._array(key).resize((self._cursor, *self._array(key).shape[1:]))
         index = self._n_episodes
         for key, value in (final_obs or episode.last_obs or {}).items():
@@ -581,6 +592,7 @@ class EpisodeWriter:
         self._require_episode()
         self._episode = None
         self._cursor = self._committed
+        self._wait_writes(raise_errors=False)  # its writes may fail: the frames are dropped anyway
         for key in self.data_keys:
             array = self._array(key)
             if array.shape[0] > self._committed:
@@ -671,12 +683,23 @@ class EpisodeWriter:
                 array.resize((rows + self._units[key], *array.shape[1:]))
 
     def _flush(self, key: str) -> None:
-        """Write the pending rows of `key`, which end at the cursor."""
+        """Start writing the pending rows of `key` (they end at the cursor) once its previous write is done."""
         assert self._episode is not None
         parts = self._episode.pending.pop(key, [])
         if parts:
             block = np.concatenate(parts)
-            self._array(key)[self._cursor - len(block) : self._cursor] = block
+            rows = slice(self._cursor - len(block), self._cursor)
+            previous = self._writes.pop(key, None)
+            if previous is not None:
+                previous.result()  # one write per array at a time: shards are read-modify-written
+            self._writes[key] = self._pool.submit(self._array(key).__setitem__, rows, block)
+
+    def _wait_writes(self, raise_errors: bool = True) -> None:
+        writes, self._writes = list(self._writes.values()), {}
+        for write in writes:
+            error = write.exception()
+            if error is not None and raise_errors:
+                raise error
 
 
 def truncate_episode_ends(array: zarr.Array, count: int) -> None:
