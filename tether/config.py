@@ -134,7 +134,15 @@ class FrankaArm(_ArmBase):
     """Require a realtime kernel (libfranka's default); off only for simulation servers."""
     relative_dynamics_factor: float = Field(0.1, gt=0, le=1)
     impedance: FrankaImpedance = FrankaImpedance()
+    """Stiffness of the Cartesian impedance controller that tracks each tick's TCP target."""
     payload_kg: float = Field(0.0, ge=0, le=3)
+    """Mass held beyond the hand (a tool or fixture), so gravity compensation does not sag."""
+    payload_com: Vec3 = (0.0, 0.0, 0.05)
+    """Centre of mass of the payload in the flange frame (m)."""
+    gripper_speed: float = Field(0.1, gt=0, le=0.2)
+    """Finger speed (m/s) for opening and closing."""
+    grasp_force: float = Field(20.0, gt=0, le=70)
+    """Force (N) the closed gripper holds with."""
 
 
 class ServoArm(_ArmBase):
@@ -143,6 +151,16 @@ class ServoArm(_ArmBase):
     backend: Literal["servo"] = "servo"
     twist_topic: str = "/servo_node/delta_twist_cmds"
     frame_id: str = "base_link"
+    pose_topic: str = "/tcp_pose"
+    """`geometry_msgs/PoseStamped` of the TCP in `frame_id`, published by the arm's own driver."""
+    joint_states_topic: str = "/joint_states"
+    """`sensor_msgs/JointState` of the arm's own driver."""
+    gripper_topic: str | None = None
+    """`std_msgs/Float32` gripper command topic (-1 open, +1 close); None for an arm without one."""
+    home_service: str | None = None
+    """`std_srvs/Trigger` service of the arm's driver that moves it home; None if it has none."""
+    gain: float = Field(4.0, gt=0, le=50)
+    """Proportional gain (1/s) from pose error to the commanded twist; the twist is then speed-limited."""
 
 
 ArmConfig = Annotated[TwinArm | FrankaArm | ServoArm, Field(discriminator="backend")]
@@ -169,6 +187,26 @@ class CameraPose(_Strict):
         return self
 
 
+class CameraIntrinsics(_Strict):
+    """A calibrated pinhole camera with OpenCV's distortion model, at one capture size."""
+
+    size: tuple[int, int]
+    """(width, height) of the images it was calibrated at."""
+    fx: float = Field(gt=0)
+    fy: float = Field(gt=0)
+    cx: float
+    cy: float
+    distortion: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    """OpenCV coefficients k1, k2, p1, p2[, k3, ...]."""
+    rms_px: float | None = Field(None, ge=0)
+    """Reprojection error of the calibration, for the record."""
+
+    @property
+    def fovy_deg(self) -> float:
+        """Vertical field of view, what the twin's camera needs."""
+        return math.degrees(2 * math.atan2(self.size[1] / 2, self.fy))
+
+
 class CameraConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     backend: Literal["twin", "realsense", "opencv"]
@@ -183,6 +221,15 @@ class CameraConfig(_Strict):
     """Size (width, height) of the image the policy sees."""
     pose: CameraPose | None = None
     """Placement in the twin; for hardware, the calibrated extrinsics if known."""
+    intrinsics: CameraIntrinsics | None = None
+    """Calibrated pinhole model of the capture (`tether calibrate camera` writes it)."""
+    exposure_us: float | None = Field(None, gt=0, le=200_000)
+    """Fixed exposure time (microseconds); None keeps the camera's auto exposure."""
+    white_balance_k: float | None = Field(None, ge=2000, le=10_000)
+    """Fixed white balance (kelvin); None keeps auto white balance. Fixed values keep colours
+    stable across an episode, which image policies need."""
+    depth: bool = False
+    """RealSense only: also stream depth, aligned to the colour image (Frame.depth, millimetres)."""
 
     @model_validator(mode="after")
     def _geometry(self) -> CameraConfig:
@@ -195,6 +242,12 @@ class CameraConfig(_Strict):
                 raise ValueError(f"crop {list(self.crop)} must lie inside the {w}x{h} capture")
         if self.backend == "twin" and self.pose is None:
             raise ValueError("a twin camera needs a pose")
+        if self.depth and self.backend != "realsense":
+            raise ValueError(f"depth needs the realsense backend, not '{self.backend}'")
+        if self.backend != "twin" and self.device is None:
+            raise ValueError(f"a {self.backend} camera needs a device (serial, index, path or file)")
+        if self.intrinsics is not None and tuple(self.intrinsics.size) != tuple(self.resolution):
+            raise ValueError(f"intrinsics were calibrated at {list(self.intrinsics.size)}, not at the capture {[w, h]}")
         return self
 
 
@@ -220,9 +273,24 @@ class ScriptedOperatorConfig(_Strict):
     """Proportional gain from position error (m) to action units."""
 
 
+MOTION_AXES = ("x", "y", "z", "rx", "ry", "rz")
+KEY_ACTIONS = frozenset(
+    [s + a for a in MOTION_AXES for s in "+-"]
+    + ["gripper_toggle", "gripper_open", "gripper_close", "engage", "success", "failure", "reset", "rerecord", "stop"]
+)
+SPACEMOUSE_AXES = ("x", "y", "z", "rx", "ry", "rz")
+
+
 class TeleopConfig(_Strict):
     device: Literal["scripted", "keyboard", "spacemouse"] = "scripted"
     keymap: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_KEYMAP))
+    """Key name (pynput: a character, or `space`, `enter`, `esc`, `up`, ...) -> action
+    (`+x`..`-rz`, `gripper_toggle` / `_open` / `_close`, `engage`, or an episode event)."""
+    spacemouse_axes: tuple[str, str, str, str, str, str] = ("+y", "+x", "-z", "+ry", "+rx", "-rz")
+    """For each action axis [dx, dy, dz, rx, ry, rz], the signed SpaceMouse axis that drives it
+    (HID frame: x right, y towards the user, z down). The default suits an operator facing the robot."""
+    spacemouse_buttons: tuple[str, ...] = ("gripper_toggle", "engage")
+    """Action of SpaceMouse button 0, 1, ... (same names as the keymap's non-motion actions)."""
     deadzone: float = Field(0.1, ge=0, lt=1)
     """SpaceMouse axis magnitude below which input counts as zero."""
     translation_scale: float = Field(1.0, gt=0)
@@ -230,6 +298,30 @@ class TeleopConfig(_Strict):
     sticky_s: float = Field(0.5, ge=0, le=5)
     """How long the human keeps control after letting go."""
     scripted: ScriptedOperatorConfig = ScriptedOperatorConfig()
+
+    @field_validator("keymap")
+    @classmethod
+    def _known_key_actions(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, action in value.items():
+            if action not in KEY_ACTIONS:
+                raise ValueError(f"key '{key}': unknown action '{action}' (known: {', '.join(sorted(KEY_ACTIONS))})")
+        return value
+
+    @field_validator("spacemouse_axes")
+    @classmethod
+    def _signed_axes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item[:1] not in "+-" or item[1:] not in SPACEMOUSE_AXES:
+                raise ValueError(f"'{item}' is not a signed SpaceMouse axis like '+x' or '-rz'")
+        return value
+
+    @field_validator("spacemouse_buttons")
+    @classmethod
+    def _button_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for action in value:
+            if action not in KEY_ACTIONS or action[0] in "+-":
+                raise ValueError(f"unknown button action '{action}'")
+        return value
 
 
 # --- task ------------------------------------------------------------------------------
