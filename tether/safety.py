@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tether.config import Box
+from tether.transforms import apply_rotvec
 
 
 MAX_LEAD_STEPS = 2.0
@@ -48,3 +49,8 @@ def translation_target(
     measured = np.asarray(measured, float)
     target = measured + limit_norm(target - measured, MAX_LEAD_STEPS * max_step)
     return clip_to_box(target, box)
+
+
+def rotation_target(quat_xyzw: np.ndarray, rotvec: np.ndarray, max_angle: float) -> np.ndarray:
+    """Orientation after a rotation-vector step (base frame), the step limited to `max_angle` rad."""
+    return apply_rotvec(np.asarray(quat_xyzw, float), limit_norm(check_finite(rotvec, "rotation"), max_angle))

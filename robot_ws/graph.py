@@ -1,0 +1,252 @@
+"""Composing tether's ROS 2 graph: which nodes run, on which backends, in this process.
+
+`Graph` builds the nodes a job needs (in one process on a multi-threaded executor, or a
+subset of them per process; nodes find each other over DDS either way), runs them, and
+shuts them down in the safe order: the actor stops commanding, the arm holds, the recorder
+discards an open episode, the learner checkpoints, the twin stops.
+
+On a twin rig the twin world lives in the process that runs the `twin` node, and the arm,
+camera and scripted-teleop nodes of that rig must run there too (they reach the world
+directly, as drivers reach their hardware).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from tether import spaces
+from tether.config import RigConfig, TwinArm
+from tether.robot_ws.nodes.actor import ActorMode, ActorNode
+from tether.robot_ws.nodes.arm import ArmNode
+from tether.robot_ws.nodes.camera import CameraNode
+from tether.robot_ws.nodes.teleop import TeleopNode
+from tether.robot_ws.twin_backend import TwinArm as TwinArmBackend
+from tether.robot_ws.twin_backend import TwinCamera, TwinWorld
+from tether.robot_ws.twin_operator import OperatorMode, ScriptedTeleop
+
+log = logging.getLogger(__name__)
+
+NODE_NAMES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
+
+
+@dataclass
+class GraphSpec:
+    """What to run. Paths and modes only matter for the nodes that use them."""
+
+    rig: RigConfig
+    nodes: tuple[str, ...] = NODE_NAMES
+    obs_mode: Literal["state", "pixels"] = "state"
+    actor_mode: ActorMode = "hil"
+    operator: OperatorMode = "takeover"
+    store: Path | None = None
+    source: str = "hil"
+    run_dir: Path | None = None
+    demos: Path | None = None
+    max_episodes: int | None = None
+    time_scale: float = 1.0
+    seed: int = 0
+    learner_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.nodes) - set(NODE_NAMES))
+        if unknown:
+            raise ValueError(f"nodes {unknown}: unknown (known: {', '.join(NODE_NAMES)})")
+        twin = isinstance(self.rig.arm, TwinArm)
+        if twin and {"arm", "cameras", "teleop"} & set(self.nodes) and "twin" not in self.nodes:
+            raise ValueError(f"rig '{self.rig.name}': arm, cameras and teleop of a twin rig run with the twin node")
+        if "recorder" in self.nodes and self.store is None:
+            raise ValueError("the recorder node needs a store path")
+        if "learner" in self.nodes and self.run_dir is None:
+            raise ValueError("the learner node needs a run directory")
+
+
+class Graph:
+    """A running set of nodes with their own ROS context, executor and spin thread."""
+
+    def __init__(self, spec: GraphSpec) -> None:
+        self.spec = spec
+        rig = spec.rig
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.world: TwinWorld | None = None
+        self.nodes: dict[str, Node] = {}
+        self._stopped = False
+        try:
+            self._build(rig)
+        except Exception:
+            self.shutdown()
+            raise
+        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        for node in self.nodes.values():
+            self.executor.add_node(node)
+        self._spin_thread = threading.Thread(target=self._spin, name="ros-executor", daemon=True)
+
+    # --- construction -----------------------------------------------------------------
+
+    def _kwargs(self) -> dict:
+        kwargs: dict = {"context": self.context}
+        if self.spec.time_scale != 1.0:
+            kwargs["parameter_overrides"] = [Parameter("use_sim_time", Parameter.Type.BOOL, True)]
+        return kwargs
+
+    def observation_space(self):
+        """What the policy sees: proprioception plus images (pixels) or the twin's task state (state)."""
+        from tether.sim2real.twin.tasks import make_task
+
+        rig, spec = self.spec.rig, self.spec
+        cameras = list(rig.cameras) if spec.obs_mode == "pixels" else []
+        extra = make_task(rig.task.name).state_dims if spec.obs_mode == "state" else None
+        return spaces.observation_space(cameras, extra_state=extra)
+
+    def _build(self, rig: RigConfig) -> None:
+        spec, names = self.spec, set(self.spec.nodes)
+        if "twin" in names:
+            from tether.robot_ws.nodes.twin import TwinNode
+
+            self.world = TwinWorld(rig, rig.task.name, seed=spec.seed, time_scale=spec.time_scale)
+            self.nodes["twin"] = TwinNode(self.world, context=self.context)
+        if "arm" in names:
+            self.nodes["arm"] = ArmNode(rig, self._arm_backend(rig), **self._kwargs())
+        if "cameras" in names and rig.cameras:
+            self.nodes["cameras"] = CameraNode(rig, self._camera_drivers(rig), **self._kwargs())
+        if "teleop" in names:
+            self.nodes["teleop"] = TeleopNode(rig, self._teleop_device(rig), **self._kwargs())
+        if "learner" in names:
+            from tether.robot_ws.nodes.learner import LearnerNode
+
+            self.nodes["learner"] = LearnerNode(
+                rig, self.observation_space(), spec.run_dir, demos=spec.demos, seed=spec.seed,
+                **spec.learner_kwargs, **self._kwargs(),
+            )
+        if "recorder" in names:
+            from tether.robot_ws.nodes.recorder import RecorderNode
+
+            self.nodes["recorder"] = RecorderNode(rig, spec.store, spec.source, rig.task.name, **self._kwargs())
+        if "actor" in names:
+            self.nodes["actor"] = ActorNode(
+                rig, spec.actor_mode, tuple(self.observation_space().spaces), max_episodes=spec.max_episodes, **self._kwargs()
+            )
+
+    def _arm_backend(self, rig: RigConfig):
+        if self.world is not None:
+            return TwinArmBackend(self.world)
+        from tether.robot_ws.drivers import make_arm
+
+        return make_arm(rig)
+
+    def _camera_drivers(self, rig: RigConfig) -> dict:
+        drivers = {}
+        for camera in rig.cameras:
+            if camera.backend == "twin":
+                drivers[camera.name] = TwinCamera(self.world, camera)
+            else:
+                from tether.robot_ws.drivers import make_camera
+
+                drivers[camera.name] = make_camera(camera)
+            drivers[camera.name].connect()
+        return drivers
+
+    def _teleop_device(self, rig: RigConfig):
+        if rig.teleop.device == "scripted":
+            if self.world is None:
+                raise ValueError(f"rig '{rig.name}': the scripted operator needs the twin in this process")
+            device = ScriptedTeleop(self.world, rig, self.spec.operator, seed=self.spec.seed)
+        else:
+            from tether.teleop.devices import make_teleop
+
+            device = make_teleop(rig.teleop)
+        device.connect()
+        return device
+
+    # --- running ----------------------------------------------------------------------
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - a shutting-down executor raises from its worker pool
+            if not self._stopped:
+                log.exception("executor stopped")
+
+    def start(self) -> Graph:
+        if self.world is not None:
+            self.world.start()
+        self._spin_thread.start()
+        return self
+
+    def wait(self, until: Callable[[], bool], timeout_s: float | None = None, poll_s: float = 0.05) -> bool:
+        """Block until `until()` is true (returns True) or the timeout passes (False)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not until():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def shutdown(self) -> None:
+        """Stop in the safe order; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        actor = self.nodes.get("actor")
+        if actor is not None:
+            actor.stop()
+        arm = self.nodes.get("arm")
+        if arm is not None:
+            arm.backend.hold()
+        recorder = self.nodes.get("recorder")
+        if recorder is not None:
+            recorder.close()
+        learner = self.nodes.get("learner")
+        if learner is not None:
+            learner.shutdown()
+        if self.world is not None:
+            self.world.stop()
+            self.world = None
+        for node in self.nodes.values():
+            for timer in list(node.timers):
+                timer.cancel()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)  # wakes the executor so its spin returns
+        thread = getattr(self, "_spin_thread", None)
+        if thread is not None and thread.is_alive():
+            thread.join(timeout=5.0)
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        for node in self.nodes.values():  # kept in self.nodes: their counters and results stay readable
+            node.destroy_node()
+
+    def __enter__(self) -> Graph:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def run_graph(spec: GraphSpec, until: Callable[[Graph], bool], timeout_s: float | None = None) -> Graph:
+    """Start a graph, wait for `until(graph)`, shut it down (also on Ctrl-C); returns it for its nodes' results."""
+    graph = Graph(spec)
+    graph.start()
+    try:
+        graph.wait(lambda: until(graph), timeout_s)
+    finally:
+        graph.shutdown()
+    return graph
+
+
+def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(names) if names else NODE_NAMES

@@ -1,0 +1,342 @@
+"""Actor node: the control loop. Observation in, one command out, every control period.
+
+On a timer at the rig's control rate it assembles the observation from the latest messages
+(refusing the step if any input is older than the rig's staleness bound), asks the policy
+for an action, lets an engaged human override it (with a sticky window after release),
+publishes the command and the policy's own proposal, and streams each transition (with its
+intervened flag) to the learner and the recorder. New weights are decoded on another thread
+and swapped in between steps, so the loop never waits for the learner; if the learner dies
+the actor keeps acting with the last weights it has. Episodes end on success / failure / time
+limit and reset through the arm node's service.
+
+Modes: `hil` (policy acts, human may take over), `teleop` (only the human acts: recording
+demos) and `eval` (policy alone, deterministic).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float32, Float32MultiArray, String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from tether import spaces
+from tether.config import RigConfig
+from tether.robot_ws import messages, qos
+from tether.teleop.arbitration import StickyOverride
+from tether.types import Observation, Transition
+
+ActorMode = Literal["hil", "teleop", "eval"]
+
+
+class Policy(Protocol):
+    observation_keys: tuple[str, ...]
+
+    def act(self, obs: Observation) -> np.ndarray: ...
+
+
+class SACPolicy:
+    """A SAC agent as the actor's policy (built from the learner's weights message)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict[str, Any], deterministic: bool) -> None:
+        import torch
+
+        from tether.policies.sac import SACAgent, SACConfig, space_from_json
+
+        self.agent = SACAgent(
+            space_from_json(config["observation_space"]), config["action_dim"], SACConfig.model_validate(config["sac"])
+        )
+        self.agent.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        self.agent.eval()
+        self.observation_keys = tuple(self.agent.observation_space.spaces)
+        self.deterministic = deterministic
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return self.agent.act(obs, deterministic=self.deterministic)
+
+
+@dataclass
+class _Latest:
+    value: Any
+    stamp: float
+
+
+@dataclass
+class _Step:
+    obs: Observation
+    action: np.ndarray
+    intervened: bool
+    proposal: np.ndarray | None
+    stamp: float
+
+
+class ActorNode(Node):
+    def __init__(
+        self,
+        rig: RigConfig,
+        mode: ActorMode,
+        observation_keys: tuple[str, ...],
+        *,
+        policy: Policy | None = None,
+        max_episodes: int | None = None,
+        **node_kwargs,
+    ) -> None:
+        super().__init__("actor", namespace=rig.namespace, **node_kwargs)
+        self.rig = rig
+        self.mode = mode
+        self.observation_keys = observation_keys
+        self.policy = policy
+        self.max_episodes = max_episodes
+        self.counters: Counter[str] = Counter()
+        self.weights_version = -1
+        self.episode = 0
+        self.episode_results: list[dict[str, Any]] = []
+        self.done = threading.Event()
+        self._latest: dict[str, _Latest] = {}
+        self._pending_policy: Policy | None = None
+        self._policy_lock = threading.Lock()
+        self._override = StickyOverride(rig.teleop.sticky_s)
+        self._events: list[str] = []
+        self._events_lock = threading.Lock()
+        self._phase = "reset"  # reset -> resetting -> running -> reset ...
+        self._reset_future = None
+        self._prev: _Step | None = None
+        self._step = 0
+        self._interventions = 0
+
+        inputs = ReentrantCallbackGroup()
+        sub = lambda kind, topic, key, profile=qos.SENSOR: self.create_subscription(  # noqa: E731
+            kind, topic, lambda msg: self._store(key, msg), profile, callback_group=inputs
+        )
+        sub(PoseStamped, "arm/tcp_pose", "tcp_pose")
+        sub(TwistStamped, "arm/tcp_twist", "tcp_twist")
+        sub(JointState, "arm/joint_states", "joints")
+        sub(Float32, "gripper/state", "gripper")
+        sub(Float32MultiArray, "twin/task_state", "task_state")
+        sub(Bool, "twin/success", "success")
+        sub(TwistStamped, "teleop/cmd", "teleop_cmd", qos.COMMAND)
+        sub(Float32, "teleop/gripper", "teleop_gripper", qos.COMMAND)
+        sub(Bool, "teleop/engaged", "teleop_engaged", qos.COMMAND)
+        for key in observation_keys:
+            if spaces.is_image_key(key):
+                camera = key[len(spaces.IMAGES) :]
+                sub(Image, f"cameras/{camera}/image_raw", key)
+        self.create_subscription(String, "episode/events", self._on_event, qos.EVENTS, callback_group=inputs)
+        if mode != "teleop":
+            self.create_subscription(
+                UInt8MultiArray, "learner/weights", self._on_weights, qos.LATCHED,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )
+
+        self.cmd_pub = self.create_publisher(TwistStamped, "arm/cmd", qos.COMMAND)
+        self.gripper_pub = self.create_publisher(Float32, "gripper/cmd", qos.COMMAND)
+        self.proposal_pub = self.create_publisher(TwistStamped, "policy/action", qos.COMMAND)
+        self.proposal_gripper_pub = self.create_publisher(Float32, "policy/gripper", qos.COMMAND)
+        self.transition_pub = self.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
+        self.events_pub = self.create_publisher(String, "episode/events", qos.EVENTS)
+        self.reset_client = self.create_client(Trigger, "arm/reset", callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(rig.control_dt, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+
+    # --- inputs -----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _store(self, key: str, msg: Any) -> None:
+        header = getattr(msg, "header", None)
+        stamp = messages.from_stamp(header.stamp) if header is not None else self._now()
+        self._latest[key] = _Latest(msg, stamp)
+
+    def _on_event(self, msg: String) -> None:
+        with self._events_lock:
+            self._events.append(msg.data)
+
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        """Decode on this thread; the control loop swaps the new policy in at its next tick."""
+        weights, version, config = messages.weights_from_msg(msg)
+        policy = SACPolicy(weights, config, deterministic=self.mode == "eval")
+        with self._policy_lock:
+            self._pending_policy = policy
+            self.weights_version = version
+        self.counters["weights_received"] += 1
+
+    def _fresh(self, key: str, now: float) -> Any | None:
+        latest = self._latest.get(key)
+        if latest is None or now - latest.stamp > self.rig.safety.staleness_s:
+            return None
+        return latest.value
+
+    def observation(self, now: float) -> Observation | None:
+        """The observation for the policy, or None if any input is missing or stale."""
+        sources = {
+            spaces.TCP_POSE: ("tcp_pose", lambda m: messages.pose_array(m)),
+            spaces.TCP_VEL: ("tcp_twist", lambda m: messages.twist_array(m)),
+            spaces.JOINTS: ("joints", lambda m: np.asarray(m.position)),
+            spaces.GRIPPER: ("gripper", lambda m: np.array([m.data])),
+        }
+        obs: Observation = {}
+        task_state = None
+        for key in self.observation_keys:
+            if key in sources:
+                topic_key, convert = sources[key]
+                msg = self._fresh(topic_key, now)
+                if msg is None:
+                    self.counters[f"stale_{topic_key}"] += 1
+                    return None
+                obs[key] = convert(msg).astype(np.float32)
+            elif spaces.is_image_key(key):
+                msg = self._fresh(key, now)
+                if msg is None:
+                    self.counters[f"stale_{key}"] += 1
+                    return None
+                obs[key] = messages.image_array(msg).copy()
+            else:
+                if task_state is None:
+                    msg = self._fresh("task_state", now)
+                    if msg is None:
+                        self.counters["stale_task_state"] += 1
+                        return None
+                    task_state = messages.task_state_from_msg(msg)
+                name = key[len(spaces.STATE) :]
+                if name not in task_state:
+                    raise KeyError(f"observation key '{key}': not published on twin/task_state")
+                obs[key] = task_state[name]
+        return obs
+
+    def _human_action(self, now: float) -> np.ndarray | None:
+        engaged_msg = self._fresh("teleop_engaged", now)
+        engaged = bool(engaged_msg.data) if engaged_msg is not None else False
+        if self.mode == "eval" or not self._override.human_acts(engaged, now):
+            return None
+        cmd = self._fresh("teleop_cmd", now)
+        if cmd is None:
+            return None
+        gripper_msg = self._fresh("teleop_gripper", now)
+        gripper = float(gripper_msg.data) if gripper_msg is not None else 0.0
+        return messages.velocity_to_action(messages.twist_array(cmd), gripper, self.rig)
+
+    # --- the control loop -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop commanding: the last command sent is a hold."""
+        self._phase = "stopped"
+        self._publish_hold(self._now())
+
+    def _tick(self) -> None:
+        if self._phase == "stopped":
+            return
+        with self._policy_lock:
+            if self._pending_policy is not None:
+                self.policy, self._pending_policy = self._pending_policy, None
+        if self._phase == "reset":
+            return self._begin_reset()
+        if self._phase == "resetting":
+            if self._reset_future is not None and self._reset_future.done():
+                self._start_episode()
+            return
+        self._run_step()
+
+    def _begin_reset(self) -> None:
+        if self.max_episodes is not None and self.episode >= self.max_episodes:
+            self.done.set()
+            return
+        if not self.reset_client.service_is_ready():
+            self.counters["reset_service_waiting"] += 1
+            return
+        self._phase = "resetting"
+        self._reset_future = self.reset_client.call_async(Trigger.Request())
+
+    def _start_episode(self) -> None:
+        result = self._reset_future.result()
+        if result is None or not result.success:
+            self.get_logger().error(f"arm/reset failed: {getattr(result, 'message', 'no reply')}")
+            self._phase = "reset"
+            return
+        self._latest.clear()  # nothing from before the reset may reach the new episode
+        with self._events_lock:
+            self._events.clear()
+        self.events_pub.publish(String(data="reset"))
+        self._override.reset()
+        self._prev, self._step, self._interventions = None, 0, 0
+        self.episode += 1
+        self._phase = "running"
+
+    def _run_step(self) -> None:
+        now = self._now()
+        obs = self.observation(now)
+        if obs is None:
+            self._publish_hold(now)
+            return
+        with self._events_lock:
+            events, self._events = self._events, []
+        success_msg = self._fresh("success", now)
+        success = (success_msg is not None and bool(success_msg.data)) or "success" in events
+        failure = "failure" in events
+        stop = "stop" in events or "rerecord" in events
+
+        if self._prev is not None:
+            terminated = success or failure
+            truncated = not terminated and (self._step >= self.rig.task.episode_length or stop)
+            outcome = ""
+            if terminated or truncated:
+                outcome = "rerecord" if "rerecord" in events else "success" if success else "failure" if failure else "timeout"
+            self._emit(self._prev, float(success), obs, terminated, truncated, outcome)
+            if outcome:
+                self.events_pub.publish(String(data=outcome))
+                self.episode_results.append(
+                    {"episode": self.episode, "success": bool(success), "length": self._step,
+                     "interventions": self._interventions, "outcome": outcome}
+                )
+                self._publish_hold(now)
+                self._phase = "reset"
+                return
+
+        proposal = None
+        if self.policy is not None and self.mode != "teleop":
+            proposal = np.asarray(self.policy.act(obs), dtype=np.float32)
+        human = self._human_action(now)
+        if human is not None:
+            action, intervened = human, True
+            self._interventions += 1
+        elif proposal is not None:
+            action, intervened = proposal, False
+        else:
+            action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
+        self._publish_action(action, proposal, now)
+        self._prev = _Step(obs, action, intervened, proposal, now)
+        self._step += 1
+        self.counters["steps"] += 1
+        self.counters["intervened_steps"] += int(intervened)
+
+    def _emit(
+        self, prev: _Step, reward: float, next_obs: Observation, terminated: bool, truncated: bool, outcome: str
+    ) -> None:
+        transition = Transition(
+            obs=prev.obs, action=prev.action, reward=reward, next_obs=next_obs, terminated=terminated,
+            truncated=truncated, intervened=prev.intervened, policy_action=prev.proposal,
+        )
+        msg = messages.transition_msg(transition, prev.stamp, self.episode, self._step - 1, outcome)
+        self.transition_pub.publish(msg)
+        self.counters["transitions"] += 1
+
+    def _publish_action(self, action: np.ndarray, proposal: np.ndarray | None, now: float) -> None:
+        stamp = messages.to_stamp(now)
+        cmd = messages.twist_msg(messages.action_to_velocity(action, self.rig), now)
+        cmd.header.stamp = stamp
+        self.cmd_pub.publish(cmd)
+        self.gripper_pub.publish(Float32(data=float(action[-1])))
+        if proposal is not None:
+            self.proposal_pub.publish(messages.twist_msg(messages.action_to_velocity(proposal, self.rig), now))
+            self.proposal_gripper_pub.publish(Float32(data=float(proposal[-1])))
+
+    def _publish_hold(self, now: float) -> None:
+        self.cmd_pub.publish(messages.twist_msg(np.zeros(6), now))
+        self.counters["holds"] += 1

@@ -1,0 +1,165 @@
+"""Learner node: replay buffers fed by the actor's transitions, SAC updates on their own thread.
+
+Updates run at the agent's update-to-data ratio (one `agent.update` per received environment
+step, each doing `utd_ratio` critic steps), never faster than data arrives. Weights go out on
+`learner/weights` (transient-local, so an actor that starts or restarts later gets the latest)
+every `publish_every` updates. The run directory holds the checkpoint and the buffers; a
+restarted learner resumes from them, and one is written periodically and on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from rclpy.node import Node
+from std_msgs.msg import UInt8MultiArray
+
+from tether.config import RigConfig
+from tether.datasets.replay import MixedSampler, ReplayBuffer
+from tether.datasets.replay_io import fill_replay, load_replay, save_replay
+from tether.datasets.store import EpisodeStore
+from tether.policies.sac import SACAgent, SACConfig
+from tether.policies.sac_loop import LoopConfig
+from tether.robot_ws import messages, qos
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+ONLINE = "online.zarr"
+DEMOS = "demos.zarr"
+
+
+class LearnerNode(Node):
+    def __init__(
+        self,
+        rig: RigConfig,
+        observation_space: gym.spaces.Dict,
+        run_dir: Path,
+        *,
+        sac: SACConfig | None = None,
+        loop: LoopConfig | None = None,
+        demos: Path | None = None,
+        publish_every: int = 20,
+        seed: int = 0,
+        **node_kwargs,
+    ) -> None:
+        super().__init__("learner", namespace=rig.namespace, **node_kwargs)
+        self.rig = rig
+        self.loop = loop or LoopConfig()
+        self.run_dir = Path(run_dir)
+        self.publish_every = publish_every
+        self.rng = np.random.default_rng(seed)
+        self.env_steps = 0
+        self.updates = 0
+        self.update_seconds = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        action_dim = rig.arm.action_dim
+        checkpoint = self.run_dir / CHECKPOINT
+        if (checkpoint / "config.json").exists():
+            self.agent, extra, _ = SACAgent.load(checkpoint, training=True)
+            self.env_steps = int(extra["learner.env_steps"][0]) if "learner.env_steps" in extra else 0
+            self.online = load_replay(self.run_dir / ONLINE)
+            self.demos = load_replay(self.run_dir / DEMOS)
+            self.get_logger().info(
+                f"resumed from {checkpoint}: {int(self.agent.critic_updates)} critic updates, "
+                f"{len(self.online)} online and {len(self.demos)} demo transitions"
+            )
+        else:
+            self.agent = SACAgent(observation_space, action_dim, sac, seed=seed)
+            capacity = self.loop.buffer_capacity
+            self.online = ReplayBuffer(observation_space, action_dim, capacity)
+            self.demos = ReplayBuffer(observation_space, action_dim, capacity)
+            if demos is not None:
+                added = fill_replay(self.demos, EpisodeStore(demos))
+                self.get_logger().info(f"{added} demo transitions from {demos}")
+        self.weights_pub = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
+        self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
+        self._publish_weights()
+        self._thread = threading.Thread(target=self._train, name="learner-updates", daemon=True)
+        self._thread.start()
+
+    # --- data in ----------------------------------------------------------------------
+
+    def _on_transition(self, msg: UInt8MultiArray) -> None:
+        transition, _ = messages.transition_from_msg(msg)
+        with self._lock:
+            self.online.add(transition)
+            if transition.intervened:
+                self.demos.add(transition)  # interventions teach like demonstrations (HIL-SERL)
+            self.env_steps += 1
+            due = self.env_steps % self.loop.checkpoint_every == 0
+        if due:
+            self.checkpoint()
+
+    # --- updates ----------------------------------------------------------------------
+
+    def _train(self) -> None:
+        batch_size = self.agent.config.utd_ratio * self.agent.config.batch_size
+        updates_owed_from = self.env_steps  # only data that arrives while we run earns updates
+        while not self._stop.is_set():
+            with self._lock:
+                ready = len(self.online) >= self.loop.learning_starts
+                owed = self.env_steps - updates_owed_from - self.updates
+                if ready and owed > 0:
+                    use_demos = len(self.demos) > 0 and self.loop.demo_fraction > 0
+                    sampler = (
+                        MixedSampler([self.online, self.demos], [1 - self.loop.demo_fraction, self.loop.demo_fraction])
+                        if use_demos
+                        else MixedSampler([self.online])
+                    )
+                    batch = sampler.sample(batch_size, self.rng)
+            if not ready:
+                updates_owed_from = self.env_steps
+            if not (ready and owed > 0):
+                time.sleep(0.002)
+                continue
+            start = time.perf_counter()
+            with self._lock:
+                self.agent.update(batch)
+            self.update_seconds += time.perf_counter() - start
+            self.updates += 1
+            if self.updates % self.publish_every == 0:
+                self._publish_weights()
+
+    def _publish_weights(self) -> None:
+        with self._lock:
+            weights = {k: v.detach().cpu().numpy().copy() for k, v in self.agent.state_dict().items()}
+            config = self.agent.config_json()
+            version = int(self.agent.critic_updates)
+        self.weights_pub.publish(messages.weights_msg(weights, version, config))
+
+    # --- persistence ------------------------------------------------------------------
+
+    def checkpoint(self) -> Path:
+        """Agent (weights, optimisers, RNG, counters) and both buffers into the run directory."""
+        import torch
+
+        with self._lock:
+            path = self.agent.save(
+                self.run_dir / CHECKPOINT, extra_state={"learner.env_steps": torch.tensor([self.env_steps])}
+            )
+            save_replay(self.online, self.run_dir / ONLINE, source="hil", fps=self.rig.arm.control_rate_hz)
+            save_replay(self.demos, self.run_dir / DEMOS, source="hil", fps=self.rig.arm.control_rate_hz)
+        return path
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "critic_updates": int(self.agent.critic_updates),
+            "updates_per_s": self.updates / self.update_seconds if self.update_seconds else 0.0,
+            "online_transitions": len(self.online),
+            "demo_transitions": len(self.demos),
+        }
+
+    def shutdown(self) -> None:
+        """Stop updating and checkpoint."""
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+        self.checkpoint()

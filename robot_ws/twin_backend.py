@@ -1,0 +1,212 @@
+"""The twin as hardware: one shared `TwinWorld` per process, seen through the same arm backend
+and camera driver contracts as a real Franka or RealSense.
+
+The world runs physics on its own thread, paced by the wall clock times `time_scale`; with a
+scale other than 1 the graph runs on sim time (the twin publishes /clock) so every timer
+and stamp in the graph follows the twin. Rendering happens on that same thread because a
+GL context belongs to the thread that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from tether import spaces
+from tether.config import CameraConfig, RigConfig
+from tether.robot_ws.interfaces import ArmBackend, ArmState, CameraDriver, DeviceError, Frame
+from tether.sim2real.twin.sim import TwinSim
+from tether.transforms import quat_xyzw_to_matrix
+
+log = logging.getLogger(__name__)
+
+PHYSICS_CHUNK_S = 0.01  # sim seconds integrated per loop iteration
+EPOCH = 1_700_000_000.0  # sim-time stamps start here so they read as plausible ROS times
+
+
+class TwinWorld:
+    """The twin of one process: simulation, lock, clock, latest camera frames."""
+
+    def __init__(self, rig: RigConfig, task: str, *, seed: int = 0, time_scale: float = 1.0) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale {time_scale}: must be positive")
+        self.rig = rig
+        self.sim = TwinSim(rig, task)
+        self.time_scale = time_scale
+        self.lock = threading.RLock()
+        self.episode_seed = seed
+        self.frames: dict[str, Frame] = {}
+        self.frame_count = 0
+        self.on_tick: list[Callable[[float], None]] = []  # called after each physics chunk with now()
+        self._gripper = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._frame_due = True
+        self.reset_scene()
+
+    @property
+    def sim_time_mode(self) -> bool:
+        return self.time_scale != 1.0
+
+    def now(self) -> float:
+        """Seconds on the graph's clock: wall time, or the twin's sim time on /clock."""
+        return EPOCH + self.sim.time if self.sim_time_mode else time.time()
+
+    # --- episode ----------------------------------------------------------------------
+
+    def reset_scene(self) -> None:
+        """Home the arm and draw a new scene (the twin's version of a person resetting the table)."""
+        with self.lock:
+            self.sim.reset(np.random.default_rng(self.episode_seed))
+            self.episode_seed += 1
+            self._frame_due = True  # rendered by the physics thread, which owns the GL context
+
+    # --- the physics thread -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="twin-physics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        else:
+            self.sim.close()
+
+    def _run(self) -> None:
+        frame_period = 1.0 / max(c.fps for c in self.sim.cameras) if self.sim.cameras else None
+        next_frame = self.sim.time
+        wall_anchor, sim_anchor = time.perf_counter(), self.sim.time
+        while not self._stop.is_set():
+            target_sim = sim_anchor + (time.perf_counter() - wall_anchor) * self.time_scale
+            if self.sim.time + PHYSICS_CHUNK_S > target_sim:
+                time.sleep(max(0.0, (self.sim.time + PHYSICS_CHUNK_S - target_sim) / self.time_scale))
+                continue
+            with self.lock:
+                if not self.sim.advance(PHYSICS_CHUNK_S):
+                    log.error("twin physics diverged; scene reset")
+                    self.reset_scene()
+                if frame_period is not None and (self.sim.time >= next_frame or self._frame_due):
+                    self._render()
+                    self._frame_due = False
+                    next_frame += frame_period
+                    if next_frame < self.sim.time:  # fell behind: skip frames rather than spiral
+                        next_frame = self.sim.time + frame_period
+                now = self.now()
+            for callback in self.on_tick:
+                callback(now)
+            if self.sim.time - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
+                wall_anchor, sim_anchor = time.perf_counter(), self.sim.time
+        with self.lock:
+            self.sim.close()  # on this thread: the GL context belongs to it
+
+    def _render(self) -> None:
+        if not self.sim.cameras:
+            return
+        stamp = self.now()
+        self.frame_count += 1
+        for name, image in self.sim.render().items():
+            self.frames[name] = Frame(image=image, stamp=stamp, sequence=self.frame_count)
+
+    # --- commands from the arm backend ------------------------------------------------
+
+    def command(self, position: np.ndarray, quat_xyzw: np.ndarray | None, gripper: int | None = None) -> None:
+        with self.lock:
+            if gripper is not None:
+                self._gripper = gripper
+            matrix = self.sim.home_tcp_mat if quat_xyzw is None else quat_xyzw_to_matrix(quat_xyzw)
+            self.sim.command(position, matrix, self._gripper, ramp_s=self.rig.control_dt)
+            self._gripper = 0
+
+
+class TwinArm(ArmBackend):
+    """The arm node's backend on the twin."""
+
+    def __init__(self, world: TwinWorld) -> None:
+        self.world = world
+        self._target = world.sim.tcp_pose()[0]
+        self.rotation_actions = world.rig.arm.rotation_actions
+
+    def connect(self) -> None:
+        """The twin is always there."""
+
+    def close(self) -> None:
+        """Nothing to release: the world belongs to the twin node."""
+
+    def state(self) -> ArmState:
+        with self.world.lock:
+            sim = self.world.sim
+            proprio = sim.proprio()
+            return ArmState(
+                stamp=self.world.now(),
+                joint_positions=proprio[spaces.JOINTS],
+                joint_velocities=sim.joint_velocities(),
+                joint_efforts=sim.joint_efforts(),
+                tcp_pose=proprio[spaces.TCP_POSE],
+                tcp_twist=proprio[spaces.TCP_VEL],
+                wrench=np.zeros(6),
+                gripper=float(proprio[spaces.GRIPPER][0]),
+            )
+
+    def move_toward(self, position: np.ndarray, quat_xyzw: np.ndarray) -> None:
+        self._target = np.asarray(position, float)
+        self.world.command(self._target, quat_xyzw if self.rotation_actions else None)
+
+    def hold(self) -> None:
+        position, _ = self.world.sim.tcp_pose()
+        self.world.command(position, None)
+
+    def set_gripper(self, command: int) -> None:
+        self.world.command(self._target, None, gripper=command)
+
+    def home(self) -> None:
+        self.world.reset_scene()
+        self._target = self.world.sim.tcp_pose()[0]
+
+
+class TwinCamera(CameraDriver):
+    """A twin camera: the newest frame the physics thread rendered."""
+
+    def __init__(self, world: TwinWorld, camera: CameraConfig) -> None:
+        if camera.backend != "twin":
+            raise DeviceError(f"camera '{camera.name}': backend '{camera.backend}' is not a twin camera")
+        self.world = world
+        self.name = camera.name
+        self._delivered: deque[float] = deque(maxlen=60)
+        self._last_sequence = 0
+        self._dropped = 0
+
+    def connect(self) -> None:
+        """Frames come from the world's thread."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def read(self, max_age_s: float) -> Frame:
+        frame = self.world.frames.get(self.name)
+        if frame is None or self.world.now() - frame.stamp > max_age_s:
+            raise DeviceError(f"twin camera '{self.name}': no frame newer than {max_age_s:.3f} s")
+        if frame.sequence != self._last_sequence:
+            if self._last_sequence:
+                self._dropped += max(0, frame.sequence - self._last_sequence - 1)
+            self._last_sequence = frame.sequence
+            self._delivered.append(frame.stamp)
+        return frame
+
+    @property
+    def measured_fps(self) -> float:
+        if len(self._delivered) < 2 or self._delivered[-1] == self._delivered[0]:
+            return 0.0
+        return (len(self._delivered) - 1) / (self._delivered[-1] - self._delivered[0])
+
+    @property
+    def dropped_frames(self) -> int:
+        return self._dropped
