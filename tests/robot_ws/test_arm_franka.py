@@ -1,0 +1,157 @@
+"""The Franka backend end to end against franky-sim, a libfranka-protocol server (MuJoCo FR3)
+started by the test on a free loopback address. Nothing is mocked: franky talks the real
+protocol; only the robot is simulated."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from tether.config import RigConfig, load_rig
+from tether.robot_ws.drivers import make_arm
+from tether.robot_ws.interfaces import ArmBackend, DeviceError
+from tether.safety import translation_target
+
+FRANKA_PORTS = (1337, 1338)  # robot and gripper; fixed by the protocol, so each server needs its own address
+
+
+def free_loopback_address() -> str:
+    """A 127.x.y.z address on which both Franka ports are free (other test runs may hold some)."""
+    for _ in range(100):
+        address = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+        try:
+            for port in FRANKA_PORTS:
+                with socket.socket() as probe:
+                    probe.bind((address, port))
+        except OSError:
+            continue
+        return address
+    raise RuntimeError("no free loopback address for franky-sim")
+
+
+class SimServer:
+    """franky-sim in a subprocess: `python -m franky_sim.run_server -s mujoco` on one address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "franky_sim.run_server", "-s", "mujoco", "--hostname", self.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+        lines: list[str] = []
+
+        def watch() -> None:
+            for line in self.process.stdout:
+                lines.append(line)
+                if "Connect to the server" in line:
+                    ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(60):
+            self.stop()
+            raise RuntimeError("franky-sim did not start: " + "".join(lines[-20:]))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    server = SimServer(free_loopback_address())
+    server.start()
+    yield server
+    server.stop()
+
+
+def sim_rig(address: str) -> RigConfig:
+    """The shipped franka_realsense rig with the arm pointed at the sim server (no realtime kernel
+    here, and a faster dynamics factor so homing does not take most of the test's time)."""
+    rig = load_rig("franka_realsense")
+    arm = rig.arm.model_copy(update={"host": address, "realtime": False, "relative_dynamics_factor": 0.4})
+    return rig.model_copy(update={"arm": arm})
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def follow(arm: ArmBackend, rig: RigConfig, deltas: list[np.ndarray], settle_ticks: int = 15) -> tuple[np.ndarray, float]:
+    """Drive the arm like the arm node: a speed-limited, box-clipped target per tick.
+    Returns the final target and the largest tracking error seen while moving."""
+    start = arm.state().tcp_pose
+    target, quat = start[:3].copy(), start[3:]
+    worst = 0.0
+    for delta in deltas + [np.zeros(3)] * settle_ticks:
+        measured = arm.state().tcp_pose[:3]
+        worst = max(worst, float(np.linalg.norm(measured - target)))
+        target = translation_target(measured, target, delta, rig.arm.workspace, rig.arm.max_linear_speed, rig.control_dt)
+        arm.move_toward(target, quat)
+        time.sleep(rig.control_dt)
+    return target, worst
+
+
+def test_franka_homes_follows_grips_and_recovers_after_the_server_restarts(sim: SimServer):
+    rig = sim_rig(sim.address)
+    with make_arm(rig) as arm:
+        arm.home()
+        state = arm.state()
+        np.testing.assert_allclose(state.joint_positions, rig.arm.home_joints, atol=0.02)
+        assert state.tcp_pose.shape == (7,) and state.wrench.shape == (6,)
+        assert abs(np.linalg.norm(state.tcp_pose[3:]) - 1.0) < 1e-6
+
+        step = rig.arm.action_scale[0]
+        deltas = [np.array([step, 0, 0])] * 6 + [np.array([0, step, 0])] * 6 + [np.array([0, 0, -step])] * 6
+        target, worst = follow(arm, rig, deltas)
+        final = arm.state().tcp_pose
+        assert np.linalg.norm(final[:3] - target) < 0.005  # settled on the last target
+        max_step = rig.arm.max_linear_speed * rig.control_dt
+        assert worst < 3 * max_step  # the target never leads far (the arm node's lead limit) and the arm keeps up
+        moved = final[:3] - state.tcp_pose[:3]  # the lead limit may shorten the path when the sim runs slow
+        assert moved[0] > 3 * step and moved[1] > 3 * step and moved[2] < -3 * step
+
+        arm.set_gripper(+1)  # returns at once; the hand closes in the background
+        wait_until(lambda: arm.state().gripper < 0.05)
+        arm.set_gripper(-1)
+        wait_until(lambda: arm.state().gripper > 0.95)
+
+        sim.stop()  # the robot goes away mid-run
+        with pytest.raises(DeviceError, match=rf"^franka {sim.address}: "):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                arm.move_toward(target, final[3:])
+                arm.state()
+                time.sleep(rig.control_dt)
+        sim.start()
+        arm.recover()  # reconnects and clears errors
+        arm.home()
+        np.testing.assert_allclose(arm.state().joint_positions, rig.arm.home_joints, atol=0.02)
+        target, _ = follow(arm, rig, [np.array([0, 0, -step])] * 4)
+        assert np.linalg.norm(arm.state().tcp_pose[:3] - target) < 0.005
+        arm.set_gripper(+1)  # the gripper reconnected too
+        wait_until(lambda: arm.state().gripper < 0.05)
+
+
+def test_unreachable_franka_is_one_line():
+    rig = sim_rig(free_loopback_address())  # nothing listens there
+    with pytest.raises(DeviceError, match=rf"^franka {rig.arm.host}: cannot connect: [^\n]+$"):
+        make_arm(rig).connect()
