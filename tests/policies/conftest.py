@@ -61,3 +61,58 @@ def h() -> SimpleNamespace:
         ACTION_DIM=ACTION_DIM, state_space=state_space, pixel_space=pixel_space,
         random_obs=random_obs, random_batch=random_batch,
     )
+
+
+class ToyReach(gym.Env):
+    """A tiny, fast stand-in for a twin task: move a point to a goal, then close the gripper there.
+
+    Same observation keys and action layout as the twin (state/tcp_pose, state/gripper; 3 motion + gripper),
+    sparse reward 1 with terminated on success, truncation after `episode_length` steps.
+    """
+
+    GOAL = np.array([0.3, -0.2, 0.1])
+
+    def __init__(self, episode_length: int = 30) -> None:
+        self.observation_space = state_space()
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.episode_length = episode_length
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.pos = self.np_random.uniform(-0.3, 0.3, 3)
+        self.opening, self.steps = 1.0, 0
+        return self._obs(), {"success": False}
+
+    def step(self, action: np.ndarray):
+        self.pos = np.clip(self.pos + 0.05 * np.clip(action[:3], -1, 1), -0.5, 0.5)
+        if abs(action[-1]) >= 0.5:
+            self.opening = 0.0 if action[-1] > 0 else 1.0
+        self.steps += 1
+        success = bool(np.linalg.norm(self.pos - self.GOAL) < 0.05 and self.opening == 0.0)
+        truncated = self.steps >= self.episode_length and not success
+        return self._obs(), float(success), success, truncated, {"success": success}
+
+    def render(self) -> None:
+        return None  # like the twin made without render_mode
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        pose = np.concatenate([self.pos, [0.0, 0.0, 0.0, 1.0]]).astype(np.float32)
+        return {"state/tcp_pose": pose, "state/gripper": np.array([self.opening], np.float32)}
+
+
+class ToyExpert:
+    """Moves straight to the goal and closes there; the Expert protocol of tether.policies.sac_loop."""
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, env: gym.Env) -> np.ndarray:
+        toy = env.unwrapped
+        error = ToyReach.GOAL - toy.pos
+        close = 1.0 if np.linalg.norm(error) < 0.04 else -1.0
+        return np.append(np.clip(error / 0.05, -1, 1), close).astype(np.float32)
+
+
+@pytest.fixture
+def toy() -> SimpleNamespace:
+    return SimpleNamespace(Env=ToyReach, Expert=ToyExpert)

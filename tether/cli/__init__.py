@@ -6,7 +6,8 @@ import logging
 
 import typer
 
-from tether.cli import data, demo, sim
+from tether.cli import data, demo, sim, train
+from tether.cli.eval import eval_command
 
 app = typer.Typer(
     help="tether: collect demos, train with a human in the loop, and deploy, on a robot or its MuJoCo twin.",
@@ -16,6 +17,8 @@ app = typer.Typer(
 )
 app.add_typer(sim.app, name="sim")
 app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
+app.command("eval")(eval_command)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,114 @@
+"""Gradient updates per second of the SAC learner on this machine, batched ensemble vs a naive loop.
+
+One update = one critic step (+ grasp critic) and one actor + temperature step on a batch of 256,
+with random-shift augmentation for images. Configurations: state only, one 128x128 camera, two
+cameras; critic ensembles of 2 and 10 (REDQ target pair). The naive variant swaps the batched
+critic ensemble for a Python loop over E separate MLPs (same sizes, same init scheme), everything
+else identical, and is timed in the same process right after the batched one.
+
+    .venv/bin/python -m benchmarks.learner [--threads 1] [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.report import markdown_table, write_results
+from tether.policies.networks import mlp
+from tether.policies.sac import SACAgent, SACConfig
+from tether.spaces import GRIPPER, JOINTS, TCP_POSE, TCP_VEL
+from tether.types import Batch
+
+BATCH = 256
+ACTION_DIM = 4
+
+
+class LoopEnsemble(nn.Module):
+    """The naive critic ensemble: E separate MLPs called one after another."""
+
+    def __init__(self, members: int, feature_dim: int, action_dim: int, hidden_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            mlp(feature_dim + action_dim, hidden_dims, 1, layer_norm=True) for _ in range(members)
+        )
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([features, action], dim=-1)
+        return torch.stack([member(x).squeeze(-1) for member in self.members])
+
+
+def make_space(cameras: int) -> gym.spaces.Dict:
+    space = {key: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+             for key, dim in {TCP_POSE: 7, TCP_VEL: 6, GRIPPER: 1, JOINTS: 7, "state/cube_pos": 3}.items()}
+    for name in ("front", "wrist")[:cameras]:
+        space[f"images/{name}"] = gym.spaces.Box(0, 255, (128, 128, 3), np.uint8)
+    return gym.spaces.Dict(space)
+
+
+def make_batch(space: gym.spaces.Dict, rng: np.random.Generator) -> Batch:
+    def obs() -> dict[str, np.ndarray]:
+        return {k: (rng.integers(0, 256, (BATCH, *b.shape), dtype=np.uint8) if b.dtype == np.uint8
+                    else rng.normal(size=(BATCH, *b.shape)).astype(np.float32)) for k, b in space.spaces.items()}
+
+    return Batch(obs=obs(), action=rng.uniform(-1, 1, (BATCH, ACTION_DIM)).astype(np.float32),
+                 reward=rng.random(BATCH).astype(np.float32), next_obs=obs(),
+                 terminated=rng.random(BATCH) < 0.05, intervened=np.zeros(BATCH, bool))
+
+
+def make_naive(agent: SACAgent) -> SACAgent:
+    """Swap the batched ensemble (and its target and optimiser) for the per-member loop."""
+    config = agent.config
+    agent.critic = LoopEnsemble(config.num_critics, agent.encoder.feature_dim, agent.arm_dim, config.hidden_dims)
+    agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
+    encoder_params = [p for p in agent.encoder.parameters() if p.requires_grad]
+    agent.critic_optimizer = torch.optim.Adam([*encoder_params, *agent.critic.parameters()], lr=config.lr)
+    return agent
+
+
+def updates_per_second(agent: SACAgent, batch: Batch, seconds: float, min_updates: int = 3) -> tuple[float, int]:
+    agent.update(batch)  # warm-up: allocator, oneDNN kernels
+    done, start = 0, time.perf_counter()
+    while done < min_updates or time.perf_counter() - start < seconds:
+        agent.update(batch)
+        done += 1
+    return done / (time.perf_counter() - start), done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--seconds", type=float, default=4.0, help="minimum timing window per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows, results = [], []
+    for cameras, label in ((0, "state"), (1, "1 camera 128x128"), (2, "2 cameras 128x128")):
+        space = make_space(cameras)
+        batch = make_batch(space, rng)
+        for members in (2, 10):
+            config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None)
+            batched, n_batched = updates_per_second(SACAgent(space, ACTION_DIM, config), batch, args.seconds)
+            naive, n_naive = updates_per_second(make_naive(SACAgent(space, ACTION_DIM, config)), batch, args.seconds)
+            results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
+                            "batched_updates_per_s": batched, "naive_updates_per_s": naive,
+                            "speedup": batched / naive, "timed_updates": [n_batched, n_naive]})
+            rows.append([label, members, batched, naive, f"{batched / naive:.2f}x"])
+            print(f"{label:>18} E={members:<2}  batched {batched:7.2f}/s  naive {naive:7.2f}/s  x{batched / naive:.2f}")
+    table = markdown_table(["observation", "ensemble", "batched updates/s", "naive loop updates/s", "speed-up"], rows)
+    notes = (f"Gradient updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs 256x256 with "
+             f"LayerNorm, one critic + grasp-critic + actor + temperature step per update, random-shift aug on "
+             f"images), torch {torch.__version__} CPU with {args.threads} thread(s). 'naive' replaces the batched "
+             "critic ensemble with a Python loop over separate MLPs, timed in the same run. "
+             "`.venv/bin/python -m benchmarks.learner`")
+    write_results("learner", {"threads": args.threads, "results": results}, table, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""The online SAC training loop: a gymnasium env in, a checkpoint and a learning curve out.
+
+The loop knows nothing of MuJoCo or ROS: the caller builds the env (the twin, or `RobotEnv`)
+and, optionally, an expert that can take over (the scripted operator, or a person's teleop).
+
+Per environment step:
+
+    policy proposes a ──► intervention rule: expert takes over? ──► env.step(executed action)
+         │                                                              │
+         └─────── transition ──► online buffer (+ demo buffer if a human acted)
+    then, once `learning_starts` online transitions exist:
+         one batch of utd_ratio * batch_size, demo_fraction from demos ──► agent.update
+
+RLIF option: at the step the expert takes over, the policy's rejected proposal is stored as a
+terminal transition with reward -rlif_penalty, so interventions teach what not to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+from tqdm import tqdm
+
+from tether.datasets.replay import MixedSampler, ReplayBuffer
+from tether.policies.networks import _Strict
+from tether.policies.sac import SACAgent
+from tether.spaces import gripper_command
+from tether.types import Observation, Transition
+
+logger = logging.getLogger(__name__)
+
+Policy = Callable[[Observation], np.ndarray]
+CURVE_JSON = "curve.json"
+CURVE_PNG = "curve.png"
+CHECKPOINT_DIR = "checkpoint"
+
+
+class LoopConfig(_Strict):
+    """Settings of the online loop (the agent's own hyper-parameters are in SACConfig)."""
+
+    steps: int = Field(20_000, ge=1)
+    """Environment steps to run."""
+    learning_starts: int = Field(100, ge=1)
+    """Online transitions collected before the first update."""
+    random_steps: int = Field(0, ge=0)
+    """Initial steps with uniformly random actions (RLPD uses none when demos are given)."""
+    demo_fraction: float = Field(0.5, ge=0, le=1)
+    """Share of every batch drawn from the demo buffer (RLPD/HIL-SERL: 50/50)."""
+    buffer_capacity: int = Field(200_000, ge=2)
+    """Slots of the online buffer and of the demo buffer."""
+    rlif_penalty: float = Field(0.0, ge=0)
+    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 switches it off."""
+    eval_every: int = Field(1_000, ge=1)
+    """Environment steps between evaluations (one also runs at the end)."""
+    eval_episodes: int = Field(10, ge=1)
+    """Episodes per evaluation, with the deterministic policy."""
+    checkpoint_every: int = Field(5_000, ge=1)
+    """Environment steps between checkpoints (one is also written at the end)."""
+
+
+class Expert(Protocol):
+    """Anything that can act in the env in place of a person (the twin's ScriptedOperator does)."""
+
+    def reset(self) -> None: ...
+
+    def act(self, env: gym.Env) -> np.ndarray: ...
+
+
+class Intervention(Protocol):
+    """Decides, each step, whether a human overrides the policy. None: the policy acts."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, obs: Observation, proposal: np.ndarray) -> np.ndarray | None: ...
+
+
+class ExpertTakeover:
+    """Scripted stand-in for a person watching the robot: takes over when the policy strays.
+
+    Each step the expert says what it would do. The policy strays when its motion differs from the
+    expert's by more than `threshold` (Euclidean, action units) or it commands the gripper the other
+    way. After `patience` consecutive strays the expert takes over for `hold_steps` steps, as a
+    person holding the SpaceMouse for a moment (the rig's teleop sticky time).
+    """
+
+    def __init__(self, expert: Expert, env: gym.Env, *, threshold: float = 1.0, patience: int = 3,
+                 hold_steps: int = 5) -> None:
+        if threshold <= 0 or patience < 1 or hold_steps < 1:
+            raise ValueError(f"ExpertTakeover: need threshold > 0, patience >= 1, hold_steps >= 1, got "
+                             f"{threshold}, {patience}, {hold_steps}")
+        self.expert, self.env = expert, env
+        self.threshold, self.patience, self.hold_steps = threshold, patience, hold_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.expert.reset()
+        self._strays = 0
+        self._holding = 0
+
+    def __call__(self, obs: Observation, proposal: np.ndarray) -> np.ndarray | None:
+        wanted = np.asarray(self.expert.act(self.env), dtype=np.float32)  # the expert watches every step
+        if self._holding == 0:
+            stray = (np.linalg.norm(proposal[:-1] - wanted[:-1]) > self.threshold
+                     or gripper_command(float(proposal[-1])) * gripper_command(float(wanted[-1])) < 0)
+            self._strays = self._strays + 1 if stray else 0
+            if self._strays >= self.patience:
+                self._holding, self._strays = self.hold_steps, 0
+        if self._holding == 0:
+            return None
+        self._holding -= 1
+        return wanted
+
+
+@dataclass
+class EvalResult:
+    """Outcome of evaluating a policy for some episodes."""
+
+    success_rate: float
+    mean_length: float
+    mean_return: float
+    successes: list[bool]
+    lengths: list[int]
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    """Frames of the first episode (camera image or env render), if `record` was asked."""
+
+
+def evaluate(policy: Policy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
+    """Run `episodes` episodes with seeds seed, seed+1, ...; success is info['success'] at the end."""
+    successes, lengths, returns, frames = [], [], [], []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed + episode)
+        done, length, total = False, 0, 0.0
+        while not done:
+            if record and episode == 0:
+                frames.append(_frame(env, obs))
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
+            done, length, total = terminated or truncated, length + 1, total + float(reward)
+        if record and episode == 0:
+            frames.append(_frame(env, obs))
+        successes.append(bool(info.get("success", False)))
+        lengths.append(length)
+        returns.append(total)
+    return EvalResult(
+        success_rate=float(np.mean(successes)), mean_length=float(np.mean(lengths)),
+        mean_return=float(np.mean(returns)), successes=successes, lengths=lengths, frames=frames,
+    )
+
+
+def _frame(env: gym.Env, obs: Observation) -> np.ndarray:
+    """The first camera image of the observation, else the env's rgb render."""
+    images = sorted(k for k in obs if k.startswith("images/"))
+    if images:
+        return np.asarray(obs[images[0]])
+    frame = env.render()
+    if frame is None:
+        raise ValueError("evaluate(record=True): the observation has no image and env.render() returned None "
+                         "(make the env with render_mode='rgb_array')")
+    return np.asarray(frame)
+
+
+def collect_demos(env: gym.Env, expert: Expert, episodes: int, buffer: ReplayBuffer, *, seed: int,
+                  successful_only: bool = True, max_attempts: int | None = None) -> int:
+    """Fill `buffer` with the expert's episodes (marked intervened: a 'human' acted); returns how many were kept."""
+    kept, attempt = 0, 0
+    limit = max_attempts if max_attempts is not None else 3 * episodes
+    while kept < episodes:
+        if attempt >= limit:
+            raise RuntimeError(f"collect_demos: only {kept} of {episodes} expert episodes succeeded in {limit} attempts")
+        obs, _ = env.reset(seed=seed + attempt)
+        expert.reset()
+        attempt += 1
+        steps, info, done = [], {}, False
+        while not done:
+            action = np.asarray(expert.act(env), dtype=np.float32)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            steps.append(Transition(obs, action, float(reward), next_obs, terminated, truncated, intervened=True))
+            obs, done = next_obs, terminated or truncated
+        if successful_only and not info.get("success", False):
+            continue
+        for transition in steps:
+            buffer.add(transition)
+        kept += 1
+    return kept
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the learning curve and the learner's throughput."""
+
+    curve: list[dict[str, float]]
+    env_steps: int
+    learning_steps: int
+    """Environment steps taken since updates began."""
+    critic_updates: int
+    update_seconds: float
+    interventions: int
+
+    @property
+    def updates_per_second(self) -> float:
+        return self.critic_updates / self.update_seconds if self.update_seconds else 0.0
+
+    @property
+    def utd_achieved(self) -> float:
+        """Critic updates per environment step since updates began."""
+        return self.critic_updates / self.learning_steps if self.learning_steps else 0.0
+
+
+def train_sac(
+    agent: SACAgent,
+    env: gym.Env,
+    config: LoopConfig,
+    *,
+    seed: int,
+    demos: ReplayBuffer | None = None,
+    online: ReplayBuffer | None = None,
+    intervention: Intervention | None = None,
+    eval_env: gym.Env | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `agent` online in `env`; evaluate in `eval_env` every `eval_every` steps; write to `out_dir`.
+
+    `demos` and `online` default to empty buffers of `buffer_capacity`; pass them to start from (or
+    inspect) their contents. Interventions are added to both.
+    """
+    action_dim = env.action_space.shape[0]
+    if action_dim != agent.action_dim:
+        raise ValueError(f"env action_dim {action_dim} differs from the agent's {agent.action_dim}")
+    rng = np.random.default_rng(seed)
+    online = online if online is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
+    demos = demos if demos is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
+    batch_size = agent.config.utd_ratio * agent.config.batch_size
+    curve: list[dict[str, float]] = []
+    update_seconds, interventions, episode, updates_at_start = 0.0, 0, 0, int(agent.critic_updates)
+    learning_steps = 0  # environment steps since updates began: the denominator of the achieved UTD
+    was_intervening = False
+
+    obs, _ = env.reset(seed=seed)
+    if intervention is not None:
+        intervention.reset()
+    bar = tqdm(range(1, config.steps + 1), desc="sac", disable=not progress, unit="step")
+    for step in bar:
+        if step <= config.random_steps:
+            proposal = rng.uniform(-1, 1, action_dim).astype(np.float32)
+        else:
+            proposal = agent.act(obs)
+        human = intervention(obs, proposal) if intervention is not None else None
+        action = proposal if human is None else human
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        if human is not None:
+            interventions += 1
+            if config.rlif_penalty > 0 and not was_intervening:
+                # The proposal the expert rejected: terminal, so its value is exactly the penalty.
+                online.add(Transition(obs, proposal, -config.rlif_penalty, next_obs, True, False, False, proposal))
+        transition = Transition(obs, action, float(reward), next_obs, terminated, truncated,
+                                intervened=human is not None, policy_action=proposal)
+        online.add(transition)
+        if human is not None:
+            demos.add(transition)
+        was_intervening = human is not None
+        obs = next_obs
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+            was_intervening = False
+            if intervention is not None:
+                intervention.reset()
+
+        if len(online) >= config.learning_starts:
+            learning_steps += 1
+            use_demos = len(demos) > 0 and config.demo_fraction > 0
+            sampler = (MixedSampler([online, demos], [1 - config.demo_fraction, config.demo_fraction])
+                       if use_demos else MixedSampler([online]))
+            batch = sampler.sample(batch_size, rng)
+            start = time.perf_counter()
+            agent.update(batch)
+            update_seconds += time.perf_counter() - start
+
+        if eval_env is not None and (step % config.eval_every == 0 or step == config.steps):
+            result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes,
+                              seed=1_000_000 + seed)
+            updates = int(agent.critic_updates) - updates_at_start
+            point = {
+                "env_steps": step, "success_rate": result.success_rate, "mean_length": result.mean_length,
+                "critic_updates": updates, "utd_achieved": updates / max(learning_steps, 1),
+                "updates_per_s": updates / update_seconds if update_seconds else 0.0,
+                "intervention_rate": interventions / step, "episodes": episode,
+            }
+            curve.append(point)
+            logger.info("step %d: success %.2f, length %.1f, %.1f updates/s, UTD %.2f, interventions %.2f",
+                        step, result.success_rate, result.mean_length, point["updates_per_s"],
+                        point["utd_achieved"], point["intervention_rate"])
+            bar.set_postfix(success=f"{result.success_rate:.2f}")
+            if out_dir is not None:
+                write_curve(curve, out_dir)
+        if out_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
+            agent.save(out_dir / CHECKPOINT_DIR, extra_config={"loop": json.loads(config.model_dump_json()),
+                                                              "env_steps": step, "seed": seed})
+    return TrainResult(curve=curve, env_steps=config.steps, learning_steps=learning_steps,
+                       critic_updates=int(agent.critic_updates) - updates_at_start,
+                       update_seconds=update_seconds, interventions=interventions)
+
+
+def write_curve(curve: list[dict[str, float]], out_dir: Path, title: str = "SAC") -> None:
+    """curve.json and curve.png (success rate and intervention rate against environment steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CURVE_JSON).write_text(json.dumps(curve, indent=2) + "\n")
+    steps = [p["env_steps"] for p in curve]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot(steps, [p["success_rate"] for p in curve], marker="o", label="success rate")
+    axis.plot(steps, [p["intervention_rate"] for p in curve], linestyle="--", label="intervention rate")
+    axis.set(xlabel="environment steps", ylim=(-0.02, 1.02), title=title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(out_dir / CURVE_PNG, dpi=120)
+    plt.close(figure)
+
+
+def result_json(result: TrainResult) -> dict[str, Any]:
+    """The run summary as JSON-able values."""
+    return {**asdict(result), "updates_per_second": result.updates_per_second, "utd_achieved": result.utd_achieved}

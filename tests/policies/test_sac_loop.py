@@ -1,0 +1,142 @@
+"""The online loop on a tiny env: intervention rule, buffer routing, RLIF, batch mixing, UTD, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tether.datasets.replay import ReplayBuffer
+from tether.policies.sac import SACAgent, SACConfig, redq_config
+from tether.policies.sac_loop import (
+    CHECKPOINT_DIR,
+    CURVE_JSON,
+    CURVE_PNG,
+    ExpertTakeover,
+    LoopConfig,
+    collect_demos,
+    evaluate,
+    train_sac,
+)
+
+SMALL = SACConfig(hidden_dims=(32, 32), batch_size=16)
+
+
+class FixedExpert:
+    def __init__(self, action: np.ndarray) -> None:
+        self.action, self.resets = action, 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def act(self, env: object) -> np.ndarray:
+        return self.action
+
+
+def test_expert_takes_over_after_patience_and_holds() -> None:
+    wanted = np.array([1.0, 0.0, 0.0, -1.0], np.float32)
+    rule = ExpertTakeover(FixedExpert(wanted), env=None, threshold=0.5, patience=3, hold_steps=2)
+    close = np.array([0.9, 0.1, 0.0, -1.0], np.float32)
+    far = np.array([-1.0, 0.0, 0.0, -1.0], np.float32)
+    assert [rule({}, close) for _ in range(5)] == [None] * 5
+    decisions = [rule({}, far) for _ in range(7)]
+    taken = [d is not None for d in decisions]
+    assert taken == [False, False, True, True, False, False, True]
+    np.testing.assert_array_equal(decisions[2], wanted)
+    # The gripper commanded the opposite way is straying too, even with the same motion.
+    rule.reset()
+    wrong_gripper = np.array([1.0, 0.0, 0.0, 0.8], np.float32)
+    assert [rule({}, wrong_gripper) is not None for _ in range(3)] == [False, False, True]
+    with pytest.raises(ValueError, match="need threshold > 0"):
+        ExpertTakeover(FixedExpert(wanted), env=None, threshold=0)
+
+
+class AlwaysTakeOver:
+    """Intervenes at steps 1, 4-5, 8-9, ... (count % 4 in {0, 1}) with a fixed action, to check routing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs, proposal):
+        self.count += 1
+        return np.array([0.5, 0.5, 0.5, -1.0], np.float32) if self.count % 4 in (0, 1) else None
+
+
+def _run(toy, config: LoopConfig, **kwargs):
+    env = toy.Env()
+    online = ReplayBuffer(env.observation_space, 4, 1000)
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    agent = SACAgent(env.observation_space, 4, kwargs.pop("sac", SMALL), seed=0)
+    result = train_sac(agent, env, config, seed=0, online=online, demos=demos, progress=False, **kwargs)
+    return result, online, demos, agent
+
+
+def test_interventions_go_to_both_buffers_and_rlif_penalises_the_takeover(toy) -> None:
+    config = LoopConfig(steps=40, learning_starts=1000, rlif_penalty=1.0)  # no updates: routing only
+    result, online, demos, _ = _run(toy, config, intervention=AlwaysTakeOver())
+    assert result.interventions == 20 and len(demos) == 20
+    transitions = [t for episode in online.episodes() for t in episode.transitions()]
+    intervened = [t for t in transitions if t.intervened]
+    assert len(intervened) == 20 and all(np.allclose(t.action, [0.5, 0.5, 0.5, -1]) for t in intervened)
+    penalties = [t for t in transitions if t.reward == -1.0]
+    assert len(penalties) == 11  # one per takeover: steps 1, 4-5, 8-9, ..., 36-37, 40 are 11 runs
+    assert all(t.terminated and not t.intervened for t in penalties)
+    assert all(not np.allclose(t.action, [0.5, 0.5, 0.5, -1]) for t in penalties)  # the rejected proposal
+    assert len(online) == 40 + 11
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_batches_mix_online_and_demo_transitions_by_fraction(toy, fraction: float) -> None:
+    env = toy.Env()
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    collect_demos(env, toy.Expert(), 3, demos, seed=0)
+    assert all(t.intervened for e in demos.episodes() for t in e.transitions())
+    agent = SACAgent(env.observation_space, 4, SMALL.model_copy(update={"utd_ratio": 2}), seed=0)
+    seen = []
+    update = agent.update
+    agent.update = lambda batch: seen.append(batch) or update(batch)
+    config = LoopConfig(steps=12, learning_starts=5, demo_fraction=fraction)
+    result = train_sac(agent, env, config, seed=0, demos=demos, progress=False)
+    assert len(seen) == 8 and all(len(b.action) == 32 for b in seen)
+    # Online transitions are never intervened here, demo ones always: the flag counts the demo share.
+    assert all(b.intervened.sum() == 32 * fraction for b in seen)
+    assert (result.critic_updates, result.learning_steps, result.utd_achieved) == (16, 8, 2.0)
+
+
+def test_loop_writes_curve_checkpoint_and_evaluates(toy, tmp_path) -> None:
+    config = LoopConfig(steps=30, learning_starts=10, eval_every=10, eval_episodes=2, checkpoint_every=15)
+    result, _, _, agent = _run(toy, config, eval_env=toy.Env(), out_dir=tmp_path)
+    assert [p["env_steps"] for p in result.curve] == [10, 20, 30]
+    assert json.loads((tmp_path / CURVE_JSON).read_text()) == result.curve
+    assert (tmp_path / CURVE_PNG).stat().st_size > 0
+    saved = json.loads((tmp_path / CHECKPOINT_DIR / "config.json").read_text())
+    assert saved["env_steps"] == 30 and saved["critic_updates"] == int(agent.critic_updates) == 21
+    assert result.curve[-1]["utd_achieved"] == 1.0
+
+
+def test_evaluate_counts_successes_and_lengths(toy) -> None:
+    env, expert = toy.Env(), toy.Expert()
+    result = evaluate(lambda obs: expert.act(env), env, 3, seed=0)
+    assert result.success_rate == 1.0 and all(length < env.episode_length for length in result.lengths)
+    idle = evaluate(lambda obs: np.zeros(4, np.float32), env, 2, seed=0)
+    assert idle.success_rate == 0.0 and idle.lengths == [env.episode_length] * 2
+    with pytest.raises(ValueError, match="env.render\\(\\) returned None"):
+        evaluate(lambda obs: np.zeros(4, np.float32), env, 1, seed=0, record=True)
+
+
+def test_sac_learns_the_toy_task_from_demos(toy) -> None:
+    """A fast end-to-end check that the update learns at all (the twin run is in test_learning)."""
+    env = toy.Env()
+    demos = ReplayBuffer(env.observation_space, 4, 10_000)
+    collect_demos(env, toy.Expert(), 10, demos, seed=100)
+    config = redq_config(hidden_dims=(64, 64), batch_size=64, utd_ratio=4, tau=0.02)
+    agent = SACAgent(env.observation_space, 4, config, seed=0)
+    before = evaluate(lambda o: agent.act(o, deterministic=True), toy.Env(), 10, seed=500).success_rate
+    loop = LoopConfig(steps=1500, learning_starts=50, eval_every=1500, eval_episodes=10)
+    result = train_sac(agent, env, loop, seed=0, demos=demos, eval_env=toy.Env(), progress=False)
+    assert before == 0.0
+    assert result.curve[-1]["success_rate"] >= 0.7

@@ -1,0 +1,199 @@
+"""`tether train ...`: offline or twin training of the learners in tether.policies.
+
+The learners take a gymnasium env; this module builds it (the MuJoCo twin) and hands it in.
+Hyper-parameters come from one optional YAML file (`--config`, sections `sac:`, `loop:`,
+`classifier:`) validated into the typed configs, plus the few flags below; a run records the
+resolved configs in its checkpoint's config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tether.config import DEFAULT_RIG
+from tether.policies.reward_classifier import ClassifierConfig
+from tether.policies.sac import SACConfig
+from tether.policies.sac_loop import LoopConfig, TrainResult
+
+app = typer.Typer(help="Train learners: SAC in the twin, the reward classifier from a store.", no_args_is_help=True)
+log = logging.getLogger(__name__)
+
+ObsMode = Literal["state", "pixels"]
+Interventions = Literal["none", "scripted"]
+RESULT_JSON = "result.json"
+
+
+class TrainFile(BaseModel):
+    """The optional --config YAML: one section per config model."""
+
+    model_config = ConfigDict(extra="forbid")
+    sac: dict[str, Any] = {}
+    loop: dict[str, Any] = {}
+    classifier: dict[str, Any] = {}
+
+
+def read_train_file(path: Path | None) -> TrainFile:
+    """Parse --config; errors name the file and the reason in one line."""
+    if path is None:
+        return TrainFile()
+    if not path.is_file():
+        raise typer.BadParameter(f"{path}: file not found", param_hint="--config")
+    try:
+        return TrainFile.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ValidationError) as error:
+        raise typer.BadParameter(f"{path}: {_first_error(error)}", param_hint="--config") from None
+
+
+def _first_error(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        item = error.errors()[0]
+        return f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+    return str(error).replace("\n", " ")
+
+
+def _validated(model: type[BaseModel], values: dict[str, Any], section: str) -> Any:
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise typer.BadParameter(f"{section}: {_first_error(error)}", param_hint="--config") from None
+
+
+def make_twin(task: str, obs_mode: str, rig: str, **kwargs: Any):
+    """The twin env for a task, imported here so that `tether --help` does not load MuJoCo."""
+    from tether.sim2real.twin import make_env
+
+    return make_env(task, rig=rig, obs_mode=obs_mode, **kwargs)
+
+
+def scripted_operator(env, seed: int):
+    """The twin's scripted operator with the rig's settings."""
+    from tether.sim2real.twin.expert import ScriptedOperator
+
+    return ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=seed)
+
+
+def run_sac(
+    *,
+    task: str,
+    obs_mode: ObsMode,
+    steps: int,
+    seed: int,
+    sac: SACConfig,
+    loop: LoopConfig,
+    demos: Path | None = None,
+    demo_episodes: int = 0,
+    interventions: Interventions = "none",
+    rig: str = DEFAULT_RIG,
+    out: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop."""
+    from tether.datasets.replay import ReplayBuffer
+    from tether.datasets.store import EpisodeStore
+    from tether.policies.sac import SACAgent
+    from tether.policies.sac_loop import ExpertTakeover, collect_demos, result_json, train_sac
+
+    env = make_twin(task, obs_mode, rig)
+    eval_env = make_twin(task, obs_mode, rig)
+    action_dim = env.action_space.shape[0]
+    demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
+    if demos is not None:
+        store = EpisodeStore(demos)
+        if store.spec.observation_space != env.observation_space or store.spec.action_dim != action_dim:
+            raise typer.BadParameter(f"{demos}: its observation/action spec differs from {task} ({obs_mode})",
+                                     param_hint="--demos")
+        for index in range(store.n_episodes):
+            demo_buffer.add_episode(store.episode(index))
+        log.info("demos: %d episodes, %d transitions from %s", store.n_episodes, len(demo_buffer), demos)
+    if demo_episodes:
+        collect_demos(env, scripted_operator(env, seed + 1), demo_episodes, demo_buffer, seed=2_000_000 + seed)
+        log.info("demos: %d scripted episodes, %d transitions", demo_episodes, len(demo_buffer))
+    intervention = (ExpertTakeover(scripted_operator(env, seed + 2), env)
+                    if interventions == "scripted" else None)
+    agent = SACAgent(env.observation_space, action_dim, sac, seed=seed)
+    result = train_sac(agent, env, loop.model_copy(update={"steps": steps}), seed=seed, demos=demo_buffer,
+                       intervention=intervention, eval_env=eval_env, out_dir=out, progress=progress)
+    if out is not None:
+        summary = {"task": task, "obs": obs_mode, "seed": seed, "interventions": interventions,
+                   "demo_transitions": len(demo_buffer), **result_json(result)}
+        (out / RESULT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    env.close()
+    eval_env.close()
+    return result
+
+
+DEBUG_SAC = {"hidden_dims": (64, 64), "batch_size": 32,
+             "encoder": {"channels": (8, 8), "kernels": (4, 3), "strides": (4, 2), "groups": 4, "latent_dim": 16}}
+DEBUG_LOOP = {"learning_starts": 20, "eval_every": 50, "eval_episodes": 1, "checkpoint_every": 50}
+
+
+@app.command("sac")
+def sac_command(
+    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
+    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
+    demos: Path | None = typer.Option(None, "--demos", help="Episode store (zarr) whose episodes seed the demo buffer."),
+    demo_episodes: int = typer.Option(0, "--demo-episodes", min=0, help="Scripted-operator demos to collect first."),
+    steps: int = typer.Option(20_000, "--steps", min=1, help="Environment steps."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/sac"), "--out", help="Run folder: checkpoint/, curve.json, curve.png."),
+    interventions: str = typer.Option("none", "--interventions", help="none, or scripted: the operator takes over."),
+    utd: int | None = typer.Option(None, "--utd", min=1, help="Critic updates per environment step."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections of overrides."),
+    rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
+    debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
+) -> None:
+    """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
+    if obs not in ("state", "pixels"):
+        raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
+    if interventions not in ("none", "scripted"):
+        raise typer.BadParameter(f"'{interventions}': must be none or scripted", param_hint="--interventions")
+    if demos is not None and not demos.exists():
+        raise typer.BadParameter(f"{demos}: no such store", param_hint="--demos")
+    file = read_train_file(config)
+    sac_values = {**(DEBUG_SAC if debug else {}), **file.sac, **({"utd_ratio": utd} if utd else {})}
+    loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop}
+    sac = _validated(SACConfig, sac_values, "sac")
+    loop = _validated(LoopConfig, loop_values, "loop")
+    result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
+                     demo_episodes=demo_episodes, interventions=interventions, rig=rig, out=out)
+    final = result.curve[-1] if result.curve else {}
+    typer.echo(f"{task} ({obs}): final success {final.get('success_rate', float('nan')):.2f} after {steps} steps; "
+               f"{result.updates_per_second:.1f} updates/s, UTD achieved {result.utd_achieved:.2f}; wrote {out}")
+
+
+@app.command("reward-classifier")
+def reward_classifier_command(
+    data: Path = typer.Option(..., "--data", help="Episode store (zarr) with camera images and rewards."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder to write."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps (default from the config)."),
+    seed: int = typer.Option(0, "--seed"),
+    config: Path | None = typer.Option(None, "--config", help="YAML with a classifier: section of overrides."),
+) -> None:
+    """Train the success classifier on frames of a store; reports precision / recall / F1 and the threshold."""
+    from tether.datasets.store import EpisodeStore, StoreError
+    from tether.policies.reward_classifier import report_json, train_reward_classifier
+
+    file = read_train_file(config)
+    values = {**file.classifier, **({"steps": steps} if steps else {})}
+    classifier_config = _validated(ClassifierConfig, values, "classifier")
+    try:
+        store = EpisodeStore(data)
+    except StoreError as error:
+        raise typer.BadParameter(str(error), param_hint="--data") from None
+    space = store.observation_space
+    cameras = [k for k in space.spaces if k.startswith("images/")]
+    if not cameras:
+        raise typer.BadParameter(f"{data}: the store has no camera images", param_hint="--data")
+    episodes = [store.episode(i, keys=cameras) for i in range(store.n_episodes)]
+    classifier, report = train_reward_classifier(episodes, space, classifier_config, seed=seed)
+    classifier.save(out, report_json(report))
+    typer.echo(f"reward classifier: precision {report.precision:.2f}, recall {report.recall:.2f}, "
+               f"F1 {report.f1:.2f} at threshold {report.threshold:.3f} on {report.val_positives} + "
+               f"{report.val_negatives} held-out frames; wrote {out}")
