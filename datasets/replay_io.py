@@ -28,13 +28,18 @@ REPLAY_ATTR = "replay"
 
 def fill_replay(buffer: ReplayBuffer, store: EpisodeStore, episodes: Iterable[int] | None = None) -> int:
     """Add the store's committed episodes (all, or the given indices) to `buffer`; returns the steps
-    added. An episode without a recorded final observation loses its last step unless it terminated."""
-    differences = store.spec.differences(StoreSpec.from_space(buffer.observation_space, buffer.action_dim))
+    added. The store may hold more observation keys than the buffer (a recording with cameras and
+    task state feeds a state-only learner); those are not read. An episode without a recorded
+    final observation loses its last step unless it terminated."""
+    wanted = StoreSpec.from_space(buffer.observation_space, buffer.action_dim)
+    stored = StoreSpec(obs={k: v for k, v in store.spec.obs.items() if k in wanted.obs}, action_dim=store.spec.action_dim)
+    differences = stored.differences(wanted)
     if differences:
         raise StoreError(f"{store.path}: the replay buffer's spec differs: {'; '.join(differences)}")
+    keys = list(wanted.obs)
     added = 0
     for index in range(store.n_episodes) if episodes is None else episodes:
-        episode = store.episode(index)
+        episode = store.episode(index, keys=keys)
         if not store.episodes[index].has_final_obs and not episode.terminated[-1]:
             episode = episode.without_last_step()
         buffer.add_episode(episode)

@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 
 from tether import spaces
 from tether.config import RigConfig, TwinArm
-from tether.robot_ws.nodes.actor import ActorMode, ActorNode
+from tether.robot_ws.nodes.actor import ActorMode, ActorNode, load_policy
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
 from tether.robot_ws.nodes.teleop import TeleopNode
@@ -46,7 +46,10 @@ class GraphSpec:
 
     rig: RigConfig
     nodes: tuple[str, ...] = NODE_NAMES
-    obs_mode: Literal["state", "pixels"] = "state"
+    obs_mode: Literal["state", "pixels", "all"] = "state"
+    """state: proprio + twin task state; pixels: proprio + cameras; all (recording): every one of them."""
+    policy: Path | None = None
+    """A checkpoint the actor acts with from the start (eval / deploy) instead of waiting for the learner."""
     actor_mode: ActorMode = "hil"
     operator: OperatorMode = "takeover"
     store: Path | None = None
@@ -101,13 +104,7 @@ class Graph:
         return kwargs
 
     def observation_space(self):
-        """What the policy sees: proprioception plus images (pixels) or the twin's task state (state)."""
-        from tether.sim2real.twin.tasks import make_task
-
-        rig, spec = self.spec.rig, self.spec
-        cameras = list(rig.cameras) if spec.obs_mode == "pixels" else []
-        extra = make_task(rig.task.name).state_dims if spec.obs_mode == "state" else None
-        return spaces.observation_space(cameras, extra_state=extra)
+        return observation_space_of(self.spec)
 
     def _build(self, rig: RigConfig) -> None:
         spec, names = self.spec, set(self.spec.nodes)
@@ -134,8 +131,13 @@ class Graph:
 
             self.nodes["recorder"] = RecorderNode(rig, spec.store, spec.source, rig.task.name, **self._kwargs())
         if "actor" in names:
+            policy = load_policy(spec.policy, deterministic=spec.actor_mode == "eval") if spec.policy else None
+            # The actor assembles (and records) the spec's observation and whatever its policy needs.
+            keys = tuple(self.observation_space().spaces)
+            if policy is not None:
+                keys += tuple(k for k in policy.observation_keys if k not in keys)
             self.nodes["actor"] = ActorNode(
-                rig, spec.actor_mode, tuple(self.observation_space().spaces), max_episodes=spec.max_episodes, **self._kwargs()
+                rig, spec.actor_mode, keys, policy=policy, max_episodes=spec.max_episodes, **self._kwargs()
             )
 
     def _arm_backend(self, rig: RigConfig):
@@ -237,15 +239,15 @@ class Graph:
         self.shutdown()
 
 
-def run_graph(spec: GraphSpec, until: Callable[[Graph], bool], timeout_s: float | None = None) -> Graph:
-    """Start a graph, wait for `until(graph)`, shut it down (also on Ctrl-C); returns it for its nodes' results."""
-    graph = Graph(spec)
-    graph.start()
-    try:
-        graph.wait(lambda: until(graph), timeout_s)
-    finally:
-        graph.shutdown()
-    return graph
+def observation_space_of(spec: GraphSpec):
+    """What the actor observes: proprioception plus cameras and/or the twin's task state."""
+    from tether.sim2real.twin.tasks import make_task
+
+    rig, mode = spec.rig, spec.obs_mode
+    cameras = list(rig.cameras) if mode in ("pixels", "all") else []
+    twin = isinstance(rig.arm, TwinArm)
+    extra = make_task(rig.task.name).state_dims if mode == "state" or (mode == "all" and twin) else None
+    return spaces.observation_space(cameras, extra_state=extra)
 
 
 def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -44,23 +45,36 @@ class Policy(Protocol):
 
 
 class SACPolicy:
-    """A SAC agent as the actor's policy (built from the learner's weights message)."""
+    """A SAC agent as the actor's policy."""
 
-    def __init__(self, weights: dict[str, np.ndarray], config: dict[str, Any], deterministic: bool) -> None:
+    def __init__(self, agent: Any, deterministic: bool) -> None:
+        self.agent = agent.eval()
+        self.observation_keys = tuple(agent.observation_space.spaces)
+        self.deterministic = deterministic
+
+    @classmethod
+    def from_weights(cls, weights: dict[str, np.ndarray], config: dict[str, Any], deterministic: bool) -> SACPolicy:
+        """Built from the learner's weights message."""
         import torch
 
         from tether.policies.sac import SACAgent, SACConfig, space_from_json
 
-        self.agent = SACAgent(
+        agent = SACAgent(
             space_from_json(config["observation_space"]), config["action_dim"], SACConfig.model_validate(config["sac"])
         )
-        self.agent.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-        self.agent.eval()
-        self.observation_keys = tuple(self.agent.observation_space.spaces)
-        self.deterministic = deterministic
+        agent.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        return cls(agent, deterministic)
 
     def act(self, obs: Observation) -> np.ndarray:
         return self.agent.act(obs, deterministic=self.deterministic)
+
+
+def load_policy(checkpoint: Path, deterministic: bool) -> SACPolicy:
+    """A policy from a checkpoint directory on disk."""
+    from tether.policies.sac import SACAgent
+
+    agent = SACAgent.load(Path(checkpoint))
+    return SACPolicy(agent, deterministic)
 
 
 @dataclass
@@ -111,6 +125,7 @@ class ActorNode(Node):
         self._prev: _Step | None = None
         self._step = 0
         self._interventions = 0
+        self._episode_start = 0.0
 
         inputs = ReentrantCallbackGroup()
         sub = lambda kind, topic, key, profile=qos.SENSOR: self.create_subscription(  # noqa: E731
@@ -162,7 +177,7 @@ class ActorNode(Node):
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         """Decode on this thread; the control loop swaps the new policy in at its next tick."""
         weights, version, config = messages.weights_from_msg(msg)
-        policy = SACPolicy(weights, config, deterministic=self.mode == "eval")
+        policy = SACPolicy.from_weights(weights, config, deterministic=self.mode == "eval")
         with self._policy_lock:
             self._pending_policy = policy
             self.weights_version = version
@@ -248,6 +263,9 @@ class ActorNode(Node):
         if self.max_episodes is not None and self.episode >= self.max_episodes:
             self.done.set()
             return
+        if self.mode != "teleop" and self.policy is None:
+            self.counters["waiting_for_weights"] += 1  # the first episode starts with the learner's weights
+            return
         if not self.reset_client.service_is_ready():
             self.counters["reset_service_waiting"] += 1
             return
@@ -266,6 +284,7 @@ class ActorNode(Node):
         self.events_pub.publish(String(data="reset"))
         self._override.reset()
         self._prev, self._step, self._interventions = None, 0, 0
+        self._episode_start = self._now()
         self.episode += 1
         self._phase = "running"
 
@@ -277,8 +296,15 @@ class ActorNode(Node):
             return
         with self._events_lock:
             events, self._events = self._events, []
-        success_msg = self._fresh("success", now)
-        success = (success_msg is not None and bool(success_msg.data)) or "success" in events
+        # The twin's success flag counts only if it was sent during this episode, not before the reset.
+        success_latest = self._latest.get("success")
+        twin_success = (
+            success_latest is not None
+            and success_latest.stamp > self._episode_start + 0.5 * self.rig.control_dt
+            and now - success_latest.stamp <= self.rig.safety.staleness_s
+            and bool(success_latest.value.data)
+        )
+        success = twin_success or "success" in events
         failure = "failure" in events
         stop = "stop" in events or "rerecord" in events
 
@@ -301,7 +327,8 @@ class ActorNode(Node):
 
         proposal = None
         if self.policy is not None and self.mode != "teleop":
-            proposal = np.asarray(self.policy.act(obs), dtype=np.float32)
+            policy_obs = {key: obs[key] for key in self.policy.observation_keys}
+            proposal = np.asarray(self.policy.act(policy_obs), dtype=np.float32)
         human = self._human_action(now)
         if human is not None:
             action, intervened = human, True

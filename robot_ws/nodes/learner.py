@@ -9,6 +9,7 @@ restarted learner resumes from them, and one is written periodically and on shut
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,8 @@ from tether.config import RigConfig
 from tether.datasets.replay import MixedSampler, ReplayBuffer
 from tether.datasets.replay_io import fill_replay, load_replay, save_replay
 from tether.datasets.store import EpisodeStore
-from tether.policies.sac import SACAgent, SACConfig
+from tether.policies.checkpoint import load_checkpoint
+from tether.policies.sac import SACAgent, SACConfig, space_from_json
 from tether.policies.sac_loop import LoopConfig
 from tether.robot_ws import messages, qos
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
 ONLINE = "online.zarr"
 DEMOS = "demos.zarr"
+ENV_STEPS = "learner.env_steps"
+STATS = "learner_stats.json"
 
 
 class LearnerNode(Node):
@@ -57,13 +61,19 @@ class LearnerNode(Node):
         self.env_steps = 0
         self.updates = 0
         self.update_seconds = 0.0
-        self._lock = threading.Lock()
+        self._data_lock = threading.Lock()  # buffers and counters: held briefly by the subscription
+        self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
         self._stop = threading.Event()
         action_dim = rig.arm.action_dim
         checkpoint = self.run_dir / CHECKPOINT
         if (checkpoint / "config.json").exists():
-            self.agent, extra, _ = SACAgent.load(checkpoint, training=True)
-            self.env_steps = int(extra["learner.env_steps"][0]) if "learner.env_steps" in extra else 0
+            saved = load_checkpoint(checkpoint, training=True)
+            self.agent = SACAgent(
+                space_from_json(saved.config["observation_space"]), saved.config["action_dim"],
+                SACConfig.model_validate(saved.config["sac"]),
+            )
+            self.agent.restore(saved, training=True)
+            self.env_steps = int(saved.training_meta.get(ENV_STEPS, 0))
             self.online = load_replay(self.run_dir / ONLINE)
             self.demos = load_replay(self.run_dir / DEMOS)
             self.get_logger().info(
@@ -88,7 +98,7 @@ class LearnerNode(Node):
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
         transition, _ = messages.transition_from_msg(msg)
-        with self._lock:
+        with self._data_lock:
             self.online.add(transition)
             if transition.intervened:
                 self.demos.add(transition)  # interventions teach like demonstrations (HIL-SERL)
@@ -103,7 +113,7 @@ class LearnerNode(Node):
         batch_size = self.agent.config.utd_ratio * self.agent.config.batch_size
         updates_owed_from = self.env_steps  # only data that arrives while we run earns updates
         while not self._stop.is_set():
-            with self._lock:
+            with self._data_lock:
                 ready = len(self.online) >= self.loop.learning_starts
                 owed = self.env_steps - updates_owed_from - self.updates
                 if ready and owed > 0:
@@ -120,7 +130,7 @@ class LearnerNode(Node):
                 time.sleep(0.002)
                 continue
             start = time.perf_counter()
-            with self._lock:
+            with self._agent_lock:
                 self.agent.update(batch)
             self.update_seconds += time.perf_counter() - start
             self.updates += 1
@@ -128,7 +138,7 @@ class LearnerNode(Node):
                 self._publish_weights()
 
     def _publish_weights(self) -> None:
-        with self._lock:
+        with self._agent_lock:
             weights = {k: v.detach().cpu().numpy().copy() for k, v in self.agent.state_dict().items()}
             config = self.agent.config_json()
             version = int(self.agent.critic_updates)
@@ -138,12 +148,8 @@ class LearnerNode(Node):
 
     def checkpoint(self) -> Path:
         """Agent (weights, optimisers, RNG, counters) and both buffers into the run directory."""
-        import torch
-
-        with self._lock:
-            path = self.agent.save(
-                self.run_dir / CHECKPOINT, extra_state={"learner.env_steps": torch.tensor([self.env_steps])}
-            )
+        with self._agent_lock, self._data_lock:
+            path = self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps})
             save_replay(self.online, self.run_dir / ONLINE, source="hil", fps=self.rig.arm.control_rate_hz)
             save_replay(self.demos, self.run_dir / DEMOS, source="hil", fps=self.rig.arm.control_rate_hz)
         return path
@@ -159,7 +165,8 @@ class LearnerNode(Node):
         }
 
     def shutdown(self) -> None:
-        """Stop updating and checkpoint."""
+        """Stop updating, checkpoint, and leave the run's figures in learner_stats.json."""
         self._stop.set()
         self._thread.join(timeout=10.0)
         self.checkpoint()
+        (self.run_dir / STATS).write_text(json.dumps(self.stats(), indent=2))

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from tether.cli import data, demo, sim, train
+from tether.cli import data, demo, robot, sim, train
 from tether.cli.eval import eval_command
 
 app = typer.Typer(
@@ -20,6 +20,10 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("eval")(eval_command)
 app.command("demo")(demo.demo)
+app.command("record")(robot.record)
+app.command("train-hil")(robot.train_hil)
+app.command("up")(robot.up)
+app.command("node")(robot.node)
 
 
 @app.callback()

@@ -1,32 +1,150 @@
-"""`tether demo`: the main job on the embedded default (the twin with the scripted operator)."""
+"""`tether demo`: the main job on the embedded default, through the ROS 2 graph.
+
+1. the scripted operator records demonstrations into a store (teleop mode);
+2. the untrained policy is evaluated (no interventions);
+3. human-in-the-loop SAC: actor + learner + recorder + the scripted operator, who takes over
+   when the policy strays; every transition goes to the learner and the store;
+4. the final policy is evaluated without interventions, and the evaluation is recorded.
+
+It writes DIR/summary.json, a learning-curve PNG, an evaluation contact sheet and the stores.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from tether.cli.sim import run_expert
-from tether.config import DEFAULT_RIG
+from tether.cli.robot import record_demos, run_hil
+from tether.config import DEFAULT_RIG, load_rig
+
+
+def _evaluate(policy: Path, out_store: Path, episodes: int, *, seed: int, time_scale: float) -> list[dict]:
+    """Episodes of `policy` alone through the graph, recorded with the cameras for a person to look at."""
+    from tether.robot_ws.graph import Graph, GraphSpec
+
+    spec = GraphSpec(
+        rig=load_rig(DEFAULT_RIG), nodes=("twin", "arm", "cameras", "actor", "recorder"), obs_mode="all",
+        actor_mode="eval", policy=policy, store=out_store, source="policy", max_episodes=episodes,
+        time_scale=time_scale, seed=seed,
+    )
+    with Graph(spec) as graph:
+        recorder = graph.node("recorder")
+        graph.wait(lambda: recorder.committed + recorder.discarded >= episodes)
+    return graph.node("actor").episode_results
+
+
+def _initial_checkpoint(out: Path, obs: str, utd: int, seed: int) -> Path:
+    """The learner's starting weights (same config and seed as the learner node builds), for the 'before' score."""
+    from tether.policies.sac import SACAgent, SACConfig
+    from tether.robot_ws.graph import GraphSpec, observation_space_of
+
+    spec = GraphSpec(rig=load_rig(DEFAULT_RIG), nodes=(), obs_mode=obs)
+    space = observation_space_of(spec)
+    agent = SACAgent(space, spec.rig.arm.action_dim, SACConfig(utd_ratio=utd), seed=seed)
+    return agent.save(out / "initial")
+
+
+def _learning_curve(episodes: list[dict], before: float, after: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.cumsum([e["length"] for e in episodes])
+    success = np.array([e["success"] for e in episodes], float)
+    intervention = np.array([e["interventions"] / max(e["length"], 1) for e in episodes])
+    window = max(1, min(5, len(episodes)))
+    kernel = np.ones(window) / window
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, np.convolve(success, kernel, mode="same"), label=f"success (rolling {window} episodes)")
+    ax.plot(steps, np.convolve(intervention, kernel, mode="same"), label="intervention rate")
+    ax.axhline(before, color="grey", ls=":", label=f"eval before {before:.2f}")
+    ax.axhline(after, color="green", ls="--", label=f"eval after {after:.2f}")
+    ax.set(xlabel="environment steps (10 Hz)", ylabel="rate", ylim=(-0.05, 1.05), title="HIL training in the twin")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the summary JSON."),
-    episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes per task."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/demo-<time>)."),
+    demo_episodes: int = typer.Option(10, "--demo-episodes", min=1, help="Scripted demonstrations to record."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="HIL training steps (10 Hz control)."),
+    eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="Evaluation episodes before and after."),
+    utd: int = typer.Option(4, "--utd", min=1, help="Critic updates per environment step."),
+    time_scale: float = typer.Option(3.0, "--time-scale", min=0.1, max=20.0, help="Twin speed vs real time."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Run the scripted operator on every twin task and write a summary.
-
-    Human-in-the-loop training through the ROS 2 graph becomes the demo once the graph exists;
-    until then the demo shows the twin and its operator working end to end.
-    """
-    from tether.sim2real.twin.tasks import TASKS
-
+    """HIL training in the twin through the ROS 2 graph, with evaluation, plots and a summary."""
+    out = out or Path(f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {task: run_expert(task, DEFAULT_RIG, episodes, seed) for task in TASKS}
+    console = Console()
+    start = time.perf_counter()
+    obs = "state"
+
+    console.print(f"[bold]1/4[/] recording {demo_episodes} scripted demonstrations")
+    demos = record_demos(DEFAULT_RIG, out / "demos.zarr", demo_episodes, seed=seed, time_scale=time_scale)
+
+    console.print(f"[bold]2/4[/] evaluating the untrained policy ({eval_episodes} episodes)")
+    initial = _initial_checkpoint(out, obs, utd, seed)
+    before = _evaluate(initial, out / "eval_before.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
+
+    console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
+    hil = run_hil(DEFAULT_RIG, out / "hil", out / "demos.zarr", steps, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+
+    console.print(f"[bold]4/4[/] evaluating the trained policy ({eval_episodes} episodes)")
+    after = _evaluate(out / "hil" / "checkpoint", out / "eval_after.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
+
+    success_before = float(np.mean([e["success"] for e in before]))
+    success_after = float(np.mean([e["success"] for e in after]))
+    episodes = hil["episodes"]
+    total_steps = sum(e["length"] for e in episodes)
+    thirds = np.array_split(np.array([[e["interventions"], e["length"]] for e in episodes]), 3)
+    intervention_over_time = [float(t[:, 0].sum() / max(t[:, 1].sum(), 1)) for t in thirds if len(t)]
+    _learning_curve(episodes, success_before, success_after, out / "learning_curve.png")
+    from tether.datasets.store import EpisodeStore
+    from tether.datasets.view import contact_sheet
+
+    contact_sheet(EpisodeStore(out / "eval_after.zarr"), 0, out / "eval_after_episode0.png")
+    summary = {
+        "success_before": success_before,
+        "success_after": success_after,
+        "eval_episodes": eval_episodes,
+        "env_steps": int(hil["learner"]["env_steps"]),
+        "updates": int(hil["learner"]["critic_updates"]),
+        "updates_per_s": hil["learner"]["updates_per_s"],
+        "intervention_rate": float(sum(e["interventions"] for e in episodes) / max(total_steps, 1)),
+        "intervention_rate_by_third": intervention_over_time,
+        "hil_episodes": len(episodes),
+        "demo_episodes": demos["episodes"],
+        "time_scale": time_scale,
+        "wall_s": time.perf_counter() - start,
+        "files": {
+            "learning_curve": "learning_curve.png",
+            "eval_contact_sheet": "eval_after_episode0.png",
+            "stores": ["demos.zarr", "hil/episodes.zarr", "eval_before.zarr", "eval_after.zarr"],
+            "checkpoint": "hil/checkpoint",
+        },
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    for task, result in summary.items():
-        typer.echo(f"{task}: scripted operator success {result['success_rate']:.2f}, "
-                   f"mean length {result['mean_length']:.1f} steps")
-    typer.echo(f"summary written to {out / 'summary.json'}")
+
+    table = Table(title=f"tether demo: pick_cube in the twin ({out})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for label, value in [
+        ("success before training", f"{success_before:.2f} ({eval_episodes} episodes)"),
+        ("success after training", f"{success_after:.2f} ({eval_episodes} episodes)"),
+        ("intervention rate, by third of training", " / ".join(f"{r:.2f}" for r in intervention_over_time)),
+        ("environment steps", str(summary["env_steps"])),
+        ("critic updates", f"{summary['updates']} ({summary['updates_per_s']:.0f}/s)"),
+        ("wall time", f"{summary['wall_s'] / 60:.1f} min"),
+    ]:
+        table.add_row(label, value)
+    console.print(table)

@@ -1,0 +1,199 @@
+"""`tether up`, `tether node`, `tether record`, `tether train-hil`: the ROS 2 graph from the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+from tether.config import DEFAULT_RIG, load_rig
+
+log = logging.getLogger(__name__)
+
+RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
+TimeScaleOption = typer.Option(
+    1.0, "--time-scale", min=0.1, max=20.0, help="Twin rigs: run the twin this many times faster than real time (sim time on /clock)."
+)
+SeedOption = typer.Option(0, "--seed", help="Seed of the twin's scenes, the operator and the learner.")
+
+
+def _stop_event() -> threading.Event:
+    """Set on SIGINT / SIGTERM, so every command shuts its graph down in the safe order."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def record_demos(
+    rig_name: str, out: Path, episodes: int, *, seed: int, time_scale: float, progress: bool = True
+) -> dict:
+    """Teleoperated (on the twin: scripted) episodes through the graph into a store; returns counts."""
+    from tether.robot_ws.graph import Graph, GraphSpec
+
+    rig = load_rig(rig_name)
+    spec = GraphSpec(
+        rig=rig, nodes=("twin", "arm", "cameras", "teleop", "actor", "recorder") if rig.arm.backend == "twin"
+        else ("arm", "cameras", "teleop", "actor", "recorder"),
+        obs_mode="all", actor_mode="teleop", operator="always", store=out, source="teleop" if rig.teleop.device != "scripted" else "scripted",
+        max_episodes=None, time_scale=time_scale, seed=seed,
+    )
+    stop = _stop_event()
+    with Graph(spec) as graph, tqdm(total=episodes, desc="record", unit="episode", disable=not progress) as bar:
+        recorder = graph.node("recorder")
+        seen = 0
+        while recorder.committed + recorder.discarded < episodes and not stop.is_set():
+            graph.wait(lambda: recorder.committed != seen or stop.is_set(), timeout_s=1.0)
+            bar.update(recorder.committed - seen)
+            seen = recorder.committed
+        committed = recorder.committed
+    results = graph.node("actor").episode_results
+    return {"episodes": committed, "successes": sum(r["success"] for r in results[:committed]), "store": str(out)}
+
+
+def record(
+    out: Path = typer.Option(..., "--out", help="Episode store (zarr) to create or append to."),
+    episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Episodes to record."),
+    rig: str = RigOption,
+    seed: int = SeedOption,
+    time_scale: float = TimeScaleOption,
+) -> None:
+    """Record teleoperated demonstrations (on the twin, by the scripted operator) into a store."""
+    summary = record_demos(rig, out, episodes, seed=seed, time_scale=time_scale)
+    typer.echo(json.dumps(summary))
+
+
+def train_hil(
+    out: Path = typer.Option(Path("runs/hil"), "--out", help="Run folder: checkpoint, buffers, episodes."),
+    demos: Path | None = typer.Option(None, "--demos", help="Episode store whose episodes seed the demo buffer."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Environment steps to train for."),
+    obs: str = typer.Option("state", "--obs", help="state (twin task state) or pixels."),
+    utd: int = typer.Option(4, "--utd", min=1, help="Critic updates per environment step."),
+    rig: str = RigOption,
+    seed: int = SeedOption,
+    time_scale: float = TimeScaleOption,
+) -> None:
+    """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin)."""
+    summary = run_hil(rig, out, demos, steps, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: str, utd: int, seed: int,
+                    time_scale: float) -> subprocess.Popen:
+    """The learner in a process of its own, so its updates never wait on the control loop's threads."""
+    command = [
+        sys.executable, "-m", "tether.cli", "node", "learner", "--rig", rig_name, "--out", str(run_dir),
+        "--obs", obs, "--utd", str(utd), "--seed", str(seed), "--time-scale", str(time_scale),
+    ]
+    if demos is not None:
+        command += ["--demos", str(demos)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / "learner.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """SIGTERM (the node checkpoints and exits), SIGKILL if it does not."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def run_hil(
+    rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, utd: int, seed: int,
+    time_scale: float, progress: bool = True,
+) -> dict:
+    """HIL training through the graph: learner in its own process, everything else in this one."""
+    from tether.robot_ws.graph import Graph, GraphSpec
+    from tether.robot_ws.nodes.learner import STATS
+
+    rig = load_rig(rig_name)
+    twin = rig.arm.backend == "twin"
+    spec = GraphSpec(
+        rig=rig, nodes=("twin", "arm", "cameras", "teleop", "actor", "recorder") if twin
+        else ("arm", "cameras", "teleop", "actor", "recorder"),
+        obs_mode=obs, actor_mode="hil", operator="takeover", store=out / "episodes.zarr", source="hil",
+        time_scale=time_scale, seed=seed,
+    )
+    stop = _stop_event()
+    learner = learner_process(rig_name, out, demos, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+    try:
+        with Graph(spec) as graph, tqdm(total=steps, desc="train-hil", unit="step", disable=not progress) as bar:
+            actor = graph.node("actor")
+            while actor.counters["transitions"] < steps and not stop.is_set():
+                if learner.poll() is not None:
+                    raise RuntimeError(f"learner exited with {learner.returncode}; see {out / 'learner.log'}")
+                graph.wait(stop.is_set, timeout_s=0.5)
+                bar.n = min(actor.counters["transitions"], steps)
+                bar.set_postfix(weights=actor.weights_version, refresh=False)
+                bar.refresh()
+    finally:
+        stop_process(learner)
+    stats = json.loads((out / STATS).read_text()) if (out / STATS).exists() else {}
+    return {"learner": stats, "episodes": actor.episode_results, "run_dir": str(out)}
+
+
+def up(
+    rig: str = RigOption,
+    nodes: list[str] | None = typer.Option(None, "--nodes", help="Nodes to run (default: all). Repeat the option."),
+    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
+    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
+    seed: int = SeedOption,
+    time_scale: float = TimeScaleOption,
+) -> None:
+    """Run the graph (or the given nodes) in one process until Ctrl-C."""
+    from tether.robot_ws.graph import Graph, GraphSpec, parse_nodes
+
+    spec = GraphSpec(
+        rig=load_rig(rig), nodes=parse_nodes(nodes), obs_mode=obs, store=out / "episodes.zarr", run_dir=out,
+        time_scale=time_scale, seed=seed,
+    )
+    stop = _stop_event()
+    with Graph(spec) as graph:
+        typer.echo(f"graph up: {', '.join(graph.nodes)} (Ctrl-C to stop)")
+        graph.wait(stop.is_set)
+    typer.echo("graph down")
+
+
+def node(
+    name: str = typer.Argument(..., help="twin (with the arm, cameras and teleop of a twin rig), arm, cameras, teleop, actor, learner or recorder."),
+    rig: str = RigOption,
+    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
+    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
+    demos: Path | None = typer.Option(None, "--demos", help="Learner: episode store whose episodes seed the demo buffer."),
+    utd: int = typer.Option(4, "--utd", min=1, help="Learner: critic updates per environment step."),
+    seed: int = SeedOption,
+    time_scale: float = TimeScaleOption,
+) -> None:
+    """Run one node in this process (another process or host runs the rest, same ROS_DOMAIN_ID)."""
+    from tether.policies.sac import SACConfig
+    from tether.robot_ws.graph import Graph, GraphSpec
+
+    rig_config = load_rig(rig)
+    nodes = (name,)
+    if name == "learner":
+        import torch
+
+        torch.set_num_threads(1)  # one core for updates; more threads only contend with the actor's process
+    if name == "twin":
+        nodes = ("twin", "arm", "cameras", "teleop")
+    elif rig_config.arm.backend == "twin" and name in ("arm", "cameras", "teleop"):
+        raise typer.BadParameter(f"on twin rig '{rig_config.name}', '{name}' runs inside `tether node twin`")
+    spec = GraphSpec(
+        rig=rig_config, nodes=nodes, obs_mode=obs, store=out / "episodes.zarr", run_dir=out, demos=demos,
+        time_scale=time_scale, seed=seed, learner_kwargs={"sac": SACConfig(utd_ratio=utd)},
+    )
+    stop = _stop_event()
+    with Graph(spec) as graph:
+        typer.echo(f"node up: {', '.join(graph.nodes)} (Ctrl-C to stop)", err=True)
+        graph.wait(stop.is_set)
