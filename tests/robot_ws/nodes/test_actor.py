@@ -1,0 +1,90 @@
+"""The actor's observation assembly (stale and missing inputs) and human override, over real topics."""
+
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float32, Float32MultiArray
+
+from tether import spaces
+from tether.config import load_rig
+from tether.robot_ws import messages, qos
+from tether.robot_ws.nodes.actor import ActorNode
+
+KEYS = (spaces.TCP_POSE, spaces.TCP_VEL, spaces.GRIPPER, spaces.JOINTS, "state/cube_pos")
+
+
+@pytest.fixture
+def actor_setup(ros):
+    rig = load_rig("twin_panda")
+    actor = ros.add(ActorNode(rig, "hil", KEYS, context=ros.context))
+    feeder = ros.node("feeder", rig.namespace)
+    pubs = {
+        "pose": feeder.create_publisher(PoseStamped, "arm/tcp_pose", qos.SENSOR),
+        "twist": feeder.create_publisher(TwistStamped, "arm/tcp_twist", qos.SENSOR),
+        "joints": feeder.create_publisher(JointState, "arm/joint_states", qos.SENSOR),
+        "gripper": feeder.create_publisher(Float32, "gripper/state", qos.SENSOR),
+        "task": feeder.create_publisher(Float32MultiArray, "twin/task_state", qos.SENSOR),
+        "teleop_cmd": feeder.create_publisher(TwistStamped, "teleop/cmd", qos.COMMAND),
+        "teleop_gripper": feeder.create_publisher(Float32, "teleop/gripper", qos.COMMAND),
+        "engaged": feeder.create_publisher(Bool, "teleop/engaged", qos.COMMAND),
+    }
+    ros.start()
+    time.sleep(0.5)  # discovery
+    now = lambda: actor.get_clock().now().nanoseconds * 1e-9  # noqa: E731
+    return rig, actor, pubs, now
+
+
+def publish_state(pubs, stamp: float, pose_age: float = 0.0) -> None:
+    pose = np.array([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0])
+    pubs["pose"].publish(messages.pose_msg(pose, stamp - pose_age))
+    pubs["twist"].publish(messages.twist_msg(np.zeros(6), stamp))
+    pubs["joints"].publish(messages.joint_state_msg(tuple(f"joint{i}" for i in range(7)), np.zeros(7), np.zeros(7), np.zeros(7), stamp))
+    pubs["gripper"].publish(Float32(data=0.5))
+    pubs["task"].publish(messages.task_state_msg({"cube_pos": np.array([0.5, 0.1, 0.025], np.float32)}))
+
+
+def test_missing_inputs_give_no_observation(actor_setup, wait_for):
+    _, actor, pubs, now = actor_setup
+    assert actor.observation(now()) is None
+    assert actor.counters["stale_tcp_pose"] == 1
+
+
+def test_fresh_inputs_assemble_every_key(actor_setup, wait_for):
+    _, actor, pubs, now = actor_setup
+    publish_state(pubs, now())
+    assert wait_for(lambda: actor.observation(now()) is not None, timeout_s=5)
+    obs = actor.observation(now())
+    assert set(obs) == set(KEYS)
+    assert obs[spaces.TCP_POSE].shape == (7,) and obs[spaces.TCP_POSE].dtype == np.float32
+    np.testing.assert_allclose(obs["state/cube_pos"], [0.5, 0.1, 0.025])
+    assert obs[spaces.JOINTS].shape == (7,) and obs[spaces.GRIPPER].tolist() == [0.5]
+
+
+def test_stale_input_refuses_the_step(actor_setup, wait_for):
+    rig, actor, pubs, now = actor_setup
+    publish_state(pubs, now(), pose_age=rig.safety.staleness_s * 3)
+    assert wait_for(lambda: "tcp_pose" in actor._latest, timeout_s=5)
+    assert actor.observation(now()) is None
+    assert actor.counters["stale_tcp_pose"] >= 1
+
+
+def test_human_overrides_then_hands_back_after_the_sticky_window(actor_setup, wait_for):
+    rig, actor, pubs, now = actor_setup
+    velocity = messages.action_to_velocity(np.array([1.0, -0.5, 0.0, 0.0]), rig)
+    pubs["teleop_cmd"].publish(messages.twist_msg(velocity, now()))
+    pubs["teleop_gripper"].publish(Float32(data=1.0))
+    pubs["engaged"].publish(Bool(data=True))
+    assert wait_for(lambda: actor._human_action(now()) is not None, timeout_s=5)
+    np.testing.assert_allclose(actor._human_action(now()), [1.0, -0.5, 0.0, 1.0], atol=1e-6)
+    pubs["engaged"].publish(Bool(data=False))
+    pubs["teleop_cmd"].publish(messages.twist_msg(velocity, now()))
+    assert wait_for(lambda: not actor._latest["teleop_engaged"].value.data, timeout_s=5)
+    assert actor._human_action(now()) is not None  # still inside the sticky window
+    time.sleep(rig.teleop.sticky_s + 0.1)
+    pubs["teleop_cmd"].publish(messages.twist_msg(velocity, now()))
+    pubs["engaged"].publish(Bool(data=False))
+    time.sleep(0.2)
+    assert actor._human_action(now()) is None
