@@ -72,19 +72,29 @@ def make_naive(agent: SACAgent) -> SACAgent:
     return agent
 
 
-def updates_per_second(agent: SACAgent, batch: Batch, seconds: float, min_updates: int = 3) -> tuple[float, int]:
-    agent.update(batch)  # warm-up: allocator, oneDNN kernels
-    done, start = 0, time.perf_counter()
-    while done < min_updates or time.perf_counter() - start < seconds:
-        agent.update(batch)
-        done += 1
-    return done / (time.perf_counter() - start), done
+def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -> list[tuple[float, int]]:
+    """Updates/s of each agent, measured in alternating rounds so that a change of machine load
+    (other processes on a shared CPU) hits every variant alike."""
+    for agent in agents:
+        agent.update(batch)  # warm-up: allocator, oneDNN kernels
+    counts, elapsed = [0] * len(agents), [0.0] * len(agents)
+    for _ in range(rounds):
+        for i, agent in enumerate(agents):
+            start = time.perf_counter()
+            while True:
+                agent.update(batch)
+                counts[i] += 1
+                if time.perf_counter() - start >= seconds / rounds:
+                    break
+            elapsed[i] += time.perf_counter() - start
+    return [(n / t, n) for n, t in zip(counts, elapsed)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seconds", type=float, default=4.0, help="minimum timing window per measurement")
+    parser.add_argument("--seconds", type=float, default=6.0, help="timing window per variant and configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating batched/naive rounds per window")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -94,8 +104,8 @@ def main() -> None:
         batch = make_batch(space, rng)
         for members in (2, 10):
             config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None)
-            batched, n_batched = updates_per_second(SACAgent(space, ACTION_DIM, config), batch, args.seconds)
-            naive, n_naive = updates_per_second(make_naive(SACAgent(space, ACTION_DIM, config)), batch, args.seconds)
+            agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
+            (batched, n_batched), (naive, n_naive) = compare(agents, batch, args.seconds, args.rounds)
             results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
                             "batched_updates_per_s": batched, "naive_updates_per_s": naive,
                             "speedup": batched / naive, "timed_updates": [n_batched, n_naive]})

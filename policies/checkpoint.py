@@ -118,8 +118,8 @@ def optimizer_from_tensors(
     state: dict[int, dict[str, Any]] = {}
     for source in (tensors, meta["scalars"]):
         for name, value in source.items():
-            head, index, key = name.rsplit(".", 2)
-            if head == prefix:
+            if name.startswith(prefix + "."):
+                index, key = name[len(prefix) + 1 :].split(".", 1)
                 state.setdefault(int(index), {})[key] = value
     groups = meta["param_groups"]
     for group in groups:

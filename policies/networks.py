@@ -98,7 +98,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(E, B, in) -> (E, B, out)."""
+        """(E, B, in) -> (E, B, out); or (B, in) fed to every member, as one (B, in) x (in, E out) matmul."""
+        if x.dim() == 2:
+            out = x @ rearrange(self.weight, "e i o -> i (e o)")
+            return rearrange(out, "b (e o) -> e b o", e=self.weight.shape[0]) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -111,7 +114,7 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
 
 
 class EnsembleMLP(nn.Module):
@@ -134,8 +137,6 @@ class EnsembleMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in) shared by all members, or (E, B, in) one input per member -> (E, B, out)."""
-        if x.dim() == 2:
-            x = x.expand(self.members, *x.shape)
         return self.net(x)
 
 

@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from tether.policies.checkpoint import (
+    Checkpoint,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -394,15 +395,17 @@ class SACAgent(nn.Module):
         }
 
     def save(self, directory: Path, *, extra_config: dict[str, Any] | None = None,
-             extra_state: dict[str, torch.Tensor] | None = None, extra_meta: dict[str, Any] | None = None) -> Path:
-        """Checkpoint everything needed to act (model.safetensors) and to resume exactly (training_state)."""
+             extra_meta: dict[str, Any] | None = None) -> Path:
+        """Checkpoint everything needed to act (model.safetensors) and to resume exactly (training_state).
+
+        `extra_config` goes into config.json, `extra_meta` (JSON) beside the resume state, for the loop.
+        """
         training: dict[str, torch.Tensor] = {"rng.agent": self.generator.get_state()}
         meta: dict[str, Any] = {}
         for name, optimizer in self._optimizers().items():
             tensors, optimizer_meta = optimizer_to_tensors(optimizer, f"optim.{name}")
             training.update(tensors)
             meta[f"optim.{name}"] = optimizer_meta
-        training.update(extra_state or {})
         meta.update(extra_meta or {})
         return save_checkpoint(
             directory,
@@ -413,26 +416,25 @@ class SACAgent(nn.Module):
         )
 
     @classmethod
-    def load(
-        cls, directory: Path, *, training: bool = False, device: str | torch.device = "cpu"
-    ) -> tuple[SACAgent, dict[str, torch.Tensor], dict[str, Any]]:
-        """Rebuild an agent from a checkpoint; with `training`, also its optimisers and RNG.
-
-        Returns the agent plus the checkpoint's remaining training tensors and metadata, for the loop.
-        """
+    def load(cls, directory: Path, *, training: bool = False, device: str | torch.device = "cpu") -> SACAgent:
+        """Rebuild an agent from a checkpoint; with `training`, also its optimisers and RNG."""
         checkpoint = load_checkpoint(directory, training=training)
         if checkpoint.config.get("kind") != CHECKPOINT_KIND:
             raise ValueError(f"checkpoint {directory}: kind is {checkpoint.config.get('kind')!r}, not {CHECKPOINT_KIND!r}")
         config = SACConfig.model_validate(checkpoint.config["sac"])
         space = space_from_json(checkpoint.config["observation_space"])
         agent = cls(space, checkpoint.config["action_dim"], config, device=device)
-        agent.load_state_dict(checkpoint.weights)
-        extra_state = dict(checkpoint.training)
-        extra_meta = dict(checkpoint.training_meta)
+        agent.restore(checkpoint, training=training)
+        return agent
+
+    def restore(self, checkpoint: Checkpoint, *, training: bool) -> None:
+        """Load a checkpoint's weights (and, with `training`, optimiser moments and RNG) into this agent."""
+        saved = SACConfig.model_validate(checkpoint.config["sac"])
+        if saved != self.config:
+            raise ValueError("checkpoint: its SAC config differs from this agent's; build the agent from it instead")
+        self.load_state_dict(checkpoint.weights)
         if training:
-            agent.generator.set_state(extra_state.pop("rng.agent"))
-            for name, optimizer in agent._optimizers().items():
+            self.generator.set_state(checkpoint.training["rng.agent"])
+            for name, optimizer in self._optimizers().items():
                 prefix = f"optim.{name}"
-                optimizer_from_tensors(optimizer, prefix, extra_state, extra_meta.pop(prefix))
-            extra_state = {k: v for k, v in extra_state.items() if not k.startswith("optim.")}
-        return agent, extra_state, extra_meta
+                optimizer_from_tensors(optimizer, prefix, checkpoint.training, checkpoint.training_meta[prefix])

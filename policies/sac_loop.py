@@ -31,6 +31,8 @@ from pydantic import Field
 from tqdm import tqdm
 
 from tether.datasets.replay import MixedSampler, ReplayBuffer
+from tether.datasets.replay_io import load_replay, save_replay
+from tether.policies.checkpoint import TRAINING_FILE, load_checkpoint
 from tether.policies.networks import _Strict
 from tether.policies.sac import SACAgent
 from tether.spaces import gripper_command
@@ -42,6 +44,9 @@ Policy = Callable[[Observation], np.ndarray]
 CURVE_JSON = "curve.json"
 CURVE_PNG = "curve.png"
 CHECKPOINT_DIR = "checkpoint"
+REPLAY_DIR = "replay"
+ONLINE_STORE = "online.zarr"
+DEMO_STORE = "demos.zarr"
 
 
 class LoopConfig(_Strict):
@@ -64,7 +69,7 @@ class LoopConfig(_Strict):
     eval_episodes: int = Field(10, ge=1)
     """Episodes per evaluation, with the deterministic policy."""
     checkpoint_every: int = Field(5_000, ge=1)
-    """Environment steps between checkpoints (one is also written at the end)."""
+    """Environment steps between checkpoints, taken at the next episode end (one is also written at the end)."""
 
 
 class Expert(Protocol):
@@ -214,6 +219,23 @@ class TrainResult:
         return self.critic_updates / self.learning_steps if self.learning_steps else 0.0
 
 
+@dataclass
+class LoopState:
+    """The loop's own counters; checkpointed with the agent so a run resumes where it stopped."""
+
+    env_steps: int = 0
+    episode: int = 0
+    learning_steps: int = 0
+    """Environment steps taken since updates began: the denominator of the achieved UTD."""
+    interventions: int = 0
+    update_seconds: float = 0.0
+    updates_at_start: int = 0
+    last_checkpoint: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    rng: dict[str, Any] = field(default_factory=dict)
+    """numpy bit-generator state of the loop's RNG (random actions, batch sampling)."""
+
+
 def train_sac(
     agent: SACAgent,
     env: gym.Env,
@@ -225,12 +247,18 @@ def train_sac(
     intervention: Intervention | None = None,
     eval_env: gym.Env | None = None,
     out_dir: Path | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train `agent` online in `env`; evaluate in `eval_env` every `eval_every` steps; write to `out_dir`.
 
     `demos` and `online` default to empty buffers of `buffer_capacity`; pass them to start from (or
     inspect) their contents. Interventions are added to both.
+
+    Checkpoints (agent, loop counters and RNG, both buffers) are written at the first episode end
+    after every `checkpoint_every` steps, and at the last step. With `resume` and a checkpoint in
+    `out_dir`, the run continues from it; resuming from an episode-end checkpoint repeats the
+    uninterrupted run exactly when no intervention is used (a scripted expert's own RNG is not saved).
     """
     action_dim = env.action_space.shape[0]
     if action_dim != agent.action_dim:
@@ -238,17 +266,19 @@ def train_sac(
     rng = np.random.default_rng(seed)
     online = online if online is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
     demos = demos if demos is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
+    state = LoopState(updates_at_start=int(agent.critic_updates))
+    if resume and out_dir is not None and (out_dir / CHECKPOINT_DIR / TRAINING_FILE).is_file():
+        state, online, demos = _restore(agent, out_dir, rng)
+        logger.info("resuming %s at step %d (episode %d)", out_dir, state.env_steps, state.episode)
     batch_size = agent.config.utd_ratio * agent.config.batch_size
-    curve: list[dict[str, float]] = []
-    update_seconds, interventions, episode, updates_at_start = 0.0, 0, 0, int(agent.critic_updates)
-    learning_steps = 0  # environment steps since updates began: the denominator of the achieved UTD
     was_intervening = False
 
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed + state.episode)
     if intervention is not None:
         intervention.reset()
-    bar = tqdm(range(1, config.steps + 1), desc="sac", disable=not progress, unit="step")
+    bar = tqdm(range(state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
     for step in bar:
+        state.env_steps = step
         if step <= config.random_steps:
             proposal = rng.uniform(-1, 1, action_dim).astype(np.float32)
         else:
@@ -257,7 +287,7 @@ def train_sac(
         action = proposal if human is None else human
         next_obs, reward, terminated, truncated, info = env.step(action)
         if human is not None:
-            interventions += 1
+            state.interventions += 1
             if config.rlif_penalty > 0 and not was_intervening:
                 # The proposal the expert rejected: terminal, so its value is exactly the penalty.
                 online.add(Transition(obs, proposal, -config.rlif_penalty, next_obs, True, False, False, proposal))
@@ -268,46 +298,75 @@ def train_sac(
             demos.add(transition)
         was_intervening = human is not None
         obs = next_obs
-        if terminated or truncated:
-            episode += 1
-            obs, _ = env.reset(seed=seed + episode)
+        episode_ended = terminated or truncated
+        if episode_ended:
+            state.episode += 1
+            obs, _ = env.reset(seed=seed + state.episode)
             was_intervening = False
             if intervention is not None:
                 intervention.reset()
 
         if len(online) >= config.learning_starts:
-            learning_steps += 1
+            state.learning_steps += 1
             use_demos = len(demos) > 0 and config.demo_fraction > 0
             sampler = (MixedSampler([online, demos], [1 - config.demo_fraction, config.demo_fraction])
                        if use_demos else MixedSampler([online]))
             batch = sampler.sample(batch_size, rng)
             start = time.perf_counter()
             agent.update(batch)
-            update_seconds += time.perf_counter() - start
+            state.update_seconds += time.perf_counter() - start
 
         if eval_env is not None and (step % config.eval_every == 0 or step == config.steps):
-            result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes,
-                              seed=1_000_000 + seed)
-            updates = int(agent.critic_updates) - updates_at_start
-            point = {
-                "env_steps": step, "success_rate": result.success_rate, "mean_length": result.mean_length,
-                "critic_updates": updates, "utd_achieved": updates / max(learning_steps, 1),
-                "updates_per_s": updates / update_seconds if update_seconds else 0.0,
-                "intervention_rate": interventions / step, "episodes": episode,
-            }
-            curve.append(point)
-            logger.info("step %d: success %.2f, length %.1f, %.1f updates/s, UTD %.2f, interventions %.2f",
-                        step, result.success_rate, result.mean_length, point["updates_per_s"],
-                        point["utd_achieved"], point["intervention_rate"])
-            bar.set_postfix(success=f"{result.success_rate:.2f}")
+            point = _evaluate_point(agent, eval_env, config, state, seed)
+            bar.set_postfix(success=f"{point['success_rate']:.2f}")
             if out_dir is not None:
-                write_curve(curve, out_dir)
-        if out_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            agent.save(out_dir / CHECKPOINT_DIR, extra_config={"loop": json.loads(config.model_dump_json()),
-                                                              "env_steps": step, "seed": seed})
-    return TrainResult(curve=curve, env_steps=config.steps, learning_steps=learning_steps,
-                       critic_updates=int(agent.critic_updates) - updates_at_start,
-                       update_seconds=update_seconds, interventions=interventions)
+                write_curve(state.curve, out_dir)
+        due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
+        if out_dir is not None and (due or step == config.steps):
+            state.last_checkpoint = step
+            _checkpoint(agent, config, state, rng, online, demos, out_dir, seed, fps=env.metadata.get("render_fps", 10))
+    return TrainResult(curve=state.curve, env_steps=state.env_steps, learning_steps=state.learning_steps,
+                       critic_updates=int(agent.critic_updates) - state.updates_at_start,
+                       update_seconds=state.update_seconds, interventions=state.interventions)
+
+
+def _evaluate_point(agent: SACAgent, eval_env: gym.Env, config: LoopConfig, state: LoopState,
+                    seed: int) -> dict[str, float]:
+    """Evaluate the deterministic policy and append a point to the learning curve."""
+    result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes, seed=1_000_000 + seed)
+    updates = int(agent.critic_updates) - state.updates_at_start
+    point = {
+        "env_steps": state.env_steps, "success_rate": result.success_rate, "mean_length": result.mean_length,
+        "critic_updates": updates, "utd_achieved": updates / max(state.learning_steps, 1),
+        "updates_per_s": updates / state.update_seconds if state.update_seconds else 0.0,
+        "intervention_rate": state.interventions / state.env_steps, "episodes": state.episode,
+    }
+    state.curve.append(point)
+    logger.info("step %d: success %.2f, length %.1f, %.1f updates/s, UTD %.2f, interventions %.2f",
+                state.env_steps, result.success_rate, result.mean_length, point["updates_per_s"],
+                point["utd_achieved"], point["intervention_rate"])
+    return point
+
+
+def _checkpoint(agent: SACAgent, config: LoopConfig, state: LoopState, rng: np.random.Generator,
+                online: ReplayBuffer, demos: ReplayBuffer, out_dir: Path, seed: int, fps: float) -> None:
+    """Buffers first, then the agent checkpoint that refers to them (its rename is the commit point)."""
+    state.rng = rng.bit_generator.state
+    save_replay(online, out_dir / REPLAY_DIR / ONLINE_STORE, source="policy", fps=fps)
+    save_replay(demos, out_dir / REPLAY_DIR / DEMO_STORE, source="hil", fps=fps)
+    agent.save(out_dir / CHECKPOINT_DIR,
+               extra_config={"loop": json.loads(config.model_dump_json()), "env_steps": state.env_steps, "seed": seed},
+               extra_meta={"loop_state": asdict(state)})
+
+
+def _restore(agent: SACAgent, out_dir: Path, rng: np.random.Generator) -> tuple[LoopState, ReplayBuffer, ReplayBuffer]:
+    checkpoint = load_checkpoint(out_dir / CHECKPOINT_DIR, training=True)
+    agent.restore(checkpoint, training=True)
+    state = LoopState(**checkpoint.training_meta["loop_state"])
+    rng.bit_generator.state = state.rng
+    online = load_replay(out_dir / REPLAY_DIR / ONLINE_STORE)
+    demos = load_replay(out_dir / REPLAY_DIR / DEMO_STORE)
+    return state, online, demos
 
 
 def write_curve(curve: list[dict[str, float]], out_dir: Path, title: str = "SAC") -> None:

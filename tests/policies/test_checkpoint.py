@@ -46,7 +46,7 @@ def test_round_trip_restores_every_tensor_and_the_policy(h, tmp_path, no_unpickl
     assert config["kind"] == "sac" and config["critic_updates"] == 4 and config["actor_updates"] == 2
     assert config["observation_space"]["images/front"] == {"shape": [32, 32, 3], "dtype": "uint8"}
 
-    loaded, _, _ = SACAgent.load(path)
+    loaded = SACAgent.load(path)
     assert loaded.config == agent.config
     original, restored = agent.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()
@@ -67,7 +67,7 @@ def test_resume_continues_training_bit_for_bit(h, tmp_path, no_unpickling) -> No
     for batch in batches[:3]:
         first.update(batch)
     first.save(tmp_path / "ckpt")
-    resumed, _, _ = SACAgent.load(tmp_path / "ckpt", training=True)
+    resumed = SACAgent.load(tmp_path / "ckpt", training=True)
     for batch in batches[3:]:
         resumed.update(batch)
 

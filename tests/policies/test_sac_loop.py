@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tether.datasets.replay import ReplayBuffer
 from tether.policies.sac import SACAgent, SACConfig, redq_config
@@ -140,3 +141,35 @@ def test_sac_learns_the_toy_task_from_demos(toy) -> None:
     result = train_sac(agent, env, loop, seed=0, demos=demos, eval_env=toy.Env(), progress=False)
     assert before == 0.0
     assert result.curve[-1]["success_rate"] >= 0.7
+
+
+def test_interrupted_run_resumes_exactly(toy, tmp_path) -> None:
+    """Stop at an episode end (the toy truncates at 30 steps), resume, and match the straight run."""
+    config = LoopConfig(steps=90, learning_starts=10, eval_every=30, eval_episodes=1, checkpoint_every=30)
+    env, demos_env = toy.Env(), toy.Env()
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    collect_demos(demos_env, toy.Expert(), 2, demos, seed=0)
+
+    def fresh_demos() -> ReplayBuffer:
+        copy = ReplayBuffer(env.observation_space, 4, 1000)
+        for episode in demos.episodes():
+            copy.add_episode(episode)
+        return copy
+
+    straight = SACAgent(env.observation_space, 4, SMALL, seed=0)
+    expected = train_sac(straight, env, config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
+                         out_dir=tmp_path / "straight", progress=False)
+
+    first = SACAgent(env.observation_space, 4, SMALL, seed=0)
+    train_sac(first, toy.Env(), config.model_copy(update={"steps": 60}), seed=0, demos=fresh_demos(),
+              eval_env=toy.Env(), out_dir=tmp_path / "resumed", progress=False)
+    resumed = SACAgent(env.observation_space, 4, SMALL, seed=99)  # weights and RNG come from the checkpoint
+    result = train_sac(resumed, toy.Env(), config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
+                       out_dir=tmp_path / "resumed", resume=True, progress=False)
+
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    drop = ("updates_per_s",)  # wall-clock
+    assert [{k: v for k, v in p.items() if k not in drop} for p in result.curve] == [
+        {k: v for k, v in p.items() if k not in drop} for p in expected.curve]
+    assert (result.env_steps, result.critic_updates) == (expected.env_steps, expected.critic_updates)

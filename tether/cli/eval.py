@@ -55,7 +55,7 @@ def eval_command(
     if not policy.is_dir():
         raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
     try:
-        agent, _, _ = SACAgent.load(policy)
+        agent = SACAgent.load(policy)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
     pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)

@@ -92,11 +92,13 @@ def run_sac(
     interventions: Interventions = "none",
     rig: str = DEFAULT_RIG,
     out: Path | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop."""
     from tether.datasets.replay import ReplayBuffer
-    from tether.datasets.store import EpisodeStore
+    from tether.datasets.replay_io import fill_replay
+    from tether.datasets.store import EpisodeStore, StoreError
     from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import ExpertTakeover, collect_demos, result_json, train_sac
 
@@ -105,12 +107,11 @@ def run_sac(
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
     if demos is not None:
-        store = EpisodeStore(demos)
-        if store.spec.observation_space != env.observation_space or store.spec.action_dim != action_dim:
-            raise typer.BadParameter(f"{demos}: its observation/action spec differs from {task} ({obs_mode})",
-                                     param_hint="--demos")
-        for index in range(store.n_episodes):
-            demo_buffer.add_episode(store.episode(index))
+        try:
+            store = EpisodeStore(demos)
+            fill_replay(demo_buffer, store)
+        except StoreError as error:
+            raise typer.BadParameter(str(error), param_hint="--demos") from None
         log.info("demos: %d episodes, %d transitions from %s", store.n_episodes, len(demo_buffer), demos)
     if demo_episodes:
         collect_demos(env, scripted_operator(env, seed + 1), demo_episodes, demo_buffer, seed=2_000_000 + seed)
@@ -119,7 +120,8 @@ def run_sac(
                     if interventions == "scripted" else None)
     agent = SACAgent(env.observation_space, action_dim, sac, seed=seed)
     result = train_sac(agent, env, loop.model_copy(update={"steps": steps}), seed=seed, demos=demo_buffer,
-                       intervention=intervention, eval_env=eval_env, out_dir=out, progress=progress)
+                       intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
+                       progress=progress)
     if out is not None:
         summary = {"task": task, "obs": obs_mode, "seed": seed, "interventions": interventions,
                    "demo_transitions": len(demo_buffer), **result_json(result)}
@@ -148,6 +150,7 @@ def sac_command(
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections of overrides."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint if it exists."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
     if obs not in ("state", "pixels"):
@@ -162,7 +165,7 @@ def sac_command(
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, loop_values, "loop")
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
-                     demo_episodes=demo_episodes, interventions=interventions, rig=rig, out=out)
+                     demo_episodes=demo_episodes, interventions=interventions, rig=rig, out=out, resume=resume)
     final = result.curve[-1] if result.curve else {}
     typer.echo(f"{task} ({obs}): final success {final.get('success_rate', float('nan')):.2f} after {steps} steps; "
                f"{result.updates_per_second:.1f} updates/s, UTD achieved {result.utd_achieved:.2f}; wrote {out}")
