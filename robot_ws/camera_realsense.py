@@ -88,7 +88,6 @@ class RealSenseCamera(ThreadedCamera):
     def __init__(self, config: CameraConfig, find: DeviceFinder = find_device) -> None:
         super().__init__(config)
         self._find = find
-        self._device: rs.device | None = None
         self._sensors: list[rs.sensor] = []
         self._syncer: rs.syncer | None = None
         self._align = rs.align(rs.stream.color) if config.depth else None
@@ -118,7 +117,6 @@ class RealSenseCamera(ThreadedCamera):
         except RuntimeError as error:
             self._release()
             raise DeviceError(f"{self.label}: cannot start streaming: {error}") from None
-        self._device = device
         self._clock = DeviceClock()
 
     def _grab(self) -> Frame | None:
@@ -167,7 +165,6 @@ class RealSenseCamera(ThreadedCamera):
                     log.debug("%s: %s", self.label, error)
         self._sensors = []
         self._syncer = None
-        self._device = None
 
     @property
     def intrinsics(self) -> rs.intrinsics | None:
