@@ -38,6 +38,7 @@ PRESETS = {
 # The learner settings of the study: RLPD's REDQ ensemble at UTD 4 with a faster target (see README).
 SAC = dict(num_critics=10, critic_subsample=2, utd_ratio=4, tau=0.02, batch_size=128, hidden_dims=(128, 128))
 THRESHOLDS = (0.8, 0.9)
+RLIF_PENALTY = 1.0
 
 
 def iqm_curve(scores: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +96,7 @@ def main() -> None:
                                            if k in PRESETS["small"] and v is not None}}
     torch.set_num_threads(args.threads)
     sac = SACConfig(**SAC)
-    loop = LoopConfig(eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"])
+    base_loop = LoopConfig(eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"])
 
     conditions = []
     grid = itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"])
@@ -105,6 +106,8 @@ def main() -> None:
         for seed in range(settings["seeds"]):
             start = time.perf_counter()
             out = args.runs_dir / f"{task}_{obs}_{demos}_{interventions}_s{seed}"
+            # With interventions, the RLIF penalty lets each takeover teach (HIL-SERL + RLIF).
+            loop = base_loop.model_copy(update={"rlif_penalty": RLIF_PENALTY if interventions == "scripted" else 0.0})
             result = run_sac(task=task, obs_mode=obs, steps=settings["steps"], seed=seed, sac=sac, loop=loop,
                              demo_episodes=demos, interventions=interventions, out=out, progress=False)
             seconds.append(time.perf_counter() - start)
@@ -130,7 +133,9 @@ def main() -> None:
              f"{c['intervention_rate'][0]:.2f}", f"{c['wall_s_per_run'] / 60:.1f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "env steps", "final success IQM [95% CI]", "IQM >= 0.8 at",
                             "IQM >= 0.9 at", "intervention rate", "minutes per run"], rows)
-    notes = (f"SAC in the twin (`tether.cli.train.run_sac`), settings {json.dumps(SAC)}, evaluation every "
+    notes = (f"SAC in the twin (`tether.cli.train.run_sac`), settings {json.dumps(SAC)}; with interventions "
+             f"the scripted operator takes over when the policy strays and RLIF penalty {RLIF_PENALTY} applies; "
+             f"evaluation every "
              f"{settings['eval_every']} steps over {settings['eval_episodes']} episodes with the deterministic "
              f"policy; IQM over seeds with 95% stratified-bootstrap intervals (rliable, {args.bootstrap} "
              f"replicates). Scale run: preset '{args.preset}' {json.dumps(settings)}, torch threads "

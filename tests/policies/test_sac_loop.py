@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tether.datasets.replay import ReplayBuffer
-from tether.policies.sac import SACAgent, SACConfig, redq_config
+from tether.policies.sac import SACAgent, SACConfig
 from tether.policies.sac_loop import (
     CHECKPOINT_DIR,
     CURVE_JSON,
@@ -127,20 +127,6 @@ def test_evaluate_counts_successes_and_lengths(toy) -> None:
     assert idle.success_rate == 0.0 and idle.lengths == [env.episode_length] * 2
     with pytest.raises(ValueError, match="env.render\\(\\) returned None"):
         evaluate(lambda obs: np.zeros(4, np.float32), env, 1, seed=0, record=True)
-
-
-def test_sac_learns_the_toy_task_from_demos(toy) -> None:
-    """A fast end-to-end check that the update learns at all (the twin run is in test_learning)."""
-    env = toy.Env()
-    demos = ReplayBuffer(env.observation_space, 4, 10_000)
-    collect_demos(env, toy.Expert(), 10, demos, seed=100)
-    config = redq_config(hidden_dims=(64, 64), batch_size=64, utd_ratio=4, tau=0.02)
-    agent = SACAgent(env.observation_space, 4, config, seed=0)
-    before = evaluate(lambda o: agent.act(o, deterministic=True), toy.Env(), 10, seed=500).success_rate
-    loop = LoopConfig(steps=1500, learning_starts=50, eval_every=1500, eval_episodes=10)
-    result = train_sac(agent, env, loop, seed=0, demos=demos, eval_env=toy.Env(), progress=False)
-    assert before == 0.0
-    assert result.curve[-1]["success_rate"] >= 0.7
 
 
 def test_interrupted_run_resumes_exactly(toy, tmp_path) -> None:
