@@ -22,13 +22,13 @@ from torch import nn
 from tether.spaces import is_image_key
 
 
-class _Strict(BaseModel):
+class StrictConfig(BaseModel):
     """Base of the learner configs: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EncoderConfig(_Strict):
+class EncoderConfig(StrictConfig):
     """One conv encoder per camera; the features of all cameras are concatenated with proprioception."""
 
     channels: tuple[int, ...] = (32, 32, 32, 32)
@@ -124,7 +124,6 @@ class EnsembleMLP(nn.Module):
         self, members: int, in_dim: int, hidden_dims: Sequence[int], out_dim: int, *, layer_norm: bool
     ) -> None:
         super().__init__()
-        self.members = members
         layers: list[nn.Module] = []
         for width in hidden_dims:
             layers.append(EnsembleLinear(members, in_dim, width))

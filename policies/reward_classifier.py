@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from tether.datasets.episode import EpisodeArrays
 from tether.policies.checkpoint import load_checkpoint, save_checkpoint
-from tether.policies.networks import EncoderConfig, ImageEncoder, _Strict, images_to_float, mlp, random_shift
+from tether.policies.networks import EncoderConfig, ImageEncoder, StrictConfig, images_to_float, mlp, random_shift
 from tether.policies.sac import space_from_json, space_to_json
 from tether.spaces import is_image_key
 from tether.types import Observation
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_KIND = "reward_classifier"
 
 
-class ClassifierConfig(_Strict):
+class ClassifierConfig(StrictConfig):
     """Training settings of the success classifier."""
 
     encoder: EncoderConfig = EncoderConfig()
@@ -226,10 +226,6 @@ def train_reward_classifier(
     )
     logger.info("reward classifier: %s", report)
     return classifier, report
-
-
-def report_json(report: ClassifierReport) -> dict[str, Any]:
-    return asdict(report)
 
 
 class ClassifierReward(gym.Wrapper):

@@ -48,7 +48,7 @@ from tether.policies.networks import (
     EncoderConfig,
     ObservationEncoder,
     TanhGaussianActor,
-    _Strict,
+    StrictConfig,
     mlp,
     random_shift,
 )
@@ -63,7 +63,7 @@ GRASP_COMMANDS = (GRIPPER_OPEN, 0.0, GRIPPER_CLOSE)
 """Command sent per class; 0 is below the arm's threshold, so the gripper stays as it is."""
 
 
-class SACConfig(_Strict):
+class SACConfig(StrictConfig):
     """Hyper-parameters of the agent. Defaults follow RLPD/SERL unless noted."""
 
     hidden_dims: tuple[int, ...] = (256, 256)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tether.datasets.replay import MixedSampler, ReplayBuffer
 from tether.datasets.replay_io import load_replay, save_replay
 from tether.policies.checkpoint import TRAINING_FILE, load_checkpoint
-from tether.policies.networks import _Strict
+from tether.policies.networks import StrictConfig
 from tether.policies.sac import SACAgent
 from tether.spaces import gripper_command
 from tether.types import Observation, Transition
@@ -49,7 +49,7 @@ ONLINE_STORE = "online.zarr"
 DEMO_STORE = "demos.zarr"
 
 
-class LoopConfig(_Strict):
+class LoopConfig(StrictConfig):
     """Settings of the online loop (the agent's own hyper-parameters are in SACConfig)."""
 
     steps: int = Field(20_000, ge=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,7 +124,7 @@ def run_sac(
                        intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
                        progress=progress)
     if out is not None:
-        summary = {"task": task, "obs": obs_mode, "seed": seed, "interventions": interventions,
+        summary = {"task": task, "obs": obs_mode, "seed": seed, "intervention_mode": interventions,
                    "demo_transitions": len(demo_buffer), **result_json(result)}
         (out / RESULT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     env.close()
@@ -181,7 +182,7 @@ def reward_classifier_command(
 ) -> None:
     """Train the success classifier on frames of a store; reports precision / recall / F1 and the threshold."""
     from tether.datasets.store import EpisodeStore, StoreError
-    from tether.policies.reward_classifier import report_json, train_reward_classifier
+    from tether.policies.reward_classifier import train_reward_classifier
 
     file = read_train_file(config)
     values = {**file.classifier, **({"steps": steps} if steps else {})}
@@ -196,7 +197,7 @@ def reward_classifier_command(
         raise typer.BadParameter(f"{data}: the store has no camera images", param_hint="--data")
     episodes = [store.episode(i, keys=cameras) for i in range(store.n_episodes)]
     classifier, report = train_reward_classifier(episodes, space, classifier_config, seed=seed)
-    classifier.save(out, report_json(report))
+    classifier.save(out, asdict(report))
     typer.echo(f"reward classifier: precision {report.precision:.2f}, recall {report.recall:.2f}, "
                f"F1 {report.f1:.2f} at threshold {report.threshold:.3f} on {report.val_positives} + "
                f"{report.val_negatives} held-out frames; wrote {out}")
