@@ -56,6 +56,8 @@ def test_train_sac_rejects_bad_options(tmp_path) -> None:
     config.write_text("sac:\n  num_critics: 0\n")
     bad = runner.invoke(app, ["train", "sac", "--config", str(config), "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "num_critics" in bad.output and "greater than or equal to 1" in bad.output
+    bad = runner.invoke(app, ["train", "sac", "--classifier", str(tmp_path), "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "reads camera images: use --obs pixels" in bad.output
     bad = runner.invoke(app, ["eval", "--policy", str(tmp_path / "missing")])
     assert bad.exit_code != 0 and "no such checkpoint folder" in bad.output
 

@@ -92,18 +92,26 @@ def run_sac(
     demo_episodes: int = 0,
     interventions: Interventions = "none",
     rig: str = DEFAULT_RIG,
+    classifier: Path | None = None,
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop."""
+    """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop.
+
+    With a reward `classifier` (or a rig whose task.reward is 'classifier'), training sees the
+    classifier's reward and episode ends instead of the twin's; evaluation still counts true success.
+    """
     from tether.datasets.replay import ReplayBuffer
     from tether.datasets.replay_io import fill_replay
     from tether.datasets.store import EpisodeStore, StoreError
+    from tether.policies.reward_classifier import ClassifierReward, RewardClassifier
     from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import ExpertTakeover, collect_demos, result_json, train_sac
 
     env = make_twin(task, obs_mode, rig)
+    rig_task = env.unwrapped.rig.task
+    classifier = classifier or (rig_task.classifier if rig_task.reward == "classifier" else None)
     eval_env = make_twin(task, obs_mode, rig)
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
@@ -119,6 +127,9 @@ def run_sac(
         log.info("demos: %d scripted episodes, %d transitions", demo_episodes, len(demo_buffer))
     intervention = (ExpertTakeover(scripted_operator(env, seed + 2), env)
                     if interventions == "scripted" else None)
+    if classifier is not None:
+        env = ClassifierReward(env, RewardClassifier.load(classifier))
+        log.info("reward: classifier %s (threshold %.3f)", classifier, float(env.classifier.threshold))
     agent = SACAgent(env.observation_space, action_dim, sac, seed=seed)
     result = train_sac(agent, env, loop.model_copy(update={"steps": steps}), seed=seed, demos=demo_buffer,
                        intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
@@ -148,6 +159,8 @@ def sac_command(
     out: Path = typer.Option(Path("runs/sac"), "--out", help="Run folder: checkpoint/, curve.json, curve.png."),
     interventions: str = typer.Option("none", "--interventions", help="none, or scripted: the operator takes over."),
     utd: int | None = typer.Option(None, "--utd", min=1, help="Critic updates per environment step."),
+    eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Environment steps between evaluations."),
+    classifier: Path | None = typer.Option(None, "--classifier", help="Reward-classifier checkpoint: train on its reward."),
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections of overrides."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
@@ -162,11 +175,16 @@ def sac_command(
         raise typer.BadParameter(f"{demos}: no such store", param_hint="--demos")
     file = read_train_file(config)
     sac_values = {**(DEBUG_SAC if debug else {}), **file.sac, **({"utd_ratio": utd} if utd else {})}
-    loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop}
+    loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop, **({"eval_every": eval_every} if eval_every else {})}
+    if classifier is not None and not classifier.is_dir():
+        raise typer.BadParameter(f"{classifier}: no such checkpoint folder", param_hint="--classifier")
+    if classifier is not None and obs != "pixels":
+        raise typer.BadParameter("a reward classifier reads camera images: use --obs pixels", param_hint="--classifier")
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, loop_values, "loop")
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
-                     demo_episodes=demo_episodes, interventions=interventions, rig=rig, out=out, resume=resume)
+                     demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
+                     resume=resume)
     final = result.curve[-1] if result.curve else {}
     typer.echo(f"{task} ({obs}): final success {final.get('success_rate', float('nan')):.2f} after {steps} steps; "
                f"{result.updates_per_second:.1f} updates/s, UTD achieved {result.utd_achieved:.2f}; wrote {out}")
