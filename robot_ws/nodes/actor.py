@@ -330,6 +330,11 @@ class ActorNode(Node):
             policy_obs = {key: obs[key] for key in self.policy.observation_keys}
             proposal = np.asarray(self.policy.act(policy_obs), dtype=np.float32)
         human = self._human_action(now)
+        if human is None and self.mode == "teleop":
+            # Recording: a step nobody commanded is not a demonstration step; hold until the human acts.
+            self.counters["waiting_for_human"] += 1
+            self._publish_hold(now)
+            return
         if human is not None:
             action, intervened = human, True
             self._interventions += 1
@@ -338,7 +343,8 @@ class ActorNode(Node):
         else:
             action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
         self._publish_action(action, proposal, now)
-        self._prev = _Step(obs, action, intervened, proposal, now)
+        acquired = self._latest["tcp_pose"].stamp if "tcp_pose" in self._latest else now
+        self._prev = _Step(obs, action, intervened, proposal, acquired)
         self._step += 1
         self.counters["steps"] += 1
         self.counters["intervened_steps"] += int(intervened)

@@ -149,10 +149,10 @@ class LearnerNode(Node):
     def checkpoint(self) -> Path:
         """Agent (weights, optimisers, RNG, counters) and both buffers into the run directory."""
         with self._agent_lock, self._data_lock:
-            path = self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps})
+            # Buffers first, the agent last: a checkpoint whose config.json exists has its buffers.
             save_replay(self.online, self.run_dir / ONLINE, source="hil", fps=self.rig.arm.control_rate_hz)
             save_replay(self.demos, self.run_dir / DEMOS, source="hil", fps=self.rig.arm.control_rate_hz)
-        return path
+            return self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps})
 
     def stats(self) -> dict[str, float]:
         return {

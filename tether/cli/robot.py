@@ -86,11 +86,12 @@ def train_hil(
 
 
 def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: str, utd: int, seed: int,
-                    time_scale: float) -> subprocess.Popen:
+                    time_scale: float, checkpoint_every: int = 5000) -> subprocess.Popen:
     """The learner in a process of its own, so its updates never wait on the control loop's threads."""
     command = [
         sys.executable, "-m", "tether.cli", "node", "learner", "--rig", rig_name, "--out", str(run_dir),
         "--obs", obs, "--utd", str(utd), "--seed", str(seed), "--time-scale", str(time_scale),
+        "--checkpoint-every", str(checkpoint_every),
     ]
     if demos is not None:
         command += ["--demos", str(demos)]
@@ -172,11 +173,13 @@ def node(
     obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
     demos: Path | None = typer.Option(None, "--demos", help="Learner: episode store whose episodes seed the demo buffer."),
     utd: int = typer.Option(4, "--utd", min=1, help="Learner: critic updates per environment step."),
+    checkpoint_every: int = typer.Option(5000, "--checkpoint-every", min=1, help="Learner: env steps between checkpoints."),
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
     """Run one node in this process (another process or host runs the rest, same ROS_DOMAIN_ID)."""
     from tether.policies.sac import SACConfig
+    from tether.policies.sac_loop import LoopConfig
     from tether.robot_ws.graph import Graph, GraphSpec
 
     rig_config = load_rig(rig)
@@ -191,7 +194,8 @@ def node(
         raise typer.BadParameter(f"on twin rig '{rig_config.name}', '{name}' runs inside `tether node twin`")
     spec = GraphSpec(
         rig=rig_config, nodes=nodes, obs_mode=obs, store=out / "episodes.zarr", run_dir=out, demos=demos,
-        time_scale=time_scale, seed=seed, learner_kwargs={"sac": SACConfig(utd_ratio=utd)},
+        time_scale=time_scale, seed=seed,
+        learner_kwargs={"sac": SACConfig(utd_ratio=utd), "loop": LoopConfig(checkpoint_every=checkpoint_every)},
     )
     stop = _stop_event()
     with Graph(spec) as graph:
