@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tether.types import DeviceError
 
-class DeviceError(RuntimeError):
-    """A device that is missing, unplugged or failing; the message names it and the reason."""
+__all__ = ["ArmBackend", "ArmState", "CameraDriver", "DeviceError", "Frame"]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import hid
 import numpy as np
 
 from tether.config import SPACEMOUSE_AXES, TeleopConfig
-from tether.robot_ws.interfaces import DeviceError
+from tether.types import DeviceError
 from tether.teleop.controls import Controls, scale_motion
 from tether.teleop.device import TeleopCommand, TeleopDevice
 

@@ -12,6 +12,10 @@ Observation = dict[str, np.ndarray]
 EPISODE_SOURCES = ("teleop", "policy", "hil", "scripted", "sim")
 
 
+class DeviceError(RuntimeError):
+    """A device that is missing, unplugged or failing; the message names it and the reason."""
+
+
 @dataclass(frozen=True)
 class Transition:
     """One control step as the actor saw it. `next_obs` is the true next (or final) observation."""

@@ -18,7 +18,7 @@ from rclpy.node import Node
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float32
+from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import Trigger
 
 from tether import spaces
@@ -58,6 +58,7 @@ class ArmNode(Node):
         self.wrench_pub = self.create_publisher(WrenchStamped, "arm/wrench", qos.SENSOR)
         self.gripper_pub = self.create_publisher(Float32, "gripper/state", qos.SENSOR)
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
+        self.events_pub = self.create_publisher(String, "episode/events", qos.EVENTS)
         timers = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0 / STATE_RATE_HZ, self._tick, callback_group=timers)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
@@ -99,7 +100,24 @@ class ArmNode(Node):
             self._holding = False
             self._last_command_time = now
             self.counters["accepted"] += 1
-        self.backend.move_toward(self._target, quat)
+        try:
+            self.backend.move_toward(self._target, quat)
+        except DeviceError as error:
+            self._fault(error)
+
+    def _fault(self, error: DeviceError) -> None:
+        """A reflex or lost connection: count it, tell the graph the episode failed, try to recover, hold."""
+        self.counters["faults"] += 1
+        self.get_logger().error(f"arm fault: {error}")
+        self.events_pub.publish(String(data="failure"))
+        try:
+            self.backend.recover()
+            self.backend.hold()
+        except DeviceError as recover_error:
+            self.counters["recover_failed"] += 1
+            self.get_logger().error(f"arm recovery failed: {recover_error}")
+        with self._lock:
+            self._target, self._holding = None, True
 
     def _on_gripper(self, msg: Float32) -> None:
         if self._estopped:
@@ -109,7 +127,10 @@ class ArmNode(Node):
             return self._reject("non_finite", f"gripper/cmd {value}")
         command = spaces.gripper_command(value)
         if command:
-            self.backend.set_gripper(command)
+            try:
+                self.backend.set_gripper(command)
+            except DeviceError as error:
+                self._fault(error)
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self._estopped:

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from tether.cli import data, demo, robot, sim, train
+from tether.cli import calibrate, data, demo, robot, sim, train
 from tether.cli.eval import eval_command
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(sim.app, name="sim")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(calibrate.app, name="calibrate")
 app.command("eval")(eval_command)
 app.command("demo")(demo.demo)
 app.command("record")(robot.record)
