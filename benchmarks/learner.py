@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import gymnasium as gym
@@ -99,6 +100,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows, results = [], []
+    load_before = os.getloadavg()
     for cameras, label in ((0, "state"), (1, "1 camera 128x128"), (2, "2 cameras 128x128")):
         space = make_space(cameras)
         batch = make_batch(space, rng)
@@ -109,15 +111,18 @@ def main() -> None:
             results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
                             "batched_updates_per_s": batched, "naive_updates_per_s": naive,
                             "speedup": batched / naive, "timed_updates": [n_batched, n_naive]})
-            rows.append([label, members, batched, naive, f"{batched / naive:.2f}x"])
+            rows.append([label, members, f"{batched:.2f}", f"{naive:.2f}", f"{batched / naive:.2f}x"])
             print(f"{label:>18} E={members:<2}  batched {batched:7.2f}/s  naive {naive:7.2f}/s  x{batched / naive:.2f}")
     table = markdown_table(["observation", "ensemble", "batched updates/s", "naive loop updates/s", "speed-up"], rows)
     notes = (f"Gradient updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs 256x256 with "
              f"LayerNorm, one critic + grasp-critic + actor + temperature step per update, random-shift aug on "
              f"images), torch {torch.__version__} CPU with {args.threads} thread(s). 'naive' replaces the batched "
-             "critic ensemble with a Python loop over separate MLPs, timed in the same run. "
+             "critic ensemble with a Python loop over separate MLPs, timed in the same run in alternating rounds. "
              "`.venv/bin/python -m benchmarks.learner`")
-    write_results("learner", {"threads": args.threads, "results": results}, table, notes)
+    load = [round(x, 1) for x in (*load_before, *os.getloadavg())]
+    notes += (f" Machine load average (1/5/15 min) before and after: {load[:3]} / {load[3:]}; on a shared CPU the "
+              "absolute figures move with other work, the alternating batched/naive rounds keep the ratio fair.")
+    write_results("learner", {"threads": args.threads, "load_average": load, "results": results}, table, notes)
 
 
 if __name__ == "__main__":
