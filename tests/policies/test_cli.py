@@ -98,3 +98,29 @@ def test_train_reward_classifier_from_a_store(tmp_path) -> None:
     assert saved["report"]["train_positives"] + saved["report"]["val_positives"] == 6
     bad = runner.invoke(app, ["train", "reward-classifier", "--data", str(tmp_path / "nope.zarr"), "--out", str(out)])
     assert bad.exit_code != 0 and "not a zarr store" in bad.output
+
+
+def test_train_sac_seeds_the_demo_buffer_from_a_store(tmp_path) -> None:
+    from tether.sim2real.twin import make_env
+    from tether.sim2real.twin.expert import ScriptedOperator
+
+    env = make_env("pick_cube", obs_mode="state")
+    operator = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=0)
+    store = tmp_path / "demos.zarr"
+    with EpisodeWriter.create(store, env.observation_space, 4, fps=10) as writer:
+        obs, _ = env.reset(seed=0)
+        operator.reset()
+        writer.begin_episode(source="scripted", task="pick_cube", seed=0)
+        done = False
+        while not done:
+            action = operator.act(env)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            writer.add_step(obs, action, reward, terminated, truncated, intervened=True)
+            obs, done = next_obs, terminated or truncated
+        writer.end_episode(success=info["success"], final_obs=obs)
+        steps = writer.n_frames
+    out = tmp_path / "run"
+    _invoke("train", "sac", "--debug", "--steps", "30", "--demos", str(store), "--out", str(out))
+    assert json.loads((out / "result.json").read_text())["demo_transitions"] == steps
+    bad = runner.invoke(app, ["train", "sac", "--obs", "pixels", "--demos", str(store), "--out", str(out)])
+    assert bad.exit_code != 0 and "demos.zarr: the replay buffer's spec differs" in bad.output
