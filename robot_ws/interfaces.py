@@ -8,14 +8,14 @@ they are and raise rather than hand back stale data.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
-from tether.types import DeviceError
+from tether.types import Device, DeviceError
 
-__all__ = ["ArmBackend", "ArmState", "CameraDriver", "DeviceError", "Frame"]
+__all__ = ["ArmBackend", "ArmState", "CameraDriver", "Device", "DeviceError", "Frame"]
 
 
 @dataclass(frozen=True)
@@ -32,23 +32,10 @@ class ArmState:
     gripper: float  # opening in [0, 1], 1 = fully open
 
 
-class ArmBackend(ABC):
+class ArmBackend(Device):
     """An arm the arm node can drive. Targets arrive already checked and clipped by the arm node."""
 
     joint_names: tuple[str, ...] = tuple(f"joint{i}" for i in range(1, 8))
-
-    def __enter__(self) -> ArmBackend:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @abstractmethod
-    def connect(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
     @abstractmethod
     def state(self) -> ArmState:
@@ -84,21 +71,8 @@ class Frame:
     depth: np.ndarray | None = None  # uint16 (H, W) millimetres, aligned to image, if enabled
 
 
-class CameraDriver(ABC):
+class CameraDriver(Device):
     """A camera the camera node can publish. Capture runs on the driver's own thread."""
-
-    def __enter__(self) -> CameraDriver:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @abstractmethod
-    def connect(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
     @abstractmethod
     def read(self, max_age_s: float) -> Frame:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from tether.types import Device
 
 EPISODE_EVENTS = ("success", "failure", "reset", "rerecord", "stop")
 
@@ -20,21 +22,8 @@ class TeleopCommand:
     events: tuple[str, ...] = field(default_factory=tuple)  # episode events since the last poll
 
 
-class TeleopDevice(ABC):
+class TeleopDevice(Device):
     """An input device. Context manager: listening starts on enter and stops on exit."""
-
-    def __enter__(self) -> TeleopDevice:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @abstractmethod
-    def connect(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
     @abstractmethod
     def poll(self) -> TeleopCommand:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -14,6 +16,23 @@ EPISODE_SOURCES = ("teleop", "policy", "hil", "scripted", "sim")
 
 class DeviceError(RuntimeError):
     """A device that is missing, unplugged or failing; the message names it and the reason."""
+
+
+class Device(ABC):
+    """Hardware (or its twin stand-in) as a context manager: connect on enter, release on exit."""
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

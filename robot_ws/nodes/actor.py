@@ -16,7 +16,7 @@ demos) and `eval` (policy alone, deterministic).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -83,6 +83,15 @@ class _Latest:
     stamp: float
 
 
+@dataclass(frozen=True)
+class CommandTiming:
+    """When a command left, and how old its oldest sensor input was (graph clock, s)."""
+
+    tick: float
+    oldest_input: float
+    sent: float
+
+
 @dataclass
 class _Step:
     obs: Observation
@@ -126,6 +135,10 @@ class ActorNode(Node):
         self._step = 0
         self._interventions = 0
         self._episode_start = 0.0
+        self.timing: deque[CommandTiming] = deque(maxlen=100_000)
+        # Inputs whose acquisition time bounds a command's latency: cameras, else the arm state.
+        images = tuple(k for k in observation_keys if spaces.is_image_key(k))
+        self._timed_inputs = images or ("tcp_pose",)
 
         inputs = ReentrantCallbackGroup()
         sub = lambda kind, topic, key, profile=qos.SENSOR: self.create_subscription(  # noqa: E731
@@ -343,8 +356,11 @@ class ActorNode(Node):
         else:
             action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
         self._publish_action(action, proposal, now)
-        acquired = self._latest["tcp_pose"].stamp if "tcp_pose" in self._latest else now
-        self._prev = _Step(obs, action, intervened, proposal, acquired)
+        sent = self._now()
+        acquired = min(self._latest[k].stamp for k in self._timed_inputs)
+        self.timing.append(CommandTiming(tick=now, oldest_input=acquired, sent=sent))
+        proprio_stamp = self._latest["tcp_pose"].stamp if "tcp_pose" in self._latest else now
+        self._prev = _Step(obs, action, intervened, proposal, proprio_stamp)
         self._step += 1
         self.counters["steps"] += 1
         self.counters["intervened_steps"] += int(intervened)
@@ -361,10 +377,7 @@ class ActorNode(Node):
         self.counters["transitions"] += 1
 
     def _publish_action(self, action: np.ndarray, proposal: np.ndarray | None, now: float) -> None:
-        stamp = messages.to_stamp(now)
-        cmd = messages.twist_msg(messages.action_to_velocity(action, self.rig), now)
-        cmd.header.stamp = stamp
-        self.cmd_pub.publish(cmd)
+        self.cmd_pub.publish(messages.twist_msg(messages.action_to_velocity(action, self.rig), now))
         self.gripper_pub.publish(Float32(data=float(action[-1])))
         if proposal is not None:
             self.proposal_pub.publish(messages.twist_msg(messages.action_to_velocity(proposal, self.rig), now))

@@ -26,7 +26,7 @@ from tether.datasets.replay_io import fill_replay, load_replay, save_replay
 from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import load_checkpoint
 from tether.policies.sac import SACAgent, SACConfig, space_from_json
-from tether.policies.sac_loop import LoopConfig
+from tether.policies.sac_loop import LoopConfig, rlif_transition
 from tether.robot_ws import messages, qos
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class LearnerNode(Node):
         self._data_lock = threading.Lock()  # buffers and counters: held briefly by the subscription
         self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
         self._stop = threading.Event()
+        self._was_intervened = False
         action_dim = rig.arm.action_dim
         checkpoint = self.run_dir / CHECKPOINT
         if (checkpoint / "config.json").exists():
@@ -98,12 +99,16 @@ class LearnerNode(Node):
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
         transition, _ = messages.transition_from_msg(msg)
+        takeover = transition.intervened and not self._was_intervened and transition.policy_action is not None
         with self._data_lock:
+            if takeover and self.loop.rlif_penalty > 0:
+                self.online.add(rlif_transition(transition, self.loop.rlif_penalty))
             self.online.add(transition)
             if transition.intervened:
                 self.demos.add(transition)  # interventions teach like demonstrations (HIL-SERL)
             self.env_steps += 1
             due = self.env_steps % self.loop.checkpoint_every == 0
+        self._was_intervened = transition.intervened and not (transition.terminated or transition.truncated)
         if due:
             self.checkpoint()
 

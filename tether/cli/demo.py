@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -39,14 +40,24 @@ def _evaluate(policy: Path, out_store: Path, episodes: int, *, seed: int, time_s
     return graph.node("actor").episode_results
 
 
-def _initial_checkpoint(out: Path, obs: str, utd: int, seed: int) -> Path:
+# The learner's settings for the demo: REDQ (10 critics, target pair) at UTD 4 with a faster target,
+# small networks so updates keep up on a CPU, and the RLIF penalty at every takeover.
+DEMO_LEARNER = {
+    "sac": {"num_critics": 10, "critic_subsample": 2, "tau": 0.02, "utd_ratio": 4, "batch_size": 128,
+            "hidden_dims": [128, 128]},
+    "loop": {"rlif_penalty": 1.0, "learning_starts": 100},
+}
+
+
+def _initial_checkpoint(out: Path, obs: str, config: Path, seed: int) -> Path:
     """The learner's starting weights (same config and seed as the learner node builds), for the 'before' score."""
-    from tether.policies.sac import SACAgent, SACConfig
+    from tether.cli.train import learner_configs
+    from tether.policies.sac import SACAgent
     from tether.robot_ws.graph import GraphSpec, observation_space_of
 
     spec = GraphSpec(rig=load_rig(DEFAULT_RIG), nodes=(), obs_mode=obs)
-    space = observation_space_of(spec)
-    agent = SACAgent(space, spec.rig.arm.action_dim, SACConfig(utd_ratio=utd), seed=seed)
+    sac, _ = learner_configs(config)
+    agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, sac, seed=seed)
     return agent.save(out / "initial")
 
 
@@ -78,8 +89,13 @@ def demo(
     demo_episodes: int = typer.Option(10, "--demo-episodes", min=1, help="Scripted demonstrations to record."),
     steps: int = typer.Option(3000, "--steps", min=1, help="HIL training steps (10 Hz control)."),
     eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="Evaluation episodes before and after."),
-    utd: int = typer.Option(4, "--utd", min=1, help="Critic updates per environment step."),
-    time_scale: float = typer.Option(3.0, "--time-scale", min=0.1, max=20.0, help="Twin speed vs real time."),
+    time_scale: float = typer.Option(
+        3.0, "--time-scale", min=0.1, max=20.0, help="Twin speed vs real time while recording and evaluating."
+    ),
+    hil_time_scale: float = typer.Option(
+        1.0, "--hil-time-scale", min=0.1, max=20.0,
+        help="Twin speed during HIL training; above the learner's update rate / UTD the achieved UTD drops.",
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """HIL training in the twin through the ROS 2 graph, with evaluation, plots and a summary."""
@@ -93,11 +109,16 @@ def demo(
     demos = record_demos(DEFAULT_RIG, out / "demos.zarr", demo_episodes, seed=seed, time_scale=time_scale)
 
     console.print(f"[bold]2/4[/] evaluating the untrained policy ({eval_episodes} episodes)")
-    initial = _initial_checkpoint(out, obs, utd, seed)
+    config = out / "learner.yaml"
+    config.write_text(yaml.safe_dump(DEMO_LEARNER))
+    initial = _initial_checkpoint(out, obs, config, seed)
     before = _evaluate(initial, out / "eval_before.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
 
     console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
-    hil = run_hil(DEFAULT_RIG, out / "hil", out / "demos.zarr", steps, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+    hil = run_hil(
+        DEFAULT_RIG, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
+        time_scale=hil_time_scale,
+    )
 
     console.print(f"[bold]4/4[/] evaluating the trained policy ({eval_episodes} episodes)")
     after = _evaluate(out / "hil" / "checkpoint", out / "eval_after.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
@@ -124,7 +145,8 @@ def demo(
         "intervention_rate_by_third": intervention_over_time,
         "hil_episodes": len(episodes),
         "demo_episodes": demos["episodes"],
-        "time_scale": time_scale,
+        "time_scale": {"record_and_eval": time_scale, "hil": hil_time_scale},
+        "utd_achieved": hil["learner"].get("critic_updates", 0) / max(hil["learner"].get("env_steps", 1), 1),
         "wall_s": time.perf_counter() - start,
         "files": {
             "learning_curve": "learning_curve.png",

@@ -75,26 +75,27 @@ def train_hil(
     demos: Path | None = typer.Option(None, "--demos", help="Episode store whose episodes seed the demo buffer."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Environment steps to train for."),
     obs: str = typer.Option("state", "--obs", help="state (twin task state) or pixels."),
-    utd: int = typer.Option(4, "--utd", min=1, help="Critic updates per environment step."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections for the learner."),
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
     """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin)."""
-    summary = run_hil(rig, out, demos, steps, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+    summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale)
     typer.echo(json.dumps(summary, indent=2))
 
 
-def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: str, utd: int, seed: int,
-                    time_scale: float, checkpoint_every: int = 5000) -> subprocess.Popen:
+def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: str, seed: int, time_scale: float,
+                    config: Path | None = None, utd: int | None = None,
+                    checkpoint_every: int | None = None) -> subprocess.Popen:
     """The learner in a process of its own, so its updates never wait on the control loop's threads."""
     command = [
         sys.executable, "-m", "tether.cli", "node", "learner", "--rig", rig_name, "--out", str(run_dir),
-        "--obs", obs, "--utd", str(utd), "--seed", str(seed), "--time-scale", str(time_scale),
-        "--checkpoint-every", str(checkpoint_every),
+        "--obs", obs, "--seed", str(seed), "--time-scale", str(time_scale),
     ]
-    if demos is not None:
-        command += ["--demos", str(demos)]
+    for flag, value in (("--demos", demos), ("--config", config), ("--utd", utd), ("--checkpoint-every", checkpoint_every)):
+        if value is not None:
+            command += [flag, str(value)]
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(run_dir / "learner.log", "ab")  # noqa: SIM115 - the child owns it for its lifetime
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
@@ -111,7 +112,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
 
 
 def run_hil(
-    rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, utd: int, seed: int,
+    rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, config: Path | None, seed: int,
     time_scale: float, progress: bool = True,
 ) -> dict:
     """HIL training through the graph: learner in its own process, everything else in this one."""
@@ -127,7 +128,7 @@ def run_hil(
         time_scale=time_scale, seed=seed,
     )
     stop = _stop_event()
-    learner = learner_process(rig_name, out, demos, obs=obs, utd=utd, seed=seed, time_scale=time_scale)
+    learner = learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config)
     try:
         with Graph(spec) as graph, tqdm(total=steps, desc="train-hil", unit="step", disable=not progress) as bar:
             actor = graph.node("actor")
@@ -172,17 +173,18 @@ def node(
     out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
     obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
     demos: Path | None = typer.Option(None, "--demos", help="Learner: episode store whose episodes seed the demo buffer."),
-    utd: int = typer.Option(4, "--utd", min=1, help="Learner: critic updates per environment step."),
-    checkpoint_every: int = typer.Option(5000, "--checkpoint-every", min=1, help="Learner: env steps between checkpoints."),
+    config: Path | None = typer.Option(None, "--config", help="Learner: YAML with sac: / loop: sections."),
+    utd: int | None = typer.Option(None, "--utd", min=1, help="Learner: critic updates per environment step (overrides --config)."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", min=1, help="Learner: env steps between checkpoints (overrides --config)."),
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
     """Run one node in this process (another process or host runs the rest, same ROS_DOMAIN_ID)."""
-    from tether.policies.sac import SACConfig
-    from tether.policies.sac_loop import LoopConfig
+    from tether.cli.train import learner_configs
     from tether.robot_ws.graph import Graph, GraphSpec
 
     rig_config = load_rig(rig)
+    sac, loop = learner_configs(config, utd=utd, checkpoint_every=checkpoint_every)
     nodes = (name,)
     if name == "learner":
         import torch
@@ -195,7 +197,7 @@ def node(
     spec = GraphSpec(
         rig=rig_config, nodes=nodes, obs_mode=obs, store=out / "episodes.zarr", run_dir=out, demos=demos,
         time_scale=time_scale, seed=seed,
-        learner_kwargs={"sac": SACConfig(utd_ratio=utd), "loop": LoopConfig(checkpoint_every=checkpoint_every)},
+        learner_kwargs={"sac": sac, "loop": loop},
     )
     stop = _stop_event()
     with Graph(spec) as graph:
