@@ -72,6 +72,14 @@ class LoopConfig(StrictConfig):
     """Environment steps between checkpoints, taken at the next episode end (one is also written at the end)."""
 
 
+def rlif_transition(takeover: Transition, penalty: float) -> Transition:
+    """RLIF: the proposal the human rejected at a takeover, as a terminal transition worth exactly -penalty."""
+    if takeover.policy_action is None:
+        raise ValueError("rlif_transition: the takeover step carries no policy proposal")
+    proposal = takeover.policy_action
+    return Transition(takeover.obs, proposal, -penalty, takeover.next_obs, True, False, False, proposal)
+
+
 class Expert(Protocol):
     """Anything that can act in the env in place of a person (the twin's ScriptedOperator does)."""
 
@@ -288,11 +296,10 @@ def train_sac(
         next_obs, reward, terminated, truncated, info = env.step(action)
         if human is not None:
             state.interventions += 1
-            if config.rlif_penalty > 0 and not was_intervening:
-                # The proposal the expert rejected: terminal, so its value is exactly the penalty.
-                online.add(Transition(obs, proposal, -config.rlif_penalty, next_obs, True, False, False, proposal))
         transition = Transition(obs, action, float(reward), next_obs, terminated, truncated,
                                 intervened=human is not None, policy_action=proposal)
+        if human is not None and config.rlif_penalty > 0 and not was_intervening:
+            online.add(rlif_transition(transition, config.rlif_penalty))
         online.add(transition)
         if human is not None:
             demos.add(transition)

@@ -66,6 +66,16 @@ def _validated(model: type[BaseModel], values: dict[str, Any], section: str) -> 
         raise typer.BadParameter(f"{section}: {_first_error(error)}", param_hint="--config") from None
 
 
+def learner_configs(
+    path: Path | None, *, utd: int | None = None, checkpoint_every: int | None = None
+) -> tuple[SACConfig, LoopConfig]:
+    """The SAC and loop configs of a --config file, with command-line overrides on top."""
+    file = read_train_file(path)
+    sac = {**file.sac, **({"utd_ratio": utd} if utd is not None else {})}
+    loop = {**file.loop, **({"checkpoint_every": checkpoint_every} if checkpoint_every is not None else {})}
+    return _validated(SACConfig, sac, "sac"), _validated(LoopConfig, loop, "loop")
+
+
 def make_twin(task: str, obs_mode: str, rig: str, **kwargs: Any):
     """The twin env for a task, imported here so that `tether --help` does not load MuJoCo."""
     from tether.sim2real.twin import make_env
