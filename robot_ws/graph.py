@@ -111,7 +111,9 @@ class Graph:
         if "twin" in names:
             from tether.robot_ws.nodes.twin import TwinNode
 
-            self.world = TwinWorld(rig, rig.task.name, seed=spec.seed, time_scale=spec.time_scale)
+            # Without a camera node nobody reads frames: the twin skips rendering altogether.
+            world_rig = rig if "cameras" in names else rig.model_copy(update={"cameras": []})
+            self.world = TwinWorld(world_rig, rig.task.name, seed=spec.seed, time_scale=spec.time_scale)
             self.nodes["twin"] = TwinNode(self.world, context=self.context)
         if "arm" in names:
             self.nodes["arm"] = ArmNode(rig, self._arm_backend(rig), **self._kwargs())

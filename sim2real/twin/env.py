@@ -24,11 +24,14 @@ from tether.sim2real.twin.sim import TwinSim
 from tether.sim2real.twin.tasks import Score
 from tether.transforms import apply_rotvec, quat_xyzw_to_matrix
 
-ObsMode = Literal["state", "pixels"]
+ObsMode = Literal["state", "pixels", "all"]
+IMAGE_MODES = ("pixels", "all")
+TASK_STATE_MODES = ("state", "all")
 
 
 class TwinEnv(gym.Env):
-    """A twin task. `obs_mode='state'` adds privileged task state; 'pixels' adds camera images instead."""
+    """A twin task. Beside proprioception, `obs_mode` 'state' adds privileged task state, 'pixels' camera
+    images, and 'all' both (for recording demonstrations that serve either kind of learner)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -41,8 +44,8 @@ class TwinEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.rig = rig if isinstance(rig, RigConfig) else load_rig(rig)
-        if obs_mode not in ("state", "pixels"):
-            raise ValueError(f"obs_mode '{obs_mode}': must be 'state' or 'pixels'")
+        if obs_mode not in ("state", "pixels", "all"):
+            raise ValueError(f"obs_mode '{obs_mode}': must be 'state', 'pixels' or 'all'")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode '{render_mode}': only 'rgb_array' is supported")
         self.sim = TwinSim(self.rig, task)
@@ -55,8 +58,8 @@ class TwinEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.rig.arm.control_rate_hz}
         self.action_space = spaces.action_space(self.rig)
         self.observation_space = spaces.observation_space(
-            self.sim.cameras if obs_mode == "pixels" else [],
-            extra_state=self.task.state_dims if obs_mode == "state" else None,
+            self.sim.cameras if obs_mode in IMAGE_MODES else [],
+            extra_state=self.task.state_dims if obs_mode in TASK_STATE_MODES else None,
         )
         self._draw = EpisodeDraw(action_latency=0, obs_noise_std=0.0)
         self._pending: deque[np.ndarray] = deque()
@@ -122,7 +125,7 @@ class TwinEnv(gym.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         state = self.sim.proprio()
-        if self.obs_mode == "state":
+        if self.obs_mode in TASK_STATE_MODES:
             state.update({spaces.STATE + k: v for k, v in self.sim.task_state().items()})
         noise = self._draw.obs_noise_std
         obs: dict[str, np.ndarray] = {}
@@ -130,7 +133,7 @@ class TwinEnv(gym.Env):
             if noise > 0:
                 value = value + self.np_random.normal(0.0, noise, size=value.shape)
             obs[key] = np.asarray(value, dtype=np.float32)
-        if self.obs_mode == "pixels":
+        if self.obs_mode in IMAGE_MODES:
             obs.update({spaces.image_key(name): image for name, image in self.sim.render().items()})
         return obs
 

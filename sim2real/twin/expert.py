@@ -131,12 +131,21 @@ class ScriptedOperator:
         return out
 
 
-def run_episode(env: gym.Env, operator: ScriptedOperator, seed: int) -> tuple[bool, int]:
-    """Roll out the operator for one episode; returns (success, length)."""
-    env.reset(seed=seed)
+def run_episode(env: gym.Env, operator: ScriptedOperator, seed: int, recorder=None) -> tuple[bool, int]:
+    """Roll out the operator for one episode (into `recorder`, a StoreRecorder, if given); returns (success, length)."""
+    obs, _ = env.reset(seed=seed)
     operator.reset()
+    if recorder is not None:
+        recorder.begin(seed)
     for step in range(1, env.unwrapped.episode_length + 1):
-        _, _, terminated, truncated, info = env.step(operator.act(env))
+        action = operator.act(env)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        if recorder is not None:
+            recorder.step(obs, action, reward, terminated, truncated, intervened=True)
+        obs = next_obs
         if terminated or truncated:
-            return bool(info["success"]), step
-    return False, env.unwrapped.episode_length
+            break
+    success = bool(info["success"])
+    if recorder is not None:
+        recorder.end(success, final_obs=obs)
+    return success, step

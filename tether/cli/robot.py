@@ -121,11 +121,11 @@ def run_hil(
 
     rig = load_rig(rig_name)
     twin = rig.arm.backend == "twin"
+    nodes = ("twin",) if twin else ()
+    nodes += ("arm", "cameras", "teleop", "actor", "recorder") if obs == "pixels" else ("arm", "teleop", "actor", "recorder")
     spec = GraphSpec(
-        rig=rig, nodes=("twin", "arm", "cameras", "teleop", "actor", "recorder") if twin
-        else ("arm", "cameras", "teleop", "actor", "recorder"),
-        obs_mode=obs, actor_mode="hil", operator="takeover", store=out / "episodes.zarr", source="hil",
-        time_scale=time_scale, seed=seed,
+        rig=rig, nodes=nodes, obs_mode=obs, actor_mode="hil", operator="takeover", store=out / "episodes.zarr",
+        source="hil", time_scale=time_scale, seed=seed,
     )
     stop = _stop_event()
     learner = learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config)

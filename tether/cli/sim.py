@@ -11,6 +11,7 @@ import typer
 from tqdm import tqdm
 
 from tether.config import DEFAULT_RIG
+from tether.datasets.gym_recorder import StoreRecorder
 
 app = typer.Typer(help="Twin tools: run the scripted operator, check envs.", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -19,14 +20,19 @@ TaskOption = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cub
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 
 
-def run_expert(task: str, rig: str, episodes: int, seed: int, obs_mode: str = "state") -> dict:
-    """Roll out the scripted operator; returns the summary `tether sim expert` writes."""
+def run_expert(task: str, rig: str, episodes: int, seed: int, out: Path | None = None) -> dict:
+    """Roll out the scripted operator (recording into the store `out` if given); returns the summary."""
     from tether.sim2real.twin import make_env
     from tether.sim2real.twin.expert import ScriptedOperator, run_episode
 
-    env = make_env(task, rig=rig, obs_mode=obs_mode)
+    env = make_env(task, rig=rig, obs_mode="all" if out is not None else "state")
     operator = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=seed)
-    results = [run_episode(env, operator, seed=seed + i) for i in tqdm(range(episodes), desc=f"expert {task}")]
+    recorder = None if out is None else StoreRecorder(env, out, source="scripted", task=task)
+    results = []
+    for i in tqdm(range(episodes), desc=f"expert {task}"):
+        results.append(run_episode(env, operator, seed=seed + i, recorder=recorder))
+    if recorder is not None:
+        recorder.close()
     env.close()
     successes = [success for success, _ in results]
     return {
@@ -47,9 +53,12 @@ def expert(
     episodes: int = typer.Option(100, "--episodes", "-n", min=1, help="Episodes to run."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary here as JSON."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Record the episodes (state, task state and camera images) into this store."
+    ),
 ) -> None:
     """Run the scripted operator in the twin and report its success rate."""
-    summary = run_expert(task, rig, episodes, seed)
+    summary = run_expert(task, rig, episodes, seed, out)
     typer.echo(
         f"{task}: success {summary['success_rate']:.2f} over {episodes} episodes, "
         f"mean length {summary['mean_length']:.1f} steps"

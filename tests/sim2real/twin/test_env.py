@@ -17,7 +17,7 @@ from tether.sim2real.twin.robot import panda_xml
 pytestmark = pytest.mark.filterwarnings("ignore:.*Box observation space m.*:UserWarning")
 
 
-@pytest.mark.parametrize("obs_mode", ["state", "pixels"])
+@pytest.mark.parametrize("obs_mode", ["state", "pixels", "all"])
 @pytest.mark.parametrize("task", sorted(ENV_IDS))
 def test_check_env_passes(task, obs_mode):
     env = gym.make(ENV_IDS[task], obs_mode=obs_mode)

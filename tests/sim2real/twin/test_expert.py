@@ -50,3 +50,22 @@ def test_cli_check_runs_env_checker():
     )
     assert result.returncode == 0, result.stderr
     assert "check_env: passed" in result.stdout and "state/hole_pos" in result.stdout
+
+
+def test_cli_expert_records_into_a_store(tmp_path):
+    from tether.datasets.store import EpisodeStore
+
+    store_path = tmp_path / "demos.zarr"
+    for _ in range(2):  # the second run appends
+        result = subprocess.run(
+            [sys.executable, "-m", "tether.cli", "sim", "expert", "--task", "pick_cube", "--episodes", "1", "--out", str(store_path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+    store = EpisodeStore(store_path)
+    assert store.n_episodes == 2
+    assert {info.source for info in store.episodes} == {"scripted"}
+    assert {"images/front", "images/wrist", "state/cube_pos", "state/tcp_pose"} <= set(store.spec.obs)
+    episode = store.episode(0)
+    assert episode.intervened.all() and len(episode) > 10
