@@ -8,6 +8,7 @@ open at shutdown is discarded too (a store never holds half an episode).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,6 +43,8 @@ class RecorderNode(Node):
         self.committed = 0
         self.discarded = 0
         self._episode: int | None = None
+        self._lock = threading.Lock()  # the subscription and close() run on different threads
+        self._closed = False
         self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
 
     def _open(self, obs: Observation) -> EpisodeWriter:
@@ -54,6 +57,11 @@ class RecorderNode(Node):
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
         transition, header = messages.transition_from_msg(msg)
+        with self._lock:
+            if not self._closed:
+                self._write(transition, header)
+
+    def _write(self, transition, header: dict) -> None:
         if self.writer is None:
             self.writer = self._open(transition.obs)
         if header["episode"] != self._episode:
@@ -77,7 +85,12 @@ class RecorderNode(Node):
             self._episode = None
 
     def close(self) -> None:
-        """Discard the open episode (if any) and close the store."""
+        """Discard the open episode (if any) and close the store; later transitions are ignored."""
+        with self._lock:
+            self._closed = True
+            self._close_writer()
+
+    def _close_writer(self) -> None:
         if self.writer is None:
             return
         if self._episode is not None and self.writer.steps_in_episode:
