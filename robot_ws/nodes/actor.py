@@ -69,10 +69,16 @@ class SACPolicy:
         return self.agent.act(obs, deterministic=self.deterministic)
 
 
-def load_policy(checkpoint: Path, deterministic: bool) -> SACPolicy:
-    """A policy from a checkpoint directory on disk."""
+def load_policy(checkpoint: Path, deterministic: bool) -> Policy:
+    """A policy from a checkpoint directory on disk, by the checkpoint's kind. A diffusion policy runs chunked:
+    it keeps its observation history and infers the next chunk on a background thread."""
+    from tether.policies.checkpoint import checkpoint_kind
+    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
+    from tether.policies.diffusion import DiffusionPolicy, chunked_policy
     from tether.policies.sac import SACAgent
 
+    if checkpoint_kind(Path(checkpoint)) == DIFFUSION:
+        return chunked_policy(DiffusionPolicy.load(Path(checkpoint)), asynchronous=True)
     agent = SACAgent.load(Path(checkpoint))
     return SACPolicy(agent, deterministic)
 
@@ -296,6 +302,8 @@ class ActorNode(Node):
             self._events.clear()
         self.events_pub.publish(String(data="reset"))
         self._override.reset()
+        if hasattr(self.policy, "reset"):  # a stateful policy (chunked diffusion) starts its history afresh
+            self.policy.reset()
         self._prev, self._step, self._interventions = None, 0, 0
         self._episode_start = self._now()
         self.episode += 1

@@ -39,7 +39,7 @@ def contact_sheet(frames: list[np.ndarray], path: Path, columns: int = 8, max_fr
 
 
 def eval_command(
-    policy: Path = typer.Option(..., "--policy", help="SAC checkpoint folder (model.safetensors + config.json)."),
+    policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model.safetensors + config.json)."),
     task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
@@ -48,6 +48,10 @@ def eval_command(
     sheet: Path | None = typer.Option(None, "--contact-sheet", help="PNG of the first episode (default: next to --json)."),
 ) -> None:
     """Evaluate a checkpoint with its deterministic policy: success rate, mean length, a contact sheet."""
+    from tether.policies.checkpoint import checkpoint_kind
+    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
+    from tether.policies.diffusion import DiffusionPolicy
+    from tether.policies.diffusion_train import rollout
     from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import evaluate
     from tether.sim2real.twin import make_env
@@ -55,14 +59,17 @@ def eval_command(
     if not policy.is_dir():
         raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
     try:
-        agent = SACAgent.load(policy)
+        agent = DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
     pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)
     env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
     if env.observation_space != agent.observation_space:
         raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
-    result = evaluate(lambda obs: agent.act(obs, deterministic=True), env, episodes, seed=seed, record=True)
+    if isinstance(agent, DiffusionPolicy):
+        result = rollout(agent, env, episodes, seed=seed, record=True)
+    else:
+        result = evaluate(lambda obs: agent.act(obs, deterministic=True), env, episodes, seed=seed, record=True)
     env.close()
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
     summary = {

@@ -2,7 +2,7 @@
 
 The learners take a gymnasium env; this module builds it (the MuJoCo twin) and hands it in.
 Hyper-parameters come from one optional YAML file (`--config`, sections `sac:`, `loop:`,
-`classifier:`) validated into the typed configs, plus the few flags below; a run records the
+`classifier:`, `diffusion:`, `diffusion_train:`) validated into the typed configs, plus the few flags below; a run records the
 resolved configs in its checkpoint's config.json.
 """
 
@@ -38,6 +38,8 @@ class TrainFile(BaseModel):
     sac: dict[str, Any] = {}
     loop: dict[str, Any] = {}
     classifier: dict[str, Any] = {}
+    diffusion: dict[str, Any] = {}
+    diffusion_train: dict[str, Any] = {}
 
 
 def read_train_file(path: Path | None) -> TrainFile:
@@ -229,3 +231,56 @@ def reward_classifier_command(
     typer.echo(f"reward classifier: precision {report.precision:.2f}, recall {report.recall:.2f}, "
                f"F1 {report.f1:.2f} at threshold {report.threshold:.3f} on {report.val_positives} + "
                f"{report.val_negatives} held-out frames; wrote {out}")
+
+
+DEBUG_DIFFUSION = {"down_dims": (32, 64), "step_embed_dim": 16,
+                   "vision": {"widths": (8, 16), "blocks_per_stage": 1, "group_size": 4, "keypoints": 8, "latent_dim": 16}}
+DEBUG_DIFFUSION_TRAIN = {"epochs": 2, "batch_size": 16, "warmup_steps": 10, "eval_every": 1, "eval_episodes": 1}
+
+
+@app.command("diffusion")
+def diffusion_command(
+    data: Path = typer.Option(..., "--data", help="Episode store (zarr) of demonstrations."),
+    out: Path = typer.Option(Path("runs/diffusion"), "--out", help="Run folder: last/, best/, topk/, report.json/png."),
+    rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path: its twin task evaluates rollouts."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task)."),
+    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
+    objective: str | None = typer.Option(None, "--objective", help="ddpm (DDIM sampling) or flow (1-4 step sampler)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs over the training windows."),
+    seed: int = typer.Option(0, "--seed"),
+    config: Path | None = typer.Option(None, "--config", help="YAML with diffusion: / diffusion_train: sections."),
+    debug: bool = typer.Option(False, "--debug", help="Tiny networks, two epochs: reaches every stage in seconds."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last if it exists."),
+) -> None:
+    """Train a diffusion policy on a store's windows; twin rollouts pick the best checkpoints."""
+    from tether.config import load_rig
+    from tether.datasets.store import EpisodeStore, StoreError
+    from tether.policies.diffusion import DiffusionConfig
+    from tether.policies.diffusion_train import TrainConfig, train_diffusion
+
+    if obs not in ("state", "pixels"):
+        raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
+    if objective not in (None, "ddpm", "flow"):
+        raise typer.BadParameter(f"'{objective}': must be ddpm or flow", param_hint="--objective")
+    file = read_train_file(config)
+    policy_values = {**(DEBUG_DIFFUSION if debug else {}), **file.diffusion,
+                     **({"objective": objective} if objective else {})}
+    train_values = {**(DEBUG_DIFFUSION_TRAIN if debug else {}), **file.diffusion_train,
+                    **({"epochs": epochs} if epochs else {})}
+    policy_config = _validated(DiffusionConfig, policy_values, "diffusion")
+    train_config = _validated(TrainConfig, train_values, "diffusion_train")
+    try:
+        store = EpisodeStore(data)
+    except StoreError as error:
+        raise typer.BadParameter(str(error), param_hint="--data") from None
+    env = make_twin(task or load_rig(rig).task.name, obs, rig)
+    try:
+        policy, report = train_diffusion(store, env.observation_space, policy_config, train_config, seed=seed,
+                                         eval_env=env, out_dir=out, resume=resume)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--data") from None
+    finally:
+        env.close()
+    best = report.best or {}
+    typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at {report.steps_per_second:.1f}/s; "
+               f"best {best.get('name')} success {best.get('success_rate', float('nan')):.2f}; wrote {out}")
