@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import subprocess
 import sys
@@ -14,8 +13,6 @@ import typer
 from tqdm import tqdm
 
 from tether.config import DEFAULT_RIG, load_rig
-
-log = logging.getLogger(__name__)
 
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 TimeScaleOption = typer.Option(
