@@ -379,20 +379,28 @@ class DiffusionPolicy(nn.Module):
             parts.append(rearrange(state, "b t d -> (b t) d"))
         return rearrange(torch.cat(parts, dim=-1), "(b t) f -> b (t f)", b=batch)
 
-    def loss(self, obs: dict[str, torch.Tensor], action: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Denoising (ddpm) or velocity (flow) regression on a batch of windows; `action` (B, H, A) physical."""
+    def loss(self, obs: dict[str, torch.Tensor], action: torch.Tensor, noise: torch.Tensor, time: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoising (ddpm) or velocity (flow) regression on a batch of windows; `action` (B, H, A) physical.
+
+        The random draws come in: `noise` (B, H, A) and `time` (B,) in [0, 1) (the trainer draws them for the
+        global batch, so data-parallel ranks reproduce a single process); `generator` draws the random crops.
+        """
         cond = self.encode(obs, generator)
         target = self.normaliser.normalise(ACTION, action.float())
-        noise = torch.randn(target.shape, generator=generator)
-        batch = target.shape[0]
         if self.config.objective == "ddpm":
-            steps = torch.randint(0, self.config.train_timesteps, (batch,), generator=generator)
+            steps = (time * self.config.train_timesteps).long().clamp(max=self.config.train_timesteps - 1)
             noisy = self.train_scheduler.add_noise(target, noise, steps)
             return F.mse_loss(self.unet(noisy, steps, cond), noise)
         # Rectified flow: x_s = (1 - s) noise + s action moves at constant velocity action - noise.
-        s = torch.rand(batch, generator=generator)
-        noisy = (1 - s[:, None, None]) * noise + s[:, None, None] * target
-        return F.mse_loss(self.unet(noisy, s * self.config.train_timesteps, cond), target - noise)
+        s = time[:, None, None]
+        noisy = (1 - s) * noise + s * target
+        return F.mse_loss(self.unet(noisy, time * self.config.train_timesteps, cond), target - noise)
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random draws of `loss` for a batch: noise (B, H, A) and time (B,) uniform in [0, 1)."""
+        noise = torch.randn(batch, self.config.horizon, self.action_dim, generator=generator)
+        return noise, torch.rand(batch, generator=generator)
 
     @torch.no_grad()
     def sample(self, obs: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,

@@ -24,6 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import Field
 from tqdm import tqdm
 
@@ -80,6 +81,7 @@ class TrainReport:
     val_episodes: list[int] = field(default_factory=list)
     steps: int = 0
     steps_per_second: float = 0.0
+    processes: int = 1
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -164,55 +166,95 @@ def train_diffusion(
     train_windows = episode_windows(store, sampler, report.train_episodes)
     val_windows = episode_windows(store, sampler, report.val_episodes)
 
+    rank, world = distributed_rank_world()
+    report.processes = world
+    if train.batch_size % world or len(train_windows) < train.batch_size:
+        raise ValueError(f"{store.path}: batch_size {train.batch_size} needs to divide among {world} processes and "
+                         f"not exceed the {len(train_windows)} training windows")
     model = DiffusionPolicy(observation_space, store.spec.action_dim, config)
     model.normaliser.fit({**{k: store.load(k) for k in model.state_keys}, "action": store.load("action")})
     average = ema_copy(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
-    steps_per_epoch = math.ceil(len(train_windows) / train.batch_size)
+    trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model)
+    steps_per_epoch = len(train_windows) // train.batch_size  # full batches only, so every rank's shard is equal
     total = steps_per_epoch * train.epochs
+    # `generator` draws noise and diffusion times for the global batch, identically on every rank; `crops` is per rank.
     generator = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    crops = torch.Generator().manual_seed(seed * 1000 + rank + 1)
     first_epoch = 0
     if out_dir is not None and resume and (out_dir / "last").is_dir():
-        first_epoch = _restore(out_dir / "last", model, average, optimizer, generator, report)
-        rng = np.random.default_rng([seed, first_epoch])
+        first_epoch = _restore(out_dir / "last", model, average, optimizer, (generator, crops), report)
         log.info("resumed %s at epoch %d (step %d)", out_dir / "last", first_epoch, report.steps)
+    leader = rank == 0
+    shard = slice(rank * train.batch_size // world, (rank + 1) * train.batch_size // world)
 
     started, start_steps = time.perf_counter(), report.steps
-    bar = tqdm(range(first_epoch, train.epochs), desc="diffusion", disable=not progress, initial=first_epoch,
-               total=train.epochs)
+    bar = tqdm(range(first_epoch, train.epochs), desc="diffusion", disable=not (progress and leader),
+               initial=first_epoch, total=train.epochs)
     for epoch in bar:
         model.train()
+        order = np.random.default_rng([seed, epoch]).permutation(train_windows)
         losses = []
-        for batch in np.array_split(rng.permutation(train_windows), steps_per_epoch):
-            obs, action = load_batch(sampler, batch)
-            loss = model.loss(obs, action, generator)
+        for step in range(steps_per_epoch):
+            batch = order[step * train.batch_size : (step + 1) * train.batch_size]
+            noise, times = model.draw(train.batch_size, generator)
+            obs, action = load_batch(sampler, batch[shard])
+            args = (obs, action, noise[shard], times[shard], crops)
+            loss = model.loss(*args) if world == 1 else _ddp_loss(trained, *args)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # DDP averages the gradients of the equal shards: the global batch's gradient
             for group in optimizer.param_groups:  # a pure function of the step, so resume needs no scheduler state
                 group["lr"] = train.lr * lr_factor(report.steps, train.warmup_steps, total)
             optimizer.step()
             ema_update(average, model, ema_decay(report.steps, train.ema_power, train.ema_max_decay))
             report.steps += 1
-            losses.append(loss.item())
+            losses.append(_mean_over_ranks(loss.detach(), world))
+        if not leader:
+            continue
         row: dict[str, float] = {"epoch": epoch + 1, "step": report.steps, "train_loss": float(np.mean(losses)),
                                  "lr": optimizer.param_groups[0]["lr"]}
         if len(val_windows):
             row["val_loss"] = validation_loss(average, sampler, val_windows, train.batch_size, seed)
-        evaluating = eval_env is not None and train.eval_every and (
-            (epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs)
+        evaluating = bool(eval_env is not None and train.eval_every and (
+            (epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs))
         if evaluating:
             row["success_rate"] = rollout(average, eval_env, train.eval_episodes, seed=1_000_000 + seed).success_rate
         report.epochs.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_loss", "success_rate")})
         if out_dir is not None:
-            if evaluating or (eval_env is None or not train.eval_every) and "val_loss" in row:
+            selects_by_loss = eval_env is None or not train.eval_every
+            if evaluating or (selects_by_loss and "val_loss" in row):
                 _keep_topk(out_dir, average, row, train.top_k, report)
-            _save_last(out_dir, model, average, optimizer, generator, report, epoch + 1)
+            _save_last(out_dir, model, average, optimizer, (generator, crops), report, epoch + 1)
     report.steps_per_second = (report.steps - start_steps) / max(time.perf_counter() - started, 1e-9)
-    if out_dir is not None:
+    if out_dir is not None and leader:
         write_report(out_dir, report)
     return average, report
+
+
+def distributed_rank_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 without torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _ddp_loss(trained: torch.nn.parallel.DistributedDataParallel, *args: Any) -> torch.Tensor:
+    """DDP hooks gradient all-reduce on `forward`; the policy's training entry point is `loss`, so route it there."""
+    module = trained.module
+    forward = module.forward
+    module.forward = module.loss
+    try:
+        return trained(*args)
+    finally:
+        module.forward = forward
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
+    if world > 1:
+        dist.all_reduce(value)
+        value = value / world
+    return value.item()
 
 
 @torch.no_grad()
@@ -221,8 +263,10 @@ def validation_loss(policy: DiffusionPolicy, sampler: SequenceSampler, windows: 
     """Mean loss over held-out windows with fixed noise (same seed every time), so epochs compare."""
     policy.eval()
     generator = torch.Generator().manual_seed(seed)
-    losses = [policy.loss(*load_batch(sampler, batch), generator).item() * len(batch)
-              for batch in np.array_split(windows, math.ceil(len(windows) / batch_size))]
+    losses = []
+    for batch in np.array_split(windows, math.ceil(len(windows) / batch_size)):
+        noise, times = policy.draw(len(batch), generator)
+        losses.append(policy.loss(*load_batch(sampler, batch), noise, times, generator).item() * len(batch))
     return float(sum(losses) / len(windows))
 
 
@@ -246,16 +290,17 @@ def _keep_topk(out_dir: Path, policy: DiffusionPolicy, row: dict[str, float], k:
 
 
 def _save_last(out_dir: Path, model: DiffusionPolicy, average: DiffusionPolicy, optimizer: torch.optim.Optimizer,
-               generator: torch.Generator, report: TrainReport, epoch: int) -> None:
+               generators: tuple[torch.Generator, ...], report: TrainReport, epoch: int) -> None:
     tensors, optimizer_meta = optimizer_to_tensors(optimizer, "optim")
-    training = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **tensors, "rng": generator.get_state()}
+    training = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **tensors,
+                **{f"rng.{i}": g.get_state() for i, g in enumerate(generators)}}
     meta = {"optim": optimizer_meta, "epoch": epoch, "report": asdict(report)}
     average.save(out_dir / "last", extra_config={"epoch": epoch, "step": report.steps}, training=training,
                  training_meta=meta)
 
 
 def _restore(directory: Path, model: DiffusionPolicy, average: DiffusionPolicy, optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, report: TrainReport) -> int:
+             generators: tuple[torch.Generator, ...], report: TrainReport) -> int:
     """Load the resume state of `last` into the live objects; returns the epoch to continue from."""
     checkpoint = load_checkpoint(directory, training=True)
     config = checkpoint.config.get("diffusion")
@@ -264,7 +309,8 @@ def _restore(directory: Path, model: DiffusionPolicy, average: DiffusionPolicy, 
     average.load_state_dict(checkpoint.weights)
     model.load_state_dict({k[len("model."):]: v for k, v in checkpoint.training.items() if k.startswith("model.")})
     optimizer_from_tensors(optimizer, "optim", checkpoint.training, checkpoint.training_meta["optim"])
-    generator.set_state(checkpoint.training["rng"])
+    for index, generator in enumerate(generators):
+        generator.set_state(checkpoint.training[f"rng.{index}"])
     saved = checkpoint.training_meta["report"]
     for name in ("epochs", "topk", "steps"):
         setattr(report, name, saved[name])

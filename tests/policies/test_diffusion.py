@@ -350,3 +350,28 @@ def test_flow_policy_learns_pick_cube_from_twenty_scripted_demos(tmp_path: Path)
     finally:
         deployed.close()
         env.close()
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process_on_the_same_global_batch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    store = _demo_store(tmp_path / "demos.zarr", 3)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(json.dumps({"diffusion_train": {"eval_every": 0, "epochs": 2}}))
+    common = ["train", "diffusion", "--data", str(store.path), "--debug", "--config", str(config), "--seed", "3"]
+    _invoke(*common, "--out", str(tmp_path / "one"))
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "tether.cli",
+         *common, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    one, two = (json.loads((tmp_path / run / "report.json").read_text()) for run in ("one", "two"))
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert [r["step"] for r in one["epochs"]] == [r["step"] for r in two["epochs"]]
+    assert [r["train_loss"] for r in two["epochs"]] == pytest.approx([r["train_loss"] for r in one["epochs"]], rel=1e-4)
+    weights = [load_file(str(tmp_path / run / "last" / "training_state.safetensors")) for run in ("one", "two")]
+    for name, tensor in weights[0].items():
+        if name.startswith("model."):
+            assert torch.allclose(tensor, weights[1][name], atol=1e-5), name

@@ -252,7 +252,15 @@ def diffusion_command(
     debug: bool = typer.Option(False, "--debug", help="Tiny networks, two epochs: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last if it exists."),
 ) -> None:
-    """Train a diffusion policy on a store's windows; twin rollouts pick the best checkpoints."""
+    """Train a diffusion policy on a store's windows; twin rollouts pick the best checkpoints.
+
+    Data-parallel on several processes when launched by torchrun (gloo; the trainer runs on CPU): each takes an
+    equal share of every batch; process 0 validates, evaluates and writes the run folder.
+    """
+    import os
+
+    import torch.distributed as dist
+
     from tether.config import load_rig
     from tether.datasets.store import EpisodeStore, StoreError
     from tether.policies.diffusion import DiffusionConfig
@@ -274,6 +282,8 @@ def diffusion_command(
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--data") from None
     env = make_twin(task or load_rig(rig).task.name, obs, rig)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
     try:
         policy, report = train_diffusion(store, env.observation_space, policy_config, train_config, seed=seed,
                                          eval_env=env, out_dir=out, resume=resume)
@@ -281,6 +291,10 @@ def diffusion_command(
         raise typer.BadParameter(str(error), param_hint="--data") from None
     finally:
         env.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")):
+        return
     best = report.best or {}
     typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at {report.steps_per_second:.1f}/s; "
                f"best {best.get('name')} success {best.get('success_rate', float('nan')):.2f}; wrote {out}")
