@@ -48,8 +48,8 @@ def iqm_curve(scores: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.
     def per_point(x: np.ndarray) -> np.ndarray:  # x: (runs, tasks=1, points)
         return np.array([metrics.aggregate_iqm(x[..., t]) for t in range(x.shape[-1])])
 
-    np.random.seed(seed)  # rliable's bootstrap draws from numpy's global RNG
-    point, interval = library.get_interval_estimates({"c": scores[:, None, :]}, per_point, reps=reps)
+    point, interval = library.get_interval_estimates({"c": scores[:, None, :]}, per_point, reps=reps,
+                                                     random_state=np.random.RandomState(seed))
     return point["c"], interval["c"]
 
 
@@ -121,7 +121,7 @@ def main() -> None:
             "steps": steps, "scores": scores.tolist(), "iqm": iqm.tolist(),
             "ci_low": interval[0].tolist(), "ci_high": interval[1].tolist(),
             **{f"steps_to_{level}": first_step_reaching(steps, iqm, level) for level in THRESHOLDS},
-            "intervention_rate": [float(np.mean([c[-1]["intervention_rate"] for c in curves]))],
+            "intervention_rate": float(np.mean([c[-1]["intervention_rate"] for c in curves])),
             "updates_per_s": float(np.mean([c[-1]["updates_per_s"] for c in curves])),
             "wall_s_per_run": float(np.mean(seconds)),
         })
@@ -130,7 +130,7 @@ def main() -> None:
     rows = [[c["name"], settings["seeds"], settings["steps"],
              f"{c['iqm'][-1]:.2f} [{c['ci_low'][-1]:.2f}, {c['ci_high'][-1]:.2f}]",
              c["steps_to_0.8"] or "not reached", c["steps_to_0.9"] or "not reached",
-             f"{c['intervention_rate'][0]:.2f}", f"{c['wall_s_per_run'] / 60:.1f}"] for c in conditions]
+             f"{c['intervention_rate']:.2f}", f"{c['wall_s_per_run'] / 60:.1f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "env steps", "final success IQM [95% CI]", "IQM >= 0.8 at",
                             "IQM >= 0.9 at", "intervention rate", "minutes per run"], rows)
     notes = (f"SAC in the twin (`tether.cli.train.run_sac`), settings {json.dumps(SAC)}; with interventions "
