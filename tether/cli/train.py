@@ -86,10 +86,31 @@ def make_twin(task: str, obs_mode: str, rig: str, **kwargs: Any):
 
 
 def scripted_operator(env, seed: int):
-    """The twin's scripted operator with the rig's settings."""
+    """The twin's scripted operator with the rig's settings (speaking in residuals on a residual env)."""
+    from tether.policies.residual import ResidualEnv, ResidualExpert
     from tether.sim2real.twin.expert import ScriptedOperator
 
-    return ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=seed)
+    operator = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=seed)
+    return ResidualExpert(operator, env) if isinstance(env, ResidualEnv) else operator
+
+
+def residual_env(env, base_policy: Path, scale: float, seed: int):
+    """`env` with a frozen diffusion policy proposing and the learner adding a residual (synchronous chunks)."""
+    from tether.policies.diffusion import DiffusionPolicy, chunked_policy
+    from tether.policies.residual import ResidualEnv
+
+    try:
+        policy = DiffusionPolicy.load(base_policy)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--base-policy") from None
+    missing = [k for k in policy.observation_keys if k not in env.observation_space.spaces]
+    if missing:
+        raise typer.BadParameter(f"{base_policy}: needs observation {missing}, which this env lacks",
+                                 param_hint="--base-policy")
+    try:
+        return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), scale)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--residual-scale") from None
 
 
 def run_sac(
@@ -108,8 +129,13 @@ def run_sac(
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    base_policy: Path | None = None,
+    residual_scale: float = 0.2,
 ) -> TrainResult:
     """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop.
+
+    With a `base_policy` (a diffusion checkpoint) SAC learns a residual on top of it: the env becomes
+    `tether.policies.residual.ResidualEnv` and scripted demos / interventions are mapped into residuals.
 
     With a reward `classifier` (or a rig whose task.reward is 'classifier'), training sees the
     classifier's reward and episode ends instead of the twin's; evaluation still counts true success.
@@ -125,6 +151,8 @@ def run_sac(
     rig_task = env.unwrapped.rig.task
     classifier = classifier or (rig_task.classifier if rig_task.reward == "classifier" else None)
     eval_env = make_twin(task, obs_mode, rig)
+    if base_policy is not None:
+        env, eval_env = (residual_env(e, base_policy, residual_scale, seed) for e in (env, eval_env))
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
     if demos is not None:
@@ -148,6 +176,7 @@ def run_sac(
                        progress=progress)
     if out is not None:
         summary = {"task": task, "obs": obs_mode, "seed": seed, "intervention_mode": interventions,
+                   "base_policy": str(base_policy) if base_policy else None, "residual_scale": residual_scale,
                    "demo_transitions": len(demo_buffer), **result_json(result)}
         (out / RESULT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     env.close()
@@ -177,6 +206,8 @@ def sac_command(
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint if it exists."),
+    base_policy: Path | None = typer.Option(None, "--base-policy", help="Diffusion checkpoint: learn a residual on it."),
+    residual_scale: float = typer.Option(0.2, "--residual-scale", min=0.0, help="Largest residual per action dim."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
     if obs not in ("state", "pixels"):
@@ -196,7 +227,7 @@ def sac_command(
     loop = _validated(LoopConfig, loop_values, "loop")
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
                      demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
-                     resume=resume)
+                     resume=resume, base_policy=base_policy, residual_scale=residual_scale)
     final = result.curve[-1] if result.curve else {}
     typer.echo(f"{task} ({obs}): final success {final.get('success_rate', float('nan')):.2f} after {steps} steps; "
                f"{result.updates_per_second:.1f} updates/s, UTD achieved {result.utd_achieved:.2f}; wrote {out}")
