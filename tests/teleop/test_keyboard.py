@@ -1,13 +1,9 @@
-"""Keyboard teleop with real keys: the test starts its own Xvfb on a free display, and xdotool
-types into it; pynput's X backend reads them. Nothing is mocked."""
+"""Keyboard teleop with real keys: the `xvfb` fixture (tests/conftest.py) starts its own Xvfb on a
+free display, and xdotool types into it; pynput's X backend reads them. Nothing is mocked."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,48 +13,6 @@ from tether.robot_ws.interfaces import DeviceError
 from tether.teleop.device import TeleopCommand
 from tether.teleop.devices import make_teleop
 from tether.teleop.keyboard import KeyboardTeleop
-
-
-def free_display() -> int:
-    for number in range(150, 400):
-        if not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists():
-            return number
-    raise RuntimeError("no free X display number")
-
-
-class Xvfb:
-    def __init__(self) -> None:
-        self.display = f":{free_display()}"
-        self.process = subprocess.Popen(
-            ["Xvfb", self.display, "-screen", "0", "320x240x24", "-nolisten", "tcp"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while subprocess.run(["xdotool", "getmouselocation"], env=self.env, capture_output=True).returncode != 0:
-            assert self.process.poll() is None, "Xvfb exited"
-            assert time.monotonic() < deadline, "Xvfb did not come up"
-            time.sleep(0.05)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return os.environ | {"DISPLAY": self.display}
-
-    def keys(self, *args: str) -> None:
-        subprocess.run(["xdotool", *args], env=self.env, check=True)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
-    server = Xvfb()
-    monkeypatch.setenv("DISPLAY", server.display)
-    yield server
-    server.stop()
 
 
 def poll_until(device: KeyboardTeleop, condition, timeout_s: float = 10.0) -> TeleopCommand:
@@ -73,7 +27,7 @@ def poll_until(device: KeyboardTeleop, condition, timeout_s: float = 10.0) -> Te
         time.sleep(0.01)
 
 
-def test_held_keys_move_and_engage_presses_act(xvfb: Xvfb):
+def test_held_keys_move_and_engage_presses_act(xvfb):
     config = TeleopConfig(device="keyboard", translation_scale=0.5)
     with make_teleop(config) as device:
         assert not device.poll().engaged
@@ -96,7 +50,7 @@ def test_held_keys_move_and_engage_presses_act(xvfb: Xvfb):
         assert device.poll().events == ()  # events are handed out once
 
 
-def test_keymap_from_the_rig_and_held_engage(xvfb: Xvfb):
+def test_keymap_from_the_rig_and_held_engage(xvfb):
     config = TeleopConfig(device="keyboard", keymap={"up": "+z", "j": "-rz", "e": "engage", "g": "gripper_close"})
     with make_teleop(config) as device:
         xvfb.keys("keydown", "Up", "keydown", "j")
@@ -111,7 +65,7 @@ def test_keymap_from_the_rig_and_held_engage(xvfb: Xvfb):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # pynput's thread dies with X
-def test_losing_the_x_server_disengages_at_once(xvfb: Xvfb):
+def test_losing_the_x_server_disengages_at_once(xvfb):
     with make_teleop(TeleopConfig(device="keyboard")) as device:
         xvfb.keys("keydown", "w")
         poll_until(device, lambda c, e: c.engaged)

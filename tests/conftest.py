@@ -1,0 +1,53 @@
+"""Fixtures shared across the test tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_display() -> int:
+    for number in range(150, 400):
+        if not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists():
+            return number
+    raise RuntimeError("no free X display number")
+
+
+class Xvfb:
+    def __init__(self) -> None:
+        self.display = f":{free_display()}"
+        self.process = subprocess.Popen(
+            ["Xvfb", self.display, "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while subprocess.run(["xdotool", "getmouselocation"], env=self.env, capture_output=True).returncode != 0:
+            assert self.process.poll() is None, "Xvfb exited"
+            assert time.monotonic() < deadline, "Xvfb did not come up"
+            time.sleep(0.05)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return os.environ | {"DISPLAY": self.display}
+
+    def keys(self, *args: str) -> None:
+        subprocess.run(["xdotool", *args], env=self.env, check=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
+    server = Xvfb()
+    monkeypatch.setenv("DISPLAY", server.display)
+    yield server
+    server.stop()
