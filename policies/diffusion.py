@@ -420,10 +420,13 @@ class DiffusionPolicy(nn.Module):
                 x = x + self.unet(x, s * self.config.train_timesteps, cond) / steps
         return self.normaliser.unnormalise(ACTION, x.clamp(-1.0, 1.0))
 
-    def predict_chunk(self, history: dict[str, np.ndarray], generator: torch.Generator | None = None) -> np.ndarray:
-        """One observation history (To, ...) per key -> the executable actions (H - To + 1, A) from the current step."""
+    def predict_chunk(self, history: dict[str, np.ndarray], generator: torch.Generator | None = None,
+                      noise: np.ndarray | None = None) -> np.ndarray:
+        """One observation history (To, ...) per key -> the executable actions (H - To + 1, A) from the current step;
+        `noise` (H, A) fixes the sampler's initial sample."""
         obs = {key: torch.as_tensor(np.asarray(history[key]))[None] for key in self.observation_keys}
-        chunk = self.sample(obs, generator=generator)[0]
+        initial = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))[None]
+        chunk = self.sample(obs, generator=generator, noise=initial)[0]
         return chunk[self.config.n_obs_steps - 1 :].numpy()
 
     # --- checkpoints -------------------------------------------------------------------

@@ -104,3 +104,50 @@ def test_train_sac_with_a_diffusion_base_policy_learns_a_residual(tmp_path: Path
                               "--out", str(tmp_path / "bad")])
     message = " ".join(re.sub(r"[│╭╮╰╯─]", " ", bad.output).split())
     assert bad.exit_code != 0 and "Invalid value for --base-policy" in message and "is missing" in message
+
+
+# --- noise-space steering (DSRL) ---------------------------------------------------------
+
+
+def _toy_flow_policy(toy):
+    from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy
+
+    config = DiffusionConfig(objective="flow", down_dims=(16, 32), step_embed_dim=8)
+    policy = DiffusionPolicy(toy.Env().observation_space, 4, config).eval()
+    policy.normaliser.fit({"state/tcp_pose": np.array([[-0.5] * 7, [0.5] * 7]), "state/gripper": np.array([[0.0], [1.0]]),
+                           "action": np.array([[-1.0] * 4, [1.0] * 4])})
+    return policy
+
+
+def test_noise_steering_executes_the_base_decoding_of_the_chosen_noise_for_one_chunk(toy) -> None:
+    from tether.policies.noise_steering import NoiseSteeringEnv
+
+    policy = _toy_flow_policy(toy)
+    env = NoiseSteeringEnv(toy.Env(episode_length=20), policy, noise_scale=1.5)
+    assert env.action_space.shape == (16 * 4,)
+    w = np.random.default_rng(0).uniform(-1, 1, 64).astype(np.float32)
+    obs, _ = env.reset(seed=0)
+    history = {k: np.stack([obs[k], obs[k]]) for k in policy.observation_keys}
+    expected = policy.predict_chunk(history, noise=1.5 * w.reshape(16, 4))[:8]
+    _, _, _, _, info = env.step(w)
+    assert env.unwrapped.steps == 8 and np.allclose(info["executed_actions"], expected, atol=1e-6)
+    env.reset(seed=0)
+    assert np.allclose(env.step(w)[4]["executed_actions"], expected, atol=1e-6)  # deterministic sampler
+    env.reset(seed=0)
+    assert not np.allclose(env.step(-w)[4]["executed_actions"], expected)  # the noise steers the actions
+    _, _, terminated, truncated, info = env.step(w)
+    _, _, terminated, truncated, info = env.step(w)
+    assert truncated and not terminated and len(info["executed_actions"]) == 4  # 20 = 8 + 8 + 4
+
+
+def test_sac_learns_in_noise_space_through_the_unchanged_loop(toy) -> None:
+    from tether.policies.noise_steering import NoiseSteeringEnv
+    from tether.policies.sac import SACAgent, SACConfig
+    from tether.policies.sac_loop import LoopConfig, train_sac
+
+    env = NoiseSteeringEnv(toy.Env(), _toy_flow_policy(toy))
+    agent = SACAgent(env.observation_space, 64, SACConfig(hidden_dims=(32, 32), batch_size=8), seed=0)
+    config = LoopConfig(steps=12, learning_starts=4, eval_every=12, eval_episodes=1)
+    result = train_sac(agent, env, config, seed=0, eval_env=NoiseSteeringEnv(toy.Env(), _toy_flow_policy(toy)),
+                       progress=False)
+    assert agent.critic_updates > 0 and result.curve[-1]["env_steps"] == 12
