@@ -408,7 +408,8 @@ class DiffusionPolicy(nn.Module):
         """A whole chunk (B, H, A) in physical units. `noise` (B, H, A) fixes the initial sample (noise-space RL)."""
         cond = self.encode(obs)
         batch, steps = cond.shape[0], steps or self.config.sampler_steps
-        x = noise if noise is not None else torch.randn(batch, self.config.horizon, self.action_dim, generator=generator)
+        shape = (batch, self.config.horizon, self.action_dim)
+        x = noise if noise is not None else torch.randn(shape, generator=generator)
         if self.config.objective == "ddpm":
             self.sampler.set_timesteps(steps)
             for t in self.sampler.timesteps:
@@ -439,7 +440,8 @@ class DiffusionPolicy(nn.Module):
     def save(self, directory: Path, *, extra_config: dict[str, Any] | None = None,
              training: dict[str, torch.Tensor] | None = None, training_meta: dict[str, Any] | None = None) -> Path:
         """model.safetensors holds these weights (with the normaliser); the trainer passes its resume state."""
-        return save_checkpoint(directory, weights=self.state_dict(), config={**self.config_json(), **(extra_config or {})},
+        config = {**self.config_json(), **(extra_config or {})}
+        return save_checkpoint(directory, weights=self.state_dict(), config=config,
                                training=training, training_meta=training_meta)
 
     @classmethod

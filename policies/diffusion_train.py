@@ -155,7 +155,7 @@ def train_diffusion(
     torch.manual_seed(seed)
     missing = [k for k in observation_space.spaces if k not in store.spec.obs]
     if missing:
-        raise ValueError(f"{store.path}: no observation {missing} for the policy (the store has {list(store.spec.obs)})")
+        raise ValueError(f"{store.path}: no observation {missing} for the policy (it has {list(store.spec.obs)})")
     misshapen = [k for k, box in observation_space.spaces.items() if tuple(store.spec.obs[k][0]) != box.shape]
     if misshapen:
         raise ValueError(f"{store.path}: observation {misshapen} differs in shape from the policy's")

@@ -29,7 +29,7 @@ from tether.policies.diffusion import (
     ema_decay,
     ema_update,
 )
-from tether.policies.diffusion_train import TrainConfig, episode_windows, lr_factor, split_episodes, train_diffusion
+from tether.policies.diffusion_train import episode_windows, lr_factor, split_episodes
 
 torch.set_num_threads(1)
 runner = CliRunner()

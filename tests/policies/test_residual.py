@@ -114,7 +114,8 @@ def _toy_flow_policy(toy):
 
     config = DiffusionConfig(objective="flow", down_dims=(16, 32), step_embed_dim=8)
     policy = DiffusionPolicy(toy.Env().observation_space, 4, config).eval()
-    policy.normaliser.fit({"state/tcp_pose": np.array([[-0.5] * 7, [0.5] * 7]), "state/gripper": np.array([[0.0], [1.0]]),
+    policy.normaliser.fit({"state/tcp_pose": np.array([[-0.5] * 7, [0.5] * 7]),
+                           "state/gripper": np.array([[0.0], [1.0]]),
                            "action": np.array([[-1.0] * 4, [1.0] * 4])})
     return policy
 

@@ -39,7 +39,7 @@ def contact_sheet(frames: list[np.ndarray], path: Path, columns: int = 8, max_fr
 
 
 def eval_command(
-    policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model.safetensors + config.json)."),
+    policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
     task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),

@@ -1,8 +1,8 @@
 """`tether train ...`: offline or twin training of the learners in tether.policies.
 
 The learners take a gymnasium env; this module builds it (the MuJoCo twin) and hands it in.
-Hyper-parameters come from one optional YAML file (`--config`, sections `sac:`, `loop:`,
-`classifier:`, `diffusion:`, `diffusion_train:`) validated into the typed configs, plus the few flags below; a run records the
+Hyper-parameters come from one optional YAML file (`--config`, sections `sac:`, `loop:`, `classifier:`,
+`diffusion:`, `diffusion_train:`) validated into the typed configs, plus the few flags below; a run records the
 resolved configs in its checkpoint's config.json.
 """
 
@@ -206,7 +206,7 @@ def sac_command(
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint if it exists."),
-    base_policy: Path | None = typer.Option(None, "--base-policy", help="Diffusion checkpoint: learn a residual on it."),
+    base_policy: Path | None = typer.Option(None, "--base-policy", help="Diffusion checkpoint to learn a residual on."),
     residual_scale: float = typer.Option(0.2, "--residual-scale", min=0.0, help="Largest residual per action dim."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
@@ -265,14 +265,15 @@ def reward_classifier_command(
 
 
 DEBUG_DIFFUSION = {"down_dims": (32, 64), "step_embed_dim": 16,
-                   "vision": {"widths": (8, 16), "blocks_per_stage": 1, "group_size": 4, "keypoints": 8, "latent_dim": 16}}
+                   "vision": {"widths": (8, 16), "blocks_per_stage": 1, "group_size": 4, "keypoints": 8,
+                              "latent_dim": 16}}
 DEBUG_DIFFUSION_TRAIN = {"epochs": 2, "batch_size": 16, "warmup_steps": 10, "eval_every": 1, "eval_episodes": 1}
 
 
 @app.command("diffusion")
 def diffusion_command(
     data: Path = typer.Option(..., "--data", help="Episode store (zarr) of demonstrations."),
-    out: Path = typer.Option(Path("runs/diffusion"), "--out", help="Run folder: last/, best/, topk/, report.json/png."),
+    out: Path = typer.Option(Path("runs/diffusion"), "--out", help="Run folder: last/, best/, topk/, report."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path: its twin task evaluates rollouts."),
     task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task)."),
     obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
@@ -327,5 +328,6 @@ def diffusion_command(
     if int(os.environ.get("RANK", "0")):
         return
     best = report.best or {}
-    typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at {report.steps_per_second:.1f}/s; "
+    typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at "
+               f"{report.steps_per_second:.1f}/s; "
                f"best {best.get('name')} success {best.get('success_rate', float('nan')):.2f}; wrote {out}")
