@@ -94,7 +94,6 @@ def run_loop(rig_path: Path, policy: Path, seconds: float, remote_twin: bool) ->
 
 def transition_rate(directory: Path, seconds: float, remote: bool) -> dict:
     """Pixel transitions published as fast as possible for `seconds`: how many a learner node took in."""
-    import rclpy
     from std_msgs.msg import UInt8MultiArray
 
     from tether.robot_ws import qos
@@ -119,7 +118,7 @@ def transition_rate(directory: Path, seconds: float, remote: bool) -> dict:
     spec = GraphSpec(rig=rig, nodes=() if remote else ("learner",), obs_mode="pixels", run_dir=run_dir)
     sent = 0
     with Graph(spec) as graph:
-        sender = rclpy.create_node("bench_sender", namespace=rig.namespace, context=graph.context)
+        sender = graph.plain_node("bench_sender")
         publisher = sender.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
         graph.wait(lambda: publisher.get_subscription_count() > 0, timeout_s=60)
         time.sleep(1.0)

@@ -200,6 +200,10 @@ class Graph:
     def node(self, name: str) -> Node:
         return self.nodes[name]
 
+    def plain_node(self, name: str) -> Node:
+        """A bare node in this graph's context and namespace, for scripts that publish or listen themselves."""
+        return rclpy.create_node(name, namespace=self.spec.rig.namespace, context=self.context)
+
     def shutdown(self) -> None:
         """Stop in the safe order; safe to call twice."""
         if self._stopped:
