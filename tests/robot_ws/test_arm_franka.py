@@ -1,6 +1,11 @@
 """The Franka backend end to end against franky-sim, a libfranka-protocol server (MuJoCo FR3)
 started by the test on a free loopback address. Nothing is mocked: franky talks the real
-protocol; only the robot is simulated."""
+protocol; only the robot is simulated.
+
+franky leaves native threads behind in the process that used it, which slow every later test in
+that process; so the scenarios (functions named scenario_*) run in a pytest child process of their
+own, started by the one test collected here.
+"""
 
 from __future__ import annotations
 
@@ -110,7 +115,7 @@ def follow(arm: ArmBackend, rig: RigConfig, deltas: list[np.ndarray], settle_tic
     return target, worst
 
 
-def test_franka_homes_follows_grips_and_recovers_after_the_server_restarts(sim: SimServer):
+def scenario_franka_homes_follows_grips_and_recovers_after_the_server_restarts(sim: SimServer):
     rig = sim_rig(sim.address)
     with make_arm(rig) as arm:
         arm.home()
@@ -151,7 +156,18 @@ def test_franka_homes_follows_grips_and_recovers_after_the_server_restarts(sim: 
         wait_until(lambda: arm.state().gripper < 0.05)
 
 
-def test_unreachable_franka_is_one_line():
+def scenario_unreachable_franka_is_one_line():
     rig = sim_rig(free_loopback_address())  # nothing listens there
     with pytest.raises(DeviceError, match=rf"^franka {rig.arm.host}: cannot connect: [^\n]+$"):
         make_arm(rig).connect()
+
+
+def test_franka_scenarios_in_their_own_process():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-o", "python_functions=scenario_*"],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout
