@@ -328,7 +328,7 @@ class TeleopConfig(_Strict):
 
 
 class TaskConfig(_Strict):
-    name: Literal["pick_cube", "peg_insert"] = "pick_cube"
+    name: Literal["pick_cube", "peg_insert", "reach"] = "pick_cube"
     episode_length: int = Field(100, ge=1, le=100_000)
     """Steps at the control rate before the episode is truncated."""
     reward: Literal["sparse", "dense", "classifier", "operator"] = "sparse"

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from tether import spaces
-from tether.config import RigConfig, load_rig
+from tether.config import RandomizationConfig, RigConfig, load_rig
 from tether.safety import UnsafeCommand, check_finite, limit_norm, translation_target
 from tether.sim2real.twin.randomize import EpisodeDraw
 from tether.sim2real.twin.sim import TwinSim
@@ -104,6 +104,10 @@ class TwinEnv(gym.Env):
         if self.render_mode != "rgb_array" or not self.sim.cameras:
             return None
         return self.sim.render()[self.sim.cameras[0].name]
+
+    def set_randomization(self, ranges: RandomizationConfig) -> None:
+        """Randomisation ranges for the following resets (profiles, curriculum); callable through a vector env."""
+        self.sim.randomizer.config = ranges
 
     def close(self) -> None:
         self.sim.close()

@@ -16,7 +16,7 @@ import gymnasium as gym
 
 from tether.config import ScriptedOperatorConfig
 from tether.sim2real.twin.sim import TwinSim
-from tether.sim2real.twin.tasks import PegInsert, PickCube
+from tether.sim2real.twin.tasks import PegInsert, PickCube, Reach
 
 APPROACH_HEIGHT = 0.07  # m above the grasp / insertion point before descending
 XY_TOLERANCE = 0.008  # m of horizontal error accepted before descending onto a cube
@@ -48,6 +48,8 @@ class ScriptedOperator:
             action = self._pick_cube(sim)
         elif isinstance(sim.task, PegInsert):
             action = self._peg_insert(sim)
+        elif isinstance(sim.task, Reach):
+            action = self._reach(sim)
         else:
             raise ValueError(f"task '{sim.task.name}': the scripted operator has no plan for it")
         return self._imperfect(action, sim.rig.arm.action_dim)
@@ -99,6 +101,13 @@ class ScriptedOperator:
             return self._move(tcp, np.array([hole[0], hole[1], max(tcp[2], hover)]), gripper=1.0)
         bottom = np.array([hole[0], hole[1], hole[2] + tip_to_tcp - task.insert_depth - 0.01])
         return self._move(tcp, bottom, gripper=1.0, slow=True)
+
+    def _reach(self, sim: TwinSim) -> np.ndarray:
+        tcp = sim.tcp_pose()[0]
+        target = sim.task_state()["target_pos"].astype(float)
+        if not self._detour_done:
+            return self._detour_step(tcp, target, gripper=-1.0)
+        return self._move(tcp, target, gripper=-1.0)
 
     # --- shaping ----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class TwinSim:
         if not isinstance(rig.arm, TwinArm):
             raise ValueError(f"rig '{rig.name}': the twin needs arm.backend 'twin', got '{rig.arm.backend}'")
         self.rig = rig
-        self.task: Task = make_task(task)
+        self.task: Task = make_task(task, rig.arm.workspace)
         self.model = build_model(rig, self.task)
         self.data = mujoco.MjData(self.model)
         self.task.bind(self.model)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from tether.config import RandomizationConfig
+from tether.config import Box, RandomizationConfig, TwinArm
 from tether.sim2real.twin.robot import FINGER_MAX_OPENING, HAND_BODY, TCP_SITE
 
 ROBOT_PREFIX = "robot/"
@@ -38,6 +38,9 @@ class Task:
     gripper_hold: float | None = None
     """Finger opening (m) the gripper is held at, ignoring gripper actions; None for a free gripper."""
     state_dims: dict[str, int] = {}
+
+    def __init__(self, workspace: Box | None = None) -> None:
+        self.workspace = workspace if workspace is not None else TwinArm().workspace  # targets stay inside it
 
     def add_to_scene(self, spec: mujoco.MjSpec) -> None:
         raise NotImplementedError
@@ -194,13 +197,65 @@ class PegInsert(Task):
         )
 
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (PickCube, PegInsert)}
+REACH_MARGIN = 0.05
+"""Distance (m) the reach target keeps from every face of the workspace box (and so from the table)."""
 
 
-def make_task(name: str) -> Task:
+def sample_reach_target(workspace: Box, rng: np.random.Generator, margin: float = REACH_MARGIN) -> np.ndarray:
+    """A target drawn uniformly in the workspace box shrunk by `margin`; needs no model, so a real rig can draw it too."""
+    low, high = np.array(workspace.low) + margin, np.array(workspace.high) - margin
+    if np.any(low >= high):
+        raise ValueError(f"workspace {list(workspace.low)}..{list(workspace.high)} is too small for a {margin} m margin")
+    return rng.uniform(low, high)
+
+
+class Reach(Task):
+    """Move the TCP to a target point given in the observation; nothing on the table.
+
+    The target is privileged state (`state/target_pos`), so the task runs unchanged on a rig
+    without scene objects or cameras: the real side needs only the TCP position.
+    """
+
+    name = "reach"
+    tolerance = 0.02
+    """Distance (m) from TCP to target that counts as reached."""
+    gripper_hold = FINGER_MAX_OPENING
+    state_dims = {"target_pos": 3}
+
+    def add_to_scene(self, spec: mujoco.MjSpec) -> None:
+        # A marker only: a site has no collision, so the table stays empty.
+        spec.worldbody.add_site(
+            name="target", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[self.tolerance] * 3, rgba=[0.1, 0.8, 0.3, 0.5]
+        )
+
+    def bind(self, model: mujoco.MjModel) -> None:
+        super().bind(model)
+        self._target = model.site("target").id
+
+    def reset(self, model, data, rng, ranges) -> None:
+        model.site_pos[self._target] = sample_reach_target(self.workspace, rng)
+
+    def target(self, model: mujoco.MjModel) -> np.ndarray:
+        return model.site_pos[self._target].copy()
+
+    def state(self, model, data) -> dict[str, np.ndarray]:
+        return {"target_pos": self.target(model).astype(np.float32)}
+
+    def score(self, model, data) -> Score:
+        distance = float(np.linalg.norm(self.tcp_pos(data) - self.target(model)))
+        return Score(success=distance <= self.tolerance, terms={"reach": float(1.0 - np.tanh(10.0 * distance))})
+
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (PickCube, PegInsert, Reach)}
+
+
+def make_task(name: str, workspace: Box | None = None) -> Task:
+    """A task by name; `workspace` is the rig's box (tasks that place targets use it)."""
     if name not in TASKS:
         raise ValueError(f"task '{name}': unknown (known: {', '.join(TASKS)})")
-    return TASKS[name]()
+    return TASKS[name](workspace)
 
 
-__all__ = ["FINGER_MAX_OPENING", "TASKS", "PegInsert", "PickCube", "Score", "Task", "make_task"]
+__all__ = [
+    "FINGER_MAX_OPENING", "TASKS", "PegInsert", "PickCube", "Reach", "Score", "Task", "make_task", "sample_reach_target",
+]
