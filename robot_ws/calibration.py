@@ -22,8 +22,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from tether.config import CameraIntrinsics, CameraPose
+from tether.transforms import CV_TO_MUJOCO, homogeneous
 
-CV_TO_MUJOCO = np.diag([1.0, -1.0, -1.0])  # camera axes: OpenCV (x right, y down, z forward) -> MuJoCo (y up, -z forward)
 TCP_OFFSET_M = 0.1034  # Franka hand: the TCP lies this far along the hand's z axis (as in the twin)
 MIN_CORNERS = 6
 
@@ -50,13 +50,6 @@ class BoardSpec:
         """The board as a grey image to print (or to texture the twin with), no margin."""
         size = (self.squares_x * pixels_per_square, self.squares_y * pixels_per_square)
         return self.board().generateImage(size, marginSize=0, borderBits=1)
-
-
-def homogeneous(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = rotation
-    out[:3, 3] = np.ravel(translation)
-    return out
 
 
 def pose_matrix(tcp_pose: np.ndarray) -> np.ndarray:

@@ -387,6 +387,72 @@ class RandomizationConfig(_Strict):
         return value
 
 
+# --- live twin (mirror) ---------------------------------------------------------------
+
+
+class MarkerConfig(_Strict):
+    """An ArUco marker fixed to a twin body, so the mirror can place that body where a camera sees it."""
+
+    id: int = Field(ge=0)
+    body: str = Field(min_length=1)
+    """Twin body (MJCF name) that carries the marker, e.g. the task's `cube`."""
+    size_m: float = Field(gt=0, le=1)
+    """Side of the marker's black square (m), as printed."""
+    offset: Vec3 = (0.0, 0.0, 0.0)
+    """Marker centre in the body frame (m); the marker's axes are the body's (x, y in its plane, z out)."""
+
+
+class MirrorConfig(_Strict):
+    """The live twin that follows a real arm and places objects from marker detections."""
+
+    namespace: str = Field("mirror", pattern=r"^[a-z][a-z0-9_]*$")
+    """Sub-namespace of the mirror's topics (its cameras publish on `<namespace>/cameras/<name>/...`)."""
+    dictionary: str = "DICT_4X4_50"
+    """OpenCV ArUco (or AprilTag, `DICT_APRILTAG_36h11`) dictionary of the markers."""
+    detect_camera: str | None = None
+    """Rig camera whose images are searched for markers; None places nothing."""
+    markers: list[MarkerConfig] = Field(default_factory=list)
+
+    @field_validator("dictionary")
+    @classmethod
+    def _known_dictionary(cls, value: str) -> str:
+        if not value.startswith("DICT_"):
+            raise ValueError(f"'{value}' is not an OpenCV ArUco dictionary name like DICT_4X4_50")
+        return value
+
+    @field_validator("markers")
+    @classmethod
+    def _unique_ids(cls, value: list[MarkerConfig]) -> list[MarkerConfig]:
+        ids = [m.id for m in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"marker ids must be unique, got {ids}")
+        return value
+
+
+# --- twin dynamics ---------------------------------------------------------------------
+
+
+class TwinDynamics(_Strict):
+    """Dynamics of the twin's arm that system identification fits (`tether sim sysid` writes them).
+
+    Joint values apply to every arm joint; None keeps the robot model's own value (the built-in
+    Panda: damping 2, armature 0.1, no friction), so a rig without this section runs as before.
+    """
+
+    joint_damping: float | None = Field(None, ge=0, le=200)
+    """Viscous damping (N m s / rad) of each arm joint."""
+    joint_armature: float | None = Field(None, ge=0, le=10)
+    """Reflected rotor inertia (kg m^2) added to each arm joint."""
+    joint_friction: float | None = Field(None, ge=0, le=50)
+    """Dry friction (N m, MuJoCo frictionloss) of each arm joint."""
+    stiffness_scale: float = Field(1.0, gt=0, le=10)
+    """Factor on the stiffness of the joint impedance controller (the arm's position actuators)."""
+    damping_ratio: float = Field(1.0, gt=0, le=10)
+    """Damping ratio of the joint impedance controller (1 = critically damped)."""
+    command_latency_steps: int = Field(0, ge=0, le=10)
+    """Control periods a command waits before the twin's arm acts on it (on top of randomised latency)."""
+
+
 # --- the rig ---------------------------------------------------------------------------
 
 
@@ -399,12 +465,18 @@ class RigConfig(_Strict):
     task: TaskConfig = TaskConfig()
     safety: SafetyConfig = SafetyConfig()
     randomization: RandomizationConfig = RandomizationConfig()
+    twin_dynamics: TwinDynamics = TwinDynamics()
+    """Identified dynamics of the twin of this rig's arm."""
+    mirror: MirrorConfig = MirrorConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> RigConfig:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names must be unique, got {names}")
+        detect = self.mirror.detect_camera
+        if detect is not None and detect not in names:
+            raise ValueError(f"mirror.detect_camera '{detect}' is not one of the cameras {names}")
         if self.safety.staleness_s < 1.0 / self.arm.control_rate_hz:
             raise ValueError("safety.staleness_s is shorter than one control period")
         return self

@@ -37,3 +37,15 @@ def apply_rotvec(quat_xyzw: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
 
 def quat_xyzw_to_matrix(quat_xyzw: np.ndarray) -> np.ndarray:
     return Rotation.from_quat(quat_xyzw).as_matrix()
+
+
+CV_TO_MUJOCO = np.diag([1.0, -1.0, -1.0])
+"""Camera axes: OpenCV (x right, y down, z forward) <-> MuJoCo (y up, looks along -z); its own inverse."""
+
+
+def homogeneous(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """A 4x4 pose from a rotation matrix and a translation."""
+    out = np.eye(4)
+    out[:3, :3] = rotation
+    out[:3, 3] = np.ravel(translation)
+    return out
