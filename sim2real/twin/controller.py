@@ -105,13 +105,14 @@ class ArmController:
 
     # --- stepping ---------------------------------------------------------------------
 
-    def hold(self, data: mujoco.MjData, q: np.ndarray, finger: float) -> None:
-        """Put the arm at `q` with targets equal to it (used at reset)."""
+    def hold(self, data: mujoco.MjData, q: np.ndarray, finger: float, target: np.ndarray | None = None) -> None:
+        """Put the arm at `q` with joint targets `target` (default: `q` itself, as at reset)."""
+        target = q if target is None else target
         data.qpos[self.qpos_index] = q
         data.qpos[self.finger_qpos] = finger
-        data.ctrl[self.actuators] = q
+        data.ctrl[self.actuators] = target
         data.ctrl[self.gripper_actuator] = finger
-        self._ramp_from = self._ramp_to = q.copy()
+        self._ramp_from = self._ramp_to = target.copy()
         self._ramp_start = data.time
 
     def command(self, data: mujoco.MjData, q_target: np.ndarray, finger_target: float, ramp_s: float) -> None:

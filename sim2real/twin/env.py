@@ -73,7 +73,8 @@ class TwinEnv(gym.Env):
         self._draw = self.sim.reset(self.np_random)
         self._tcp_target = self.sim.tcp_pose()[0]
         hold = np.zeros(self.action_space.shape, dtype=np.float32)
-        self._pending = deque([hold] * self._draw.action_latency)
+        latency = self._draw.action_latency + self.rig.twin_dynamics.command_latency_steps
+        self._pending = deque([hold] * latency)
         self._steps = 0
         return self._observation(), self._info(self.sim.score(), rejected=False)
 

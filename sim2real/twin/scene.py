@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 
 from tether.config import CameraConfig, RigConfig, TwinArm
+from tether.sim2real.twin.dynamics import apply_dynamics
 from tether.sim2real.twin.robot import HAND_BODY, robot_spec
 from tether.sim2real.twin.tasks import ROBOT_PREFIX, Task
 from tether.transforms import lookat_quat_xyzw, xyzw_to_wxyz
@@ -44,6 +45,7 @@ def build_model(rig: RigConfig, task: Task) -> mujoco.MjModel:
     spec = mujoco.MjSpec.from_string(_WORLD_XML)
     spec.option.timestep = 1.0 / rig.arm.physics_rate_hz
     robot = robot_spec(rig.arm.model, rig.arm.joint_stiffness)
+    apply_dynamics(robot, rig.twin_dynamics)
     spec.attach(robot, prefix=ROBOT_PREFIX, frame=spec.worldbody.add_frame())
     task.add_to_scene(spec)
     largest = [0, 0]

@@ -21,6 +21,7 @@ from tether.sim2real.twin.scene import build_model
 from tether.sim2real.twin.tasks import ROBOT_PREFIX, Score, Task, make_task
 
 SETTLE_S = 0.04  # physics after reset so contacts come to rest
+PLACE_IK_ROUNDS = 5  # IK calls that converge the joint target of a placed arm
 
 
 class TwinSim:
@@ -67,6 +68,19 @@ class TwinSim:
         self.task.reset(self.model, self.data, rng, self.rig.randomization)
         self.controller.advance(self.data, SETTLE_S)
         return draw
+
+    def place_arm(
+        self, joints: np.ndarray, velocities: np.ndarray, tcp_position: np.ndarray, tcp_matrix: np.ndarray
+    ) -> None:
+        """Put the arm in a recorded state, its controller tracking the TCP target last sent (replay from mid-run)."""
+        target = np.asarray(joints, float)
+        for _ in range(PLACE_IK_ROUNDS):
+            target = self.controller.solve_ik(target, tcp_position, tcp_matrix)
+        finger = self.data.ctrl[self.controller.gripper_actuator]
+        self.controller.hold(self.data, np.asarray(joints, float), finger, target)
+        self.data.qvel[self.controller.dof_index] = velocities
+        self._q_target = target
+        mujoco.mj_forward(self.model, self.data)
 
     def command(self, tcp_position: np.ndarray, tcp_matrix: np.ndarray, gripper: int, ramp_s: float) -> None:
         """Track a TCP target (already checked and clipped) and a gripper command (+1 close, -1 open, 0 keep)."""
