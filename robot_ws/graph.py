@@ -37,7 +37,8 @@ from tether.robot_ws.twin_operator import OperatorMode, ScriptedTeleop
 
 log = logging.getLogger(__name__)
 
-NODE_NAMES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
+DEFAULT_NODES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
+NODE_NAMES = (*DEFAULT_NODES, "mirror")  # the mirror (live twin of a real arm) runs only when asked for
 
 
 @dataclass
@@ -45,7 +46,7 @@ class GraphSpec:
     """What to run. Paths and modes only matter for the nodes that use them."""
 
     rig: RigConfig
-    nodes: tuple[str, ...] = NODE_NAMES
+    nodes: tuple[str, ...] = DEFAULT_NODES
     obs_mode: Literal["state", "pixels", "all"] = "state"
     """state: proprio + twin task state; pixels: proprio + cameras; all (recording): every one of them."""
     policy: Path | None = None
@@ -132,6 +133,10 @@ class Graph:
             from tether.robot_ws.nodes.recorder import RecorderNode
 
             self.nodes["recorder"] = RecorderNode(rig, spec.store, spec.source, rig.task.name, **self._kwargs())
+        if "mirror" in names:
+            from tether.robot_ws.nodes.mirror import MirrorNode
+
+            self.nodes["mirror"] = MirrorNode(rig, **self._kwargs())
         if "actor" in names:
             policy = load_policy(spec.policy, deterministic=spec.actor_mode == "eval") if spec.policy else None
             # The actor assembles (and records) the spec's observation and whatever its policy needs.
@@ -257,4 +262,4 @@ def observation_space_of(spec: GraphSpec):
 
 
 def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:
-    return tuple(names) if names else NODE_NAMES
+    return tuple(names) if names else DEFAULT_NODES

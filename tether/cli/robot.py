@@ -165,7 +165,7 @@ def up(
 
 
 def node(
-    name: str = typer.Argument(..., help="twin (with the arm, cameras and teleop of a twin rig), arm, cameras, teleop, actor, learner or recorder."),
+    name: str = typer.Argument(..., help="twin (with the arm, cameras and teleop of a twin rig), arm, cameras, teleop, actor, learner, recorder or mirror (the live twin of a real arm)."),
     rig: str = RigOption,
     out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
     obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
