@@ -102,8 +102,10 @@ class TwinEnv(gym.Env):
         return self._observation(), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array" or not self.sim.cameras:
+        if self.render_mode != "rgb_array":
             return None
+        if not self.sim.cameras:
+            return self.sim.render_overview()
         return self.sim.render()[self.sim.cameras[0].name]
 
     def set_randomization(self, ranges: RandomizationConfig) -> None:

@@ -12,6 +12,8 @@ import numpy as np
 from tether.config import CameraConfig
 from tether.imaging import crop_resize
 
+OVERVIEW_SIZE = (128, 128)
+OVERVIEW_LOOKAT = (0.4, 0.0, 0.25)
 _OFF_FLAGS = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX)
 
 
@@ -36,6 +38,16 @@ class CameraRenderer:
             renderer.update_scene(data, camera=camera.name)
             images[camera.name] = crop_resize(renderer.render(), camera.crop, camera.output_size)
         return images
+
+    def overview(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """The workspace seen from a fixed viewpoint beside the table: a picture for rigs with no twin camera."""
+        if OVERVIEW_SIZE not in self._renderers:
+            self._renderers[OVERVIEW_SIZE] = mujoco.Renderer(model, height=OVERVIEW_SIZE[1], width=OVERVIEW_SIZE[0])
+        camera = mujoco.MjvCamera()
+        camera.lookat[:], camera.distance, camera.azimuth, camera.elevation = OVERVIEW_LOOKAT, 1.3, 200.0, -20.0
+        renderer = self._renderers[OVERVIEW_SIZE]
+        renderer.update_scene(data, camera=camera)
+        return renderer.render()
 
     def close(self) -> None:
         for renderer in self._renderers.values():

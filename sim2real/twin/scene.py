@@ -7,6 +7,7 @@ import numpy as np
 
 from tether.config import CameraConfig, RigConfig, TwinArm
 from tether.sim2real.twin.dynamics import apply_dynamics
+from tether.sim2real.twin.render import OVERVIEW_SIZE
 from tether.sim2real.twin.robot import HAND_BODY, robot_spec
 from tether.sim2real.twin.tasks import ROBOT_PREFIX, Task
 from tether.transforms import lookat_quat_xyzw, xyzw_to_wxyz
@@ -56,6 +57,6 @@ def build_model(rig: RigConfig, task: Task) -> mujoco.MjModel:
         parent = spec.worldbody if pose.mount == "world" else spec.body(ROBOT_PREFIX + HAND_BODY)
         parent.add_camera(name=camera.name, pos=list(pose.pos), quat=list(_camera_quat_wxyz(camera)), fovy=pose.fovy_deg)
         largest = [max(largest[0], camera.resolution[0]), max(largest[1], camera.resolution[1])]
-    spec.visual.global_.offwidth = max(largest[0], 64)
-    spec.visual.global_.offheight = max(largest[1], 64)
+    spec.visual.global_.offwidth = max(largest[0], OVERVIEW_SIZE[0])
+    spec.visual.global_.offheight = max(largest[1], OVERVIEW_SIZE[1])
     return spec.compile()

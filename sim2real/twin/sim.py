@@ -132,6 +132,12 @@ class TwinSim:
             self._renderer = CameraRenderer(self.model, self.cameras)
         return self._renderer.render(self.data)
 
+    def render_overview(self) -> np.ndarray:
+        """The scene from a fixed viewpoint, for rigs without twin cameras."""
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, self.cameras)
+        return self._renderer.overview(self.model, self.data)
+
     @property
     def renders(self) -> bool:
         return self._renderer is not None

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from tether.cli import calibrate, data, demo, robot, sim, train
+from tether.cli import calibrate, data, demo, deploy, robot, sim, train, train_sim
 from tether.cli.eval import eval_command
 
 app = typer.Typer(
@@ -21,8 +21,10 @@ app.add_typer(train.app, name="train")
 app.add_typer(calibrate.app, name="calibrate")
 app.command("eval")(eval_command)
 app.command("demo")(demo.demo)
+app.command("deploy")(deploy.deploy)
 app.command("record")(robot.record)
 app.command("train-hil")(robot.train_hil)
+app.command("train-sim")(train_sim.train_sim)
 app.command("up")(robot.up)
 app.command("node")(robot.node)
 
