@@ -93,15 +93,21 @@ def load_checkpoint(directory: Path, *, training: bool = False) -> Checkpoint:
     return Checkpoint(weights=weights, training=state, training_meta=meta, config=config)
 
 
-def checkpoint_kind(directory: Path) -> str:
-    """The learner that wrote a checkpoint (config.json "kind"), so loaders can dispatch without loading weights."""
+def checkpoint_config(directory: Path) -> dict[str, Any]:
+    """A checkpoint's config.json alone: what it is and what it observes, without loading weights."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {directory}: {CONFIG_FILE} is missing")
     try:
-        kind = json.loads(path.read_text()).get("kind")
+        return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"checkpoint {path}: invalid JSON: {error}") from None
+
+
+def checkpoint_kind(directory: Path) -> str:
+    """The learner that wrote a checkpoint (config.json "kind"), so loaders can dispatch without loading weights."""
+    path = Path(directory) / CONFIG_FILE
+    kind = checkpoint_config(directory).get("kind")
     if not isinstance(kind, str):
         raise ValueError(f"checkpoint {path}: no \"kind\" names the learner that wrote it")
     return kind

@@ -38,7 +38,7 @@ from tether.robot_ws.twin_operator import OperatorMode, ScriptedTeleop
 log = logging.getLogger(__name__)
 
 DEFAULT_NODES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
-NODE_NAMES = (*DEFAULT_NODES, "mirror")  # the mirror (live twin of a real arm) runs only when asked for
+NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach")  # the live twin and the real-side reach judge run only when asked for
 
 
 @dataclass
@@ -69,6 +69,8 @@ class GraphSpec:
         twin = isinstance(self.rig.arm, TwinArm)
         if twin and {"arm", "cameras", "teleop"} & set(self.nodes) and "twin" not in self.nodes:
             raise ValueError(f"rig '{self.rig.name}': arm, cameras and teleop of a twin rig run with the twin node")
+        if twin and "reach" in self.nodes:
+            raise ValueError(f"rig '{self.rig.name}': the twin judges its own tasks; the reach node is for rigs without one")
         if "recorder" in self.nodes and self.store is None:
             raise ValueError("the recorder node needs a store path")
         if "learner" in self.nodes and self.run_dir is None:
@@ -133,6 +135,10 @@ class Graph:
             from tether.robot_ws.nodes.recorder import RecorderNode
 
             self.nodes["recorder"] = RecorderNode(rig, spec.store, spec.source, rig.task.name, **self._kwargs())
+        if "reach" in names:
+            from tether.robot_ws.nodes.reach import ReachNode
+
+            self.nodes["reach"] = ReachNode(rig, seed=spec.seed, **self._kwargs())
         if "mirror" in names:
             from tether.robot_ws.nodes.mirror import MirrorNode
 

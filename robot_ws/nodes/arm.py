@@ -10,7 +10,7 @@ rejection is logged and counted.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -43,6 +43,8 @@ class ArmNode(Node):
         self._holding = True
         self._last_command_time: float | None = None
         self._target: np.ndarray | None = None
+        self.tracking_errors: deque[float] = deque(maxlen=100_000)
+        """Distance (m) from each tick's measured TCP to the previous tick's target, while tracking."""
 
         commands = MutuallyExclusiveCallbackGroup()
         self.create_subscription(TwistStamped, "arm/cmd", self._on_cmd, qos.COMMAND, callback_group=commands)
@@ -91,6 +93,8 @@ class ArmNode(Node):
         arm, dt = self.rig.arm, self.rig.control_dt
         measured = state.tcp_pose[:3]
         with self._lock:
+            if self._target is not None and not self._holding:  # how far the arm lags the target it was given
+                self.tracking_errors.append(float(np.linalg.norm(measured - self._target)))
             previous = self._target if self._target is not None and not self._holding else measured
             step = velocity[:3] * dt
             self._target = translation_target(measured, previous, step, arm.workspace, arm.max_linear_speed, dt)

@@ -1,0 +1,82 @@
+"""`tether deploy` end to end on the twin rig: a real SAC checkpoint acts through the graph (arm node
+with its safety layer, eval actor, recorder) and every episode lands in the store."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tether import spaces
+from tether.cli import app
+from tether.cli.deploy import deploy_nodes, run_deploy
+from tether.config import load_rig
+from tether.datasets.store import EpisodeStore
+from tether.policies.sac import SACAgent, SACConfig
+
+pytestmark = pytest.mark.usefixtures("ros_domain")
+
+
+@pytest.fixture
+def ros_domain(monkeypatch):
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(np.random.default_rng().integers(100, 200)))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def reach_rig(episode_length: int = 6):
+    rig = load_rig("twin_panda")
+    task = rig.task.model_copy(update={"name": "reach", "episode_length": episode_length})
+    return rig.model_copy(update={"task": task, "cameras": []})
+
+
+def reach_checkpoint(path, rig):
+    space = spaces.observation_space([], extra_state={"target_pos": 3})
+    agent = SACAgent(space, rig.arm.action_dim, SACConfig(hidden_dims=(32, 32)), seed=0)
+    return agent.save(path)
+
+
+def test_deploy_runs_a_checkpoint_on_the_twin_and_records_every_episode(tmp_path):
+    rig = reach_rig()
+    checkpoint = reach_checkpoint(tmp_path / "policy", rig)
+    store = tmp_path / "deploy.zarr"
+    summary = run_deploy(checkpoint, rig, 2, store, time_scale=3.0, timeout_s=120, progress=False)
+
+    assert summary["episodes"] == 2 and set(summary["outcomes"]) <= {"success", "timeout"}
+    assert 0.0 <= summary["success_rate"] <= 1.0
+    assert summary["tracking_mean_mm"] is not None and summary["tracking_max_mm"] >= summary["tracking_mean_mm"]
+    episodes = EpisodeStore(store)
+    assert episodes.n_episodes == 2 and {e.source for e in episodes.episodes} == {"policy"}
+    assert all(e.stop - e.start <= rig.task.episode_length for e in episodes.episodes)
+    first = episodes.episode(0)
+    np.testing.assert_array_equal(first.action, first.policy_action)  # eval: the policy alone acted
+    assert not first.intervened.any()
+    # the reach targets came from the twin and differ between episodes; the final distances are theirs
+    targets = episodes.load("state/target_pos")
+    assert not np.allclose(targets[0], targets[-1])
+    final = episodes.final_obs(spaces.TCP_POSE)[:, :3] - episodes.final_obs("state/target_pos")
+    np.testing.assert_allclose(summary["final_target_distance_m"], np.linalg.norm(final, axis=1), rtol=1e-6)
+
+
+def test_deploy_nodes_follow_the_rig_and_the_policy():
+    twin = reach_rig()
+    assert deploy_nodes(twin, (spaces.TCP_POSE, "state/target_pos")) == (("twin", "arm", "actor", "recorder"), "state")
+    franka = load_rig("franka_realsense")
+    reach = franka.model_copy(update={"task": franka.task.model_copy(update={"name": "reach"})})
+    assert deploy_nodes(reach, (spaces.TCP_POSE, "state/target_pos")) == (("arm", "actor", "recorder", "reach"), "state")
+    assert deploy_nodes(franka, (spaces.TCP_POSE, "images/front")) == (("arm", "cameras", "actor", "recorder"), "pixels")
+    with pytest.raises(ValueError, match=r"observes \['state/cube_pos'\], which only the twin"):
+        deploy_nodes(franka, (spaces.TCP_POSE, "state/cube_pos"))
+
+
+def plain(text: str) -> str:
+    """CLI output without the error panel's frame and line wrapping."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_deploy_cli_refuses_a_folder_without_a_checkpoint_and_an_unknown_task(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["deploy", "--policy", str(tmp_path)])
+    assert result.exit_code != 0 and "not a checkpoint folder (no config.json)" in plain(result.output)
+    checkpoint = reach_checkpoint(tmp_path / "policy", reach_rig())
+    result = runner.invoke(app, ["deploy", "--policy", str(checkpoint), "--task", "juggle"])
+    assert result.exit_code != 0 and "task.name" in str(result.exception) + result.output
