@@ -81,7 +81,11 @@ def rlif_transition(takeover: Transition, penalty: float) -> Transition:
 
 
 class Expert(Protocol):
-    """Anything that can act in the env in place of a person (the twin's ScriptedOperator does)."""
+    """Anything that can act in the env in place of a person (the twin's ScriptedOperator does).
+
+    An expert with its own randomness keeps it in an `rng` attribute (a numpy Generator), so a
+    checkpointed run can restore it and resume exactly.
+    """
 
     def reset(self) -> None: ...
 
@@ -94,6 +98,12 @@ class Intervention(Protocol):
     def reset(self) -> None: ...
 
     def __call__(self, obs: Observation, proposal: np.ndarray) -> np.ndarray | None: ...
+
+
+def _rng_of(intervention: Intervention | None) -> np.random.Generator | None:
+    """The random generator behind an intervention rule's expert, if it has one (checkpointed with the loop)."""
+    rng = getattr(getattr(intervention, "expert", None), "rng", None)
+    return rng if isinstance(rng, np.random.Generator) else None
 
 
 class ExpertTakeover:
@@ -242,6 +252,8 @@ class LoopState:
     curve: list[dict[str, float]] = field(default_factory=list)
     rng: dict[str, Any] = field(default_factory=dict)
     """numpy bit-generator state of the loop's RNG (random actions, batch sampling)."""
+    expert_rng: dict[str, Any] = field(default_factory=dict)
+    """State of the intervening expert's RNG as the current episode began (before its reset)."""
 
 
 def train_sac(
@@ -266,7 +278,7 @@ def train_sac(
     Checkpoints (agent, loop counters and RNG, both buffers) are written at the first episode end
     after every `checkpoint_every` steps, and at the last step. With `resume` and a checkpoint in
     `out_dir`, the run continues from it; resuming from an episode-end checkpoint repeats the
-    uninterrupted run exactly when no intervention is used (a scripted expert's own RNG is not saved).
+    uninterrupted run exactly, interventions included when the expert keeps its randomness in `rng`.
     """
     action_dim = env.action_space.shape[0]
     if action_dim != agent.action_dim:
@@ -275,14 +287,19 @@ def train_sac(
     online = online if online is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
     demos = demos if demos is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
     state = LoopState(updates_at_start=int(agent.critic_updates))
+    expert_rng = _rng_of(intervention)
     if resume and out_dir is not None and (out_dir / CHECKPOINT_DIR / TRAINING_FILE).is_file():
         state, online, demos = _restore(agent, out_dir, rng)
+        if expert_rng is not None and state.expert_rng:
+            expert_rng.bit_generator.state = state.expert_rng
         logger.info("resuming %s at step %d (episode %d)", out_dir, state.env_steps, state.episode)
     batch_size = agent.config.utd_ratio * agent.config.batch_size
     was_intervening = False
 
     obs, _ = env.reset(seed=seed + state.episode)
     if intervention is not None:
+        if expert_rng is not None:
+            state.expert_rng = expert_rng.bit_generator.state
         intervention.reset()
     bar = tqdm(range(state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
     for step in bar:
@@ -311,6 +328,8 @@ def train_sac(
             obs, _ = env.reset(seed=seed + state.episode)
             was_intervening = False
             if intervention is not None:
+                if expert_rng is not None:
+                    state.expert_rng = expert_rng.bit_generator.state
                 intervention.reset()
 
         if len(online) >= config.learning_starts:

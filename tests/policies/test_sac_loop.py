@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -129,8 +130,41 @@ def test_evaluate_counts_successes_and_lengths(toy) -> None:
         evaluate(lambda obs: np.zeros(4, np.float32), env, 1, seed=0, record=True)
 
 
-def test_interrupted_run_resumes_exactly(toy, tmp_path) -> None:
-    """Stop at an episode end (the toy truncates at 30 steps), resume, and match the straight run."""
+class NoisyExpert:
+    """The toy expert with randomness of its own (as the twin's scripted operator has), drawn at reset and per step."""
+
+    def __init__(self, toy_expert, seed: int) -> None:
+        self.inner, self.rng = toy_expert, np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.offset = self.rng.normal(0.0, 0.3, size=3)
+
+    def act(self, env) -> np.ndarray:
+        action = self.inner.act(env)
+        action[:3] += self.offset + self.rng.normal(0.0, 0.1, size=3)
+        return action
+
+
+class EpisodeEnds(gym.Wrapper):
+    """Notes the environment step at which each episode ends."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.steps: list[int] = []
+        self._count = 0
+
+    def step(self, action):
+        result = super().step(action)
+        self._count += 1
+        if result[2] or result[3]:
+            self.steps.append(self._count)
+        return result
+
+
+@pytest.mark.parametrize("intervening", [False, True], ids=["no-interventions", "noisy-expert-intervenes"])
+def test_interrupted_run_resumes_exactly(toy, tmp_path, intervening: bool) -> None:
+    """Stop at an episode end (the toy truncates at 30 steps), resume, and match the straight run,
+    also when a noisy expert takes over (its RNG is checkpointed with the loop)."""
     config = LoopConfig(steps=90, learning_starts=10, eval_every=30, eval_episodes=1, checkpoint_every=30)
     env, demos_env = toy.Env(), toy.Env()
     demos = ReplayBuffer(env.observation_space, 4, 1000)
@@ -142,20 +176,33 @@ def test_interrupted_run_resumes_exactly(toy, tmp_path) -> None:
             copy.add_episode(episode)
         return copy
 
-    straight = SACAgent(env.observation_space, 4, SMALL, seed=0)
-    expected = train_sac(straight, env, config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
-                         out_dir=tmp_path / "straight", progress=False)
+    def takeover(run_env):
+        # threshold 0.3: the untrained policy strays often, so the expert takes over in every episode
+        return ExpertTakeover(NoisyExpert(toy.Expert(), seed=7), run_env, threshold=0.3) if intervening else None
 
+    straight = SACAgent(env.observation_space, 4, SMALL, seed=0)
+    episode_ends = EpisodeEnds(env)
+    expected = train_sac(straight, episode_ends, config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
+                         intervention=takeover(episode_ends), out_dir=tmp_path / "straight", progress=False)
+    assert (expected.interventions > 0) == intervening
+    # The expert reaches the goal early, so episodes end off the 30-step grid: stop at a real episode end.
+    stop = next(step for step in episode_ends.steps if step >= 40)
+
+    first_env, resumed_env = toy.Env(), toy.Env()
     first = SACAgent(env.observation_space, 4, SMALL, seed=0)
-    train_sac(first, toy.Env(), config.model_copy(update={"steps": 60}), seed=0, demos=fresh_demos(),
-              eval_env=toy.Env(), out_dir=tmp_path / "resumed", progress=False)
+    train_sac(first, first_env, config.model_copy(update={"steps": stop}), seed=0, demos=fresh_demos(),
+              eval_env=toy.Env(), intervention=takeover(first_env), out_dir=tmp_path / "resumed", progress=False)
     resumed = SACAgent(env.observation_space, 4, SMALL, seed=99)  # weights and RNG come from the checkpoint
-    result = train_sac(resumed, toy.Env(), config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
-                       out_dir=tmp_path / "resumed", resume=True, progress=False)
+    result = train_sac(resumed, resumed_env, config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
+                       intervention=takeover(resumed_env), out_dir=tmp_path / "resumed", resume=True,
+                       progress=False)
 
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
     drop = ("updates_per_s",)  # wall-clock
-    assert [{k: v for k, v in p.items() if k not in drop} for p in result.curve] == [
-        {k: v for k, v in p.items() if k not in drop} for p in expected.curve]
+    # The interrupted run also evaluated at its last step, off the eval grid; compare on the grid.
+    on_grid = lambda curve: [{k: v for k, v in p.items() if k not in drop} for p in curve  # noqa: E731
+                             if p["env_steps"] % config.eval_every == 0 or p["env_steps"] == config.steps]
+    assert on_grid(result.curve) == on_grid(expected.curve)
     assert (result.env_steps, result.critic_updates) == (expected.env_steps, expected.critic_updates)
+    assert result.interventions == expected.interventions
