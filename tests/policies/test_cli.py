@@ -124,3 +124,29 @@ def test_train_sac_seeds_the_demo_buffer_from_a_store(tmp_path) -> None:
     assert json.loads((out / "result.json").read_text())["demo_transitions"] == steps
     bad = runner.invoke(app, ["train", "sac", "--obs", "pixels", "--demos", str(store), "--out", str(out)])
     assert bad.exit_code != 0 and "demos.zarr: the replay buffer's spec differs" in bad.output
+
+
+@pytest.mark.parametrize("threshold, reward", [(0.0, 1.0), (1.1, 0.0)], ids=["always-success", "never-success"])
+def test_train_sac_learns_from_the_classifier_reward(tmp_path, threshold: float, reward: float) -> None:
+    """With --classifier the learner sees the classifier's reward and episode ends, not the twin's."""
+    from tether.datasets.replay_io import load_replay
+    from tether.policies.reward_classifier import ClassifierConfig
+    from tether.sim2real.twin import make_env
+
+    env = make_env("pick_cube", obs_mode="pixels")
+    config = ClassifierConfig.model_validate({"hidden_dims": [8], "encoder": {
+        "channels": [4], "kernels": [8], "strides": [8], "groups": 1, "latent_dim": 4}})
+    classifier = RewardClassifier(env.observation_space, config)
+    classifier.threshold.fill_(threshold)  # 0: every frame counts as success; above 1: none does
+    classifier.save(tmp_path / "clf", report={"threshold": threshold})
+    env.close()
+
+    out = tmp_path / "run"
+    _invoke("train", "sac", "--debug", "--obs", "pixels", "--steps", "12", "--classifier", str(tmp_path / "clf"),
+            "--out", str(out))
+    online = load_replay(out / "replay" / "online.zarr")
+    episodes = list(online.episodes())
+    assert sum(len(e.reward) for e in episodes) == 12
+    assert all(np.all(e.reward == reward) for e in episodes)
+    # always-success: each step ends its episode; never-success: no step ends one (episodes are 100 steps)
+    assert [bool(e.terminated[-1]) for e in episodes] == ([True] * 12 if reward else [False])
