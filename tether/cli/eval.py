@@ -1,4 +1,4 @@
-"""`tether eval`: run a trained policy checkpoint in the twin and report success."""
+"""`tether eval`: run a trained policy checkpoint in the twin and report success; or, with --gap, the sim-vs-rig gap."""
 
 from __future__ import annotations
 
@@ -38,16 +38,64 @@ def contact_sheet(frames: list[np.ndarray], path: Path, columns: int = 8, max_fr
     return path
 
 
+def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
+    """Replay a log's command sequences on the twin of `rig`; report TCP divergence per episode and overall."""
+    from tether.config import ConfigError, load_rig
+    from tether.sim2real.arm_log import LogError, load_log
+    from tether.sim2real.command_replay import gap_report
+    from tether.sim2real.stepped_twin import nominal_twin
+
+    try:
+        rig_config = load_rig(rig)
+        episodes = load_log(log_store, rig_config.arm.control_rate_hz)
+        sim = nominal_twin(rig_config)
+    except (ConfigError, LogError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    report = {"log": str(log_store), **gap_report(rig_config, episodes, sim)}
+    sim.close()
+    typer.echo("| episode | steps | TCP RMS (mm) | TCP final (mm) | TCP max (mm) | joint RMS (mrad) |")
+    typer.echo("|---|---|---|---|---|---|")
+    for row in report["episodes"]:
+        typer.echo(f"| {row['episode']} | {row['steps']} | {row['tcp_rms_m'] * 1e3:.3f} | {row['tcp_final_m'] * 1e3:.3f} "
+                   f"| {row['tcp_max_m'] * 1e3:.3f} | {row['joint_rms_rad'] * 1e3:.3f} |")
+    overall = report["overall"]
+    typer.echo(f"overall: TCP RMS {overall['tcp_rms_m'] * 1e3:.3f} mm, mean final {overall['tcp_final_mean_m'] * 1e3:.3f} mm "
+               f"over {overall['episodes']} episode(s) on twin rig {rig_config.name}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def eval_command(
-    policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
+    policy: Path | None = typer.Option(None, "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
     task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     sheet: Path | None = typer.Option(None, "--contact-sheet", help="PNG of the first episode (default: next to --json)."),
+    gap: bool = typer.Option(False, "--gap", help="Instead: replay --log's commands on the twin of --rig, report divergence."),
+    log_store: Path | None = typer.Option(None, "--log", help="With --gap: log store from `tether sim excite`."),
+    twin_replay: Path | None = typer.Option(
+        None, "--twin-replay", help="Instead: act on twin renders of this store's logged episodes (rig: --rig, else the store's)."
+    ),
 ) -> None:
-    """Evaluate a checkpoint with its deterministic policy: success rate, mean length, a contact sheet."""
+    """Evaluate a checkpoint with its deterministic policy: success rate, mean length, a contact sheet.
+    With --gap: how far the twin's replay of a logged command sequence drifts from the log."""
+    if gap:
+        if log_store is None:
+            raise typer.BadParameter("--gap needs --log STORE", param_hint="--log")
+        gap_command(rig, log_store, json_out)
+        return
+    if policy is None:
+        raise typer.BadParameter("give a checkpoint folder (or --gap --log STORE)", param_hint="--policy")
+    if twin_replay is not None:
+        from tether.cli.twin_replay import twin_replay_command
+
+        rig_given = rig if rig != DEFAULT_RIG else None
+        twin_replay_command(policy, twin_replay, rig_given, episodes, json_out)
+        return
     from tether.policies.checkpoint import checkpoint_kind
     from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
     from tether.policies.diffusion import DiffusionPolicy
