@@ -87,3 +87,109 @@ def check(
     check_env(env.unwrapped, skip_render_check=True)
     env.close()
     typer.echo("check_env: passed")
+
+
+def _one_line(error: Exception) -> typer.Exit:
+    """Bad input ends a command with one line on stderr and exit code 2."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def excite(
+    rig: str = RigOption,
+    out: Path = typer.Option(..., "--out", help="Log store to record into (appended to if it exists)."),
+    seconds: float = typer.Option(60.0, "--seconds", min=10.0, help="Length of each excitation run."),
+    episodes: int = typer.Option(1, "--episodes", "-n", min=1, help="Runs, each from the home pose."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first run's plan (run i uses seed + i)."),
+) -> None:
+    """Drive the rig's arm through a safe, rich motion inside its workspace box and log it for `tether sim sysid`."""
+    from tether.config import ConfigError, TwinArm, load_rig
+    from tether.datasets.store import StoreError
+
+    try:
+        rig_config = load_rig(rig)
+        if isinstance(rig_config.arm, TwinArm):
+            episodes_done = _excite_twin(rig_config, out, seconds, episodes, seed)
+        else:
+            episodes_done = _excite_hardware(rig_config, out, seconds, episodes, seed)
+    except (ConfigError, StoreError, ValueError) as error:
+        raise _one_line(error) from None
+    steps = sum(len(e) for e in episodes_done)
+    typer.echo(f"excitation: {len(episodes_done)} run(s), {steps} steps on rig {rig_config.name}; wrote {out}")
+
+
+def _excite_twin(rig, out: Path, seconds: float, episodes: int, seed: int) -> list:
+    from tether.sim2real.excitation import record_excitation
+    from tether.sim2real.stepped_twin import SteppedTwinArm, nominal_twin
+
+    sim = nominal_twin(rig)
+
+    def next_arm() -> SteppedTwinArm:
+        sim.reset(np.random.default_rng(seed))
+        return SteppedTwinArm(sim)
+
+    try:
+        return record_excitation(next_arm, rig, out, seconds=seconds, episodes=episodes, seed=seed, source="sim")
+    finally:
+        sim.close()
+
+
+def _excite_hardware(rig, out: Path, seconds: float, episodes: int, seed: int) -> list:
+    from tether.robot_ws.drivers import make_arm
+    from tether.robot_ws.paced_arm import PacedArm
+    from tether.sim2real.excitation import record_excitation
+
+    with make_arm(rig) as backend:
+
+        def next_arm() -> PacedArm:
+            backend.home()
+            return PacedArm(backend, rig.control_dt)
+
+        return record_excitation(next_arm, rig, out, seconds=seconds, episodes=episodes, seed=seed, source="scripted")
+
+
+@app.command()
+def sysid(
+    log_store: Path = typer.Option(..., "--log", help="Log store from `tether sim excite` (twin or hardware)."),
+    rig: str = RigOption,
+    out: Path | None = typer.Option(None, "--out", help="Rig YAML to write (default: <rig>_identified.yaml here)."),
+    method: str = typer.Option("lsq", "--method", help="lsq (scipy least squares) or cma (CMA-ES)."),
+    params: str = typer.Option(
+        "joint_damping,joint_armature,joint_friction,stiffness_scale,damping_ratio", "--params",
+        help="Comma-separated twin_dynamics fields to fit (command latency is always searched).",
+    ),
+    max_latency: int = typer.Option(3, "--max-latency", min=0, max=10, help="Largest command latency tried (steps)."),
+    max_evals: int = typer.Option(200, "--max-evals", min=1, help="Replays the continuous fit may spend."),
+    segment_steps: int = typer.Option(20, "--segment-steps", min=2, help="Control periods per replayed segment."),
+    seed: int = typer.Option(0, "--seed", help="Seed of CMA-ES."),
+    json_out: Path | None = typer.Option(None, "--json", help="Report as JSON (default: next to --out)."),
+) -> None:
+    """Fit the twin's dynamics to a logged arm motion; write them into a copy of the rig and report
+    trajectory errors before and after on held-out segments."""
+    from tether.config import ConfigError, load_rig
+    from tether.sim2real.arm_log import LogError, load_log
+    from tether.sim2real.sysid import SysidConfig, error_table, identify, write_fitted_rig
+
+    try:
+        if method not in ("lsq", "cma"):
+            raise ValueError(f"--method '{method}': must be lsq or cma")
+        config = SysidConfig(
+            params=tuple(p.strip() for p in params.split(",") if p.strip()), method=method,
+            max_latency=max_latency, max_evals=max_evals, segment_steps=segment_steps, seed=seed,
+        )
+        rig_config = load_rig(rig)
+        episodes = load_log(log_store, rig_config.arm.control_rate_hz)
+        result = identify(rig_config, episodes, config)
+    except (ConfigError, LogError, ValueError) as error:
+        raise _one_line(error) from None
+    out = out or Path(f"{rig_config.name}_identified.yaml")
+    write_fitted_rig(rig, result.fitted, out)
+    report = {"log": str(log_store), "rig": rig_config.name, "out": str(out), **result.as_dict(config)}
+    json_out = json_out or out.with_name(out.stem + "_sysid.json")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2) + "\n")
+    fitted = ", ".join(f"{k} {v:.4g}" for k, v in result.fitted.model_dump().items() if v is not None)
+    typer.echo(f"fitted ({method}, {result.evaluations} replays, {result.seconds:.1f} s): {fitted}")
+    typer.echo(error_table(result))
+    typer.echo(f"wrote {out} and {json_out}")
