@@ -29,7 +29,8 @@ Frames reach disk a shard (images, one frame per chunk, ~4 MiB per shard file) o
 (numbers) at a time, encoded on background threads, so memory stays bounded and the caller's
 control loop is not held up by compression.
 
-Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits.
+Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits. The path
+may also be a zip file made by `tether.datasets.pack.pack` (read-only sharing; writers refuse it).
 
 Why it never loses a committed episode: every file write is atomic (zarr's LocalStore writes a
 temporary file and renames it), frames are appended past the committed end (a chunk or shard
@@ -49,6 +50,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import zarr
+from zarr.storage import LocalStore, ZipStore
 
 from tether.config import RigConfig
 from tether.datasets.codecs import IMAGE_CODECS, ImageCodec, image_encoding, number_compressors
@@ -72,6 +75,8 @@ SCHEMA_VERSION = 1
 LOCK_FILE = ".writer.lock"
 SHARD_BYTES = 4 << 20  # image frames are chunked one per chunk and stored ~4 MiB of frames per file
 MAX_SHARD_FRAMES = 64
+GROW_AHEAD_FRAMES = 64  # arrays grow at least this far past the cursor: a resize is a metadata write on zarr's loop
+WRITE_THREADS = 8  # background writes: one per array in flight, plus the per-episode rows at a commit
 # Write chunks even when all-fill (zarr's default skips them): then a missing chunk file in the
 # committed range is damage that verify can name. zarr keeps this per open array, not on disk.
 WRITE_CONFIG = {"write_empty_chunks": True}
@@ -190,15 +195,23 @@ def _committed_count(raw_ends: np.ndarray, frame_rows: int, episode_rows: int) -
     return min(count, episode_rows)
 
 
+def is_zip_store(path: Path) -> bool:
+    """A packed store: one zip file holding the store's keys (see tether.datasets.pack)."""
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
 class EpisodeStore:
-    """Read-only view of a store's committed episodes. Safe while another process appends."""
+    """Read-only view of a store's committed episodes (a directory, or a packed zip file). Safe while
+    another process appends to a directory store."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise StoreError(f"{self.path}: not a zarr store (no zarr.json)")
+        self.packed = is_zip_store(self.path)
+        if not self.packed and not (self.path / "zarr.json").is_file():
+            raise StoreError(f"{self.path}: not a zarr store (no zarr.json) nor a packed .zip store")
         try:
-            self._root = zarr.open_group(str(self.path), mode="r")
+            self._store = ZipStore(self.path, mode="r") if self.packed else LocalStore(self.path, read_only=True)
+            self._root = zarr.open_group(self._store, mode="r")
         except Exception as error:  # zarr raises several kinds; all mean the same to a user
             raise StoreError(f"{self.path}: cannot open as zarr v3: {error}") from None
         self.attrs: dict[str, Any] = dict(self._root.attrs)
@@ -237,7 +250,7 @@ class EpisodeStore:
     def refresh(self) -> int:
         """Re-read the commit point; returns how many episodes are committed now."""
         try:
-            self._arrays = {p: zarr.open_array(str(self.path), path=p, mode="r") for p in self.array_paths()}
+            self._arrays = {p: zarr.open_array(self._store, path=p, mode="r") for p in self.array_paths()}
         except Exception as error:
             raise StoreError(f"{self.path}: missing or unreadable array metadata: {error}") from None
         self.raw_episode_ends = np.asarray(self._arrays[ENDS][:], np.int64)
@@ -267,6 +280,13 @@ class EpisodeStore:
     @property
     def n_episodes(self) -> int:
         return len(self.episode_ends)
+
+    def stored_bytes(self) -> dict[str, int]:
+        """Size of every stored object (metadata document or chunk / shard) by its key, e.g. `data/action/c/0/0`."""
+        if self.packed:
+            with zipfile.ZipFile(self.path) as archive:
+                return {info.filename: info.file_size for info in archive.infolist()}
+        return {f.relative_to(self.path).as_posix(): f.stat().st_size for f in self.path.rglob("*") if f.is_file()}
 
     @property
     def n_frames(self) -> int:
@@ -336,8 +356,9 @@ class EpisodeWriter:
         self._cursor = self._committed
         self._episode: _OpenEpisode | None = None
         # Rows go to disk a write unit at a time (one shard of images, one chunk of numbers), on
-        # background threads so encoding overlaps the caller; at most one write per array in flight.
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tether-store")
+        # background threads so encoding overlaps the caller (blosc releases the GIL, so cameras encode
+        # in parallel); at most one write per array in flight.
+        self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="tether-store")
         self._writes: dict[str, Future[None]] = {}
         self._units = {key: (self._array(key).shards or self._array(key).chunks)[0] for key in self.data_keys}
         truncate_episode_ends(self._arrays[ENDS], self._n_episodes)  # drop an entry a crash left half-made
@@ -412,6 +433,8 @@ class EpisodeWriter:
         before anything is written."""
         path = Path(path)
         reader = EpisodeStore(path)
+        if reader.packed:
+            raise StoreError(f"{path}: a packed (zip) store is read-only; append to the directory store it came from")
         if observation_space is not None or action_dim is not None:
             if observation_space is None or action_dim is None:
                 raise StoreError(f"{path}: give both observation_space and action_dim to check the spec")
@@ -565,11 +588,10 @@ class EpisodeWriter:
         for key in self.data_keys:
             self._flush(key)
         self._wait_writes()  # every frame on disk before anything points at it
-        for key in self.data_keys:
-            self._array(key).resize((self._cursor, *self._array(key).shape[1:]))
         index = self._n_episodes
-        for key, value in (final_obs or episode.last_obs or {}).items():
-            _set_row(self._arrays[f"{FINAL}/{key}"], index, value)
+        rows: list[tuple[zarr.Array, Any]] = [
+            (self._arrays[f"{FINAL}/{key}"], value) for key, value in (final_obs or episode.last_obs or {}).items()
+        ]
         values = {
             "source": episode.source,
             "success": -1 if success is None else int(success),
@@ -579,8 +601,12 @@ class EpisodeWriter:
             "notes": episode.notes,
             "has_final_obs": final_obs is not None,
         }
-        for name, value in values.items():
-            _set_row(self._arrays[f"{EPISODES}/{name}"], index, value)
+        rows += [(self._arrays[f"{EPISODES}/{name}"], value) for name, value in values.items()]
+        # Shapes and per-episode rows are independent writes: all at once, and only then the commit point.
+        jobs = [self._pool.submit(_set_row, array, index, value) for array, value in rows]
+        jobs += [self._pool.submit(_resize_rows, self._array(key), self._cursor) for key in self.data_keys]
+        for job in jobs:
+            job.result()
         _set_row(self._arrays[ENDS], index, self._cursor)  # the commit point
         self._committed = self._cursor
         self._n_episodes += 1
@@ -676,11 +702,11 @@ class EpisodeWriter:
         return self._arrays[_data_path(key)]
 
     def _grow(self, rows: int) -> None:
-        """Make room for `rows` frames, one write unit ahead (each resize is a metadata write)."""
+        """Make room for `rows` frames and some ahead, so that resizes (metadata writes) stay rare."""
         for key in self.data_keys:
             array = self._array(key)
             if array.shape[0] < rows:
-                array.resize((rows + self._units[key], *array.shape[1:]))
+                array.resize((rows + max(self._units[key], GROW_AHEAD_FRAMES), *array.shape[1:]))
 
     def _flush(self, key: str) -> None:
         """Start writing the pending rows of `key` (they end at the cursor) once its previous write is done."""
@@ -708,6 +734,10 @@ def truncate_episode_ends(array: zarr.Array, count: int) -> None:
     if array.shape[0] > count:
         array[count:] = 0
         array.resize((count,))
+
+
+def _resize_rows(array: zarr.Array, rows: int) -> None:
+    array.resize((rows, *array.shape[1:]))
 
 
 def _set_row(array: zarr.Array, index: int, value: Any) -> None:

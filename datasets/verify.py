@@ -52,8 +52,9 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     except StoreError as error:
         return VerifyReport(problems=[str(error)])
     report = VerifyReport(episodes=store.n_episodes, frames=store.n_frames)
+    stored = store.stored_bytes()
     _check_commit_point(store, report)
-    _check_layout(store, report)
+    _check_layout(store, stored, report)
     for info in store.episodes:
         where = f"episode {info.index} (frames {info.start}-{info.stop - 1})"
         if info.source not in EPISODE_SOURCES:
@@ -72,7 +73,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 store.array(array_path)[: store.n_episodes]
             except Exception as error:
                 report.problems.append(f"{array_path} does not decode: {type(error).__name__}: {error}")
-    partial = _partial_files(store.path)
+    partial = [key for key in stored if key.endswith(PARTIAL_SUFFIX)]
     if partial:
         report.notes.append(f"{len(partial)} temporary file(s) of interrupted writes; repair removes them")
     return report
@@ -94,7 +95,7 @@ def _check_commit_point(store: EpisodeStore, report: VerifyReport) -> None:
         report.notes.append(f"uncommitted tail of up to {tail} frame(s) past the last episode; repair truncates it")
 
 
-def _check_layout(store: EpisodeStore, report: VerifyReport) -> None:
+def _check_layout(store: EpisodeStore, stored: dict[str, int], report: VerifyReport) -> None:
     """Shapes and dtypes agree with the spec, and every storage file of the committed range exists."""
     expected = {f"data/{key}": spec for key, spec in store.spec.obs.items()}
     expected |= {f"{FINAL}/{key}": spec for key, spec in store.spec.obs.items()}
@@ -110,7 +111,7 @@ def _check_layout(store: EpisodeStore, report: VerifyReport) -> None:
         unit = (array.shards or array.chunks)[0]
         for i in range(math.ceil(rows / unit)):
             key = array.metadata.encode_chunk_key((i, *([0] * (array.ndim - 1))))
-            if not (store.path / array_path / key).is_file():
+            if f"{array_path}/{key}" not in stored:
                 first = i * unit
                 owner = (
                     f"episode {int(np.searchsorted(store.episode_ends, first, side='right'))}"

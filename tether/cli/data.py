@@ -15,7 +15,7 @@ import typer
 
 from tether.config import DEFAULT_RIG, ConfigError, load_rig
 
-app = typer.Typer(help="Episode stores: info, verify, repair, convert (MCAP <-> zarr), view.", no_args_is_help=True)
+app = typer.Typer(help="Episode stores: info, verify, repair, pack (zip), convert (MCAP <-> zarr), view.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 PathArgument = typer.Argument(..., help="Episode store directory (e.g. demos.zarr).")
@@ -37,22 +37,20 @@ def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def store_info(path: Path) -> dict[str, Any]:
     """What `tether data info` shows, as JSON-ready data."""
     from tether.datasets.store import EpisodeStore
 
     store = EpisodeStore(path)
+    stored = store.stored_bytes()
+    total = sum(stored.values())
     known = [e.success for e in store.episodes if e.success is not None]
     lengths = [e.length for e in store.episodes]
     arrays = {}
     for key in store.data_keys:
         array = store.array(f"data/{key}")
         arrays[key] = {"shape": [store.n_frames, *array.shape[1:]], "dtype": str(array.dtype),
-                       "bytes": _size(path / "data" / key)}  # fmt: skip
+                       "bytes": sum(n for name, n in stored.items() if name.startswith(f"data/{key}/"))}  # fmt: skip
     return {
         "path": str(path),
         "episodes": store.n_episodes,
@@ -67,8 +65,8 @@ def store_info(path: Path) -> dict[str, Any]:
         "intervened_fraction": float(store.load("intervened").mean()) if store.n_frames else 0.0,
         "image_codec": store.image_codec,
         "rig": (store.rig or {}).get("name"),
-        "bytes": _size(path),
-        "bytes_per_frame": _size(path) / store.n_frames if store.n_frames else None,
+        "bytes": total,
+        "bytes_per_frame": total / store.n_frames if store.n_frames else None,
         "arrays": arrays,
     }
 
@@ -125,6 +123,20 @@ def repair(path: Path = PathArgument) -> None:
     typer.echo(
         f"{path}: dropped {result.dropped_frames} uncommitted frame(s), removed {result.removed_files} temporary file(s)"
     )
+
+
+@app.command()
+@_one_line_errors
+def pack(
+    path: Path = PathArgument,
+    out: Path = typer.Argument(..., help="The zip file to write (e.g. demos.zip); it must not exist."),
+) -> None:
+    """Pack the committed episodes into one zip file for read-only sharing (tether and plain zarr read it)."""
+    from tether.datasets.pack import pack as pack_store
+
+    report = pack_store(path, out)
+    typer.echo(f"{out}: {report.episodes} episodes, {report.frames} frames, {report.objects} objects, "
+               f"{report.bytes / 1e6:.2f} MB")
 
 
 @app.command()

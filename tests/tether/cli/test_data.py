@@ -95,3 +95,19 @@ def test_convert_round_trip_and_one_line_errors(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "exactly one side must be a .mcap file" in wrong.output
     bad_view = runner.invoke(app, ["data", "view", str(path), "--episode", "9"])
     assert bad_view.exit_code == 2 and "no episode 9" in bad_view.output
+
+
+def test_pack_then_info_and_verify_read_the_zip(tmp_path: Path) -> None:
+    path, out = tmp_path / "demo.zarr", tmp_path / "demo.zip"
+    _store(path, [5, 3, 8])
+    result = runner.invoke(app, ["data", "pack", str(path), str(out)])
+    assert result.exit_code == 0 and "3 episodes, 16 frames" in result.output, result.output
+    summary = json.loads(runner.invoke(app, ["data", "info", str(out), "--json"]).output)
+    assert (summary["episodes"], summary["frames"]) == (3, 16)
+    assert summary["bytes"] > summary["arrays"]["images/front"]["bytes"] > 16 * 12 * 16 * 3 * 0.9
+    assert runner.invoke(app, ["data", "verify", str(out)]).exit_code == 0
+    again = runner.invoke(app, ["data", "pack", str(path), str(out)])
+    assert again.exit_code == 2 and again.output.strip() == f"error: {out}: already exists; choose a new file"
+    refused = runner.invoke(app, ["data", "repair", str(out)])
+    assert refused.exit_code == 2 and "a packed (zip) store is read-only" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
