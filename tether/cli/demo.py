@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +24,18 @@ from rich.console import Console
 from rich.table import Table
 
 from tether.cli.robot import record_demos, run_hil
-from tether.config import DEFAULT_RIG, load_rig
+from tether.config import load_rig
+
+DEMO_RIG = "twin_panda_demo"
+"""pick_cube with the cube within +-2 cm and 60-step episodes: sized so training shows within 20 min on 2 cores."""
 
 
-def _evaluate(policy: Path, out_store: Path, episodes: int, *, seed: int, time_scale: float) -> list[dict]:
+def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: int, time_scale: float) -> list[dict]:
     """Episodes of `policy` alone through the graph, recorded with the cameras for a person to look at."""
     from tether.robot_ws.graph import Graph, GraphSpec
 
     spec = GraphSpec(
-        rig=load_rig(DEFAULT_RIG), nodes=("twin", "arm", "cameras", "actor", "recorder"), obs_mode="all",
+        rig=load_rig(rig), nodes=("twin", "arm", "cameras", "actor", "recorder"), obs_mode="all",
         actor_mode="eval", policy=policy, store=out_store, source="policy", max_episodes=episodes,
         time_scale=time_scale, seed=seed,
     )
@@ -49,16 +54,24 @@ DEMO_LEARNER = {
 }
 
 
-def _initial_checkpoint(out: Path, obs: str, config: Path, seed: int) -> Path:
+def _initial_checkpoint(rig: str, out: Path, obs: str, config: Path, seed: int) -> Path:
     """The learner's starting weights (same config and seed as the learner node builds), for the 'before' score."""
     from tether.cli.train import learner_configs
     from tether.policies.sac import SACAgent
     from tether.robot_ws.graph import GraphSpec, observation_space_of
 
-    spec = GraphSpec(rig=load_rig(DEFAULT_RIG), nodes=(), obs_mode=obs)
+    spec = GraphSpec(rig=load_rig(rig), nodes=(), obs_mode=obs)
     sac, _ = learner_configs(config)
     agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, sac, seed=seed)
     return agent.save(out / "initial")
+
+
+@contextmanager
+def _timed(phase_s: dict[str, float], name: str) -> Iterator[None]:
+    """Wall seconds of one phase of the demo, for the summary."""
+    began = time.perf_counter()
+    yield
+    phase_s[name] = time.perf_counter() - began
 
 
 def _learning_curve(episodes: list[dict], before: float, after: float, path: Path) -> None:
@@ -86,9 +99,12 @@ def _learning_curve(episodes: list[dict], before: float, after: float, path: Pat
 
 def demo(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/demo-<time>)."),
-    demo_episodes: int = typer.Option(10, "--demo-episodes", min=1, help="Scripted demonstrations to record."),
-    steps: int = typer.Option(3000, "--steps", min=1, help="HIL training steps (10 Hz control)."),
-    eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="Evaluation episodes before and after."),
+    rig: str = typer.Option(
+        DEMO_RIG, "--rig", help="Twin rig to train on (default: the twin with the cube's start region narrowed)."
+    ),
+    demo_episodes: int = typer.Option(20, "--demo-episodes", min=1, help="Scripted demonstrations to record."),
+    steps: int = typer.Option(4000, "--steps", min=1, help="HIL training steps (10 Hz control)."),
+    eval_episodes: int = typer.Option(20, "--eval-episodes", min=1, help="Evaluation episodes before and after."),
     time_scale: float = typer.Option(
         3.0, "--time-scale", min=0.1, max=20.0, help="Twin speed vs real time while recording and evaluating."
     ),
@@ -103,26 +119,30 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     start = time.perf_counter()
+    phase_s: dict[str, float] = {}
     obs = "state"
 
     console.print(f"[bold]1/4[/] recording {demo_episodes} scripted demonstrations")
-    demos = record_demos(DEFAULT_RIG, out / "demos.zarr", demo_episodes, seed=seed, time_scale=time_scale)
+    with _timed(phase_s, "record_demos"):
+        demos = record_demos(rig, out / "demos.zarr", demo_episodes, seed=seed, time_scale=time_scale)
 
     console.print(f"[bold]2/4[/] evaluating the untrained policy ({eval_episodes} episodes)")
     config = out / "learner.yaml"
     config.write_text(yaml.safe_dump(DEMO_LEARNER))
-    initial = _initial_checkpoint(out, obs, config, seed)
-    before = _evaluate(initial, out / "eval_before.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
+    with _timed(phase_s, "eval_before"):
+        initial = _initial_checkpoint(rig, out, obs, config, seed)
+        before = _evaluate(rig, initial, out / "eval_before.zarr", eval_episodes, seed=10_000 + seed,
+                           time_scale=time_scale)
 
     console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
-    hil = run_hil(
-        DEFAULT_RIG, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
-        time_scale=hil_time_scale,
-    )
+    with _timed(phase_s, "hil_training"):
+        hil = run_hil(rig, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
+                      time_scale=hil_time_scale)
 
     console.print(f"[bold]4/4[/] evaluating the trained policy ({eval_episodes} episodes)")
-    after = _evaluate(out / "hil" / "checkpoint", out / "eval_after.zarr", eval_episodes, seed=10_000 + seed, time_scale=time_scale)
-
+    with _timed(phase_s, "eval_after"):
+        after = _evaluate(rig, out / "hil" / "checkpoint", out / "eval_after.zarr", eval_episodes,
+                          seed=10_000 + seed, time_scale=time_scale)
     success_before = float(np.mean([e["success"] for e in before]))
     success_after = float(np.mean([e["success"] for e in after]))
     episodes = hil["episodes"]
@@ -135,6 +155,7 @@ def demo(
 
     contact_sheet(EpisodeStore(out / "eval_after.zarr"), 0, out / "eval_after_episode0.png")
     summary = {
+        "rig": rig,
         "success_before": success_before,
         "success_after": success_after,
         "eval_episodes": eval_episodes,
@@ -148,6 +169,7 @@ def demo(
         "time_scale": {"record_and_eval": time_scale, "hil": hil_time_scale},
         "utd_achieved": hil["learner"].get("critic_updates", 0) / max(hil["learner"].get("env_steps", 1), 1),
         "wall_s": time.perf_counter() - start,
+        "phase_s": phase_s,
         "files": {
             "learning_curve": "learning_curve.png",
             "eval_contact_sheet": "eval_after_episode0.png",
@@ -157,7 +179,7 @@ def demo(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
-    table = Table(title=f"tether demo: pick_cube in the twin ({out})")
+    table = Table(title=f"tether demo: pick_cube on {rig} ({out})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for label, value in [
