@@ -78,8 +78,7 @@ def train_sac_vector(
         raise ValueError(f"env action_dim {action_dim} differs from the agent's {agent.action_dim}")
     rng = np.random.default_rng(seeds[0])
     online = ReplayBuffer(envs.single_observation_space, action_dim, config.buffer_capacity)
-    demos = demos if demos is not None else ReplayBuffer(envs.single_observation_space, action_dim, 1)
-    use_demos = len(demos) > 0 and config.demo_fraction > 0
+    use_demos = demos is not None and len(demos) > 0 and config.demo_fraction > 0
     sampler = (MixedSampler([online, demos], [1 - config.demo_fraction, config.demo_fraction])
                if use_demos else MixedSampler([online]))
     batch_size = agent.config.utd_ratio * agent.config.batch_size

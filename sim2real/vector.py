@@ -25,25 +25,28 @@ START_METHOD = "forkserver"
 
 def make_twin_env(
     task: str, rig: str | Path | RigConfig, obs_mode: str = "state", reward: str | None = None,
-    ranges: RandomizationConfig | None = None,
+    ranges: RandomizationConfig | None = None, shaping_discount: float | None = None,
 ) -> gym.Env:
-    """One twin env, with `ranges` replacing the rig's randomisation if given (picklable for worker processes)."""
+    """One twin env (picklable for worker processes): `ranges` replace the rig's randomisation if given;
+    with `shaping_discount`, the sparse reward plus potential-based shaping (`tether.sim2real.shaping`)."""
+    from tether.sim2real.shaping import PotentialShaping
     from tether.sim2real.twin import make_env
 
-    env = make_env(task, rig=rig, obs_mode=obs_mode, reward=reward)
+    env = make_env(task, rig=rig, obs_mode=obs_mode, reward="sparse" if shaping_discount is not None else reward)
     if ranges is not None:
         env.unwrapped.set_randomization(ranges)
-    return env
+    return env if shaping_discount is None else PotentialShaping(env, shaping_discount)
 
 
 def make_vector_env(
     task: str, rig: str | Path | RigConfig, num_envs: int, *, obs_mode: str = "state", reward: str | None = None,
-    ranges: RandomizationConfig | None = None, asynchronous: bool | None = None,
+    ranges: RandomizationConfig | None = None, shaping_discount: float | None = None, asynchronous: bool | None = None,
 ) -> VectorEnv:
-    """`num_envs` twins of one task; in worker processes unless `num_envs` is 1 (or `asynchronous` says)."""
+    """`num_envs` twins of one task (arguments as `make_twin_env`); in worker processes unless `num_envs` is 1
+    (or `asynchronous` says)."""
     if num_envs < 1:
         raise ValueError(f"num_envs {num_envs}: need at least one env")
-    factory = partial(make_twin_env, task, rig, obs_mode, reward, ranges)
+    factory = partial(make_twin_env, task, rig, obs_mode, reward, ranges, shaping_discount)
     if asynchronous if asynchronous is not None else num_envs > 1:
         return AsyncVectorEnv([factory] * num_envs, context=START_METHOD, autoreset_mode=AutoresetMode.SAME_STEP)
     return SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -86,15 +86,19 @@ def train_sac_in_twins(*, task: str, rig_path: Path, full: RandomizationConfig, 
     schedule = Curriculum(full, CurriculumConfig() if curriculum else CurriculumConfig(start=1.0))
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - envs_count))  # the learner takes the cores the workers leave
-    envs = make_vector_env(task, rig_path, envs_count, obs_mode=obs, reward=reward, ranges=schedule.ranges)
-    eval_env = make_twin_env(task, rig_path, obs, reward, ranges=full)
-    demo_env = make_twin_env(task, rig_path, obs, reward, ranges=schedule.ranges)
+    shaping = sac.discount if reward == "shaped" else None  # shaping wraps the sparse reward
+    reward = "sparse" if shaping is not None else reward
+    eval_env = make_twin_env(task, rig_path, obs, reward, ranges=full, shaping_discount=shaping)
     action_dim = eval_env.action_space.shape[0]
     demos = ReplayBuffer(eval_env.observation_space, action_dim, loop.buffer_capacity)
-    if demo_episodes:
+    if demo_episodes:  # demos at the curriculum's starting ranges, where the policy starts too
+        demo_env = make_twin_env(task, rig_path, obs, reward, ranges=schedule.ranges, shaping_discount=shaping)
         collect_demos(demo_env, scripted_operator(demo_env, seed + 1), demo_episodes, demos, seed=2_000_000 + seed)
+        demo_env.close()
         log.info("demos: %d scripted episodes, %d transitions", demo_episodes, len(demos))
     agent = SACAgent(eval_env.observation_space, action_dim, sac, seed=seed)
+    envs = make_vector_env(task, rig_path, envs_count, obs_mode=obs, reward=reward, ranges=schedule.ranges,
+                           shaping_discount=shaping)
     started = time.perf_counter()
     try:
         result = train_sac_vector(agent, envs, loop, seeds=env_seeds(seed, envs_count), demos=demos,
@@ -102,9 +106,8 @@ def train_sac_in_twins(*, task: str, rig_path: Path, full: RandomizationConfig, 
     finally:
         envs.close()
         eval_env.close()
-        demo_env.close()
-    return {"demo_transitions": len(demos), "wall_s": time.perf_counter() - started,
-            "env_steps_per_s": result.env_steps / (time.perf_counter() - started),
+    wall = time.perf_counter() - started
+    return {"demo_transitions": len(demos), "wall_s": wall, "env_steps_per_s": result.env_steps / wall,
             "curriculum": schedule.state(), "success_over_time": result.curve,
             "final_success_rate": result.curve[-1]["success_rate"] if result.curve else None, **result_json(result)}
 
@@ -122,7 +125,9 @@ def train_sim(
     curriculum: bool = typer.Option(True, "--curriculum/--no-curriculum", help="Widen ranges from nominal as success rises."),
     demo_episodes: int | None = typer.Option(None, "--demo-episodes", min=0,
                                              help="Scripted demos: SAC's demo buffer (default 10), diffusion's data (default 50)."),
-    reward: str | None = typer.Option(None, "--reward", help="sparse or dense (default: the rig's)."),
+    reward: str = typer.Option("shaped", "--reward",
+                               help="SAC's reward: shaped (sparse + potential-based shaping from the task's dense "
+                                    "terms), sparse, dense, or rig (the rig's task.reward)."),
     eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Environment steps between evaluations."),
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: / diffusion: / diffusion_train: sections."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
@@ -137,8 +142,8 @@ def train_sim(
         raise typer.BadParameter(f"'{policy}': must be sac or diffusion", param_hint="--policy")
     if obs not in ("state", "pixels"):
         raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
-    if reward not in (None, "sparse", "dense"):
-        raise typer.BadParameter(f"'{reward}': must be sparse or dense", param_hint="--reward")
+    if reward not in ("shaped", "sparse", "dense", "rig"):
+        raise typer.BadParameter(f"'{reward}': must be shaped, sparse, dense or rig", param_hint="--reward")
     try:
         rig_config = load_rig(rig)
     except ConfigError as error:
@@ -153,7 +158,8 @@ def train_sim(
     if policy == "sac":
         summary |= train_sac_in_twins(
             task=task, rig_path=rig_path, full=full, curriculum=curriculum and randomize != "none", envs_count=envs,
-            steps=steps, seed=seed, demo_episodes=10 if demo_episodes is None else demo_episodes, reward=reward,
+            steps=steps, seed=seed, demo_episodes=10 if demo_episodes is None else demo_episodes,
+            reward=None if reward == "rig" else reward,
             obs=obs, config=config, debug=debug, eval_every=eval_every, out=out)
         message = f"final success {summary['final_success_rate']:.2f} after {summary['env_steps']} env steps"
     else:
