@@ -152,7 +152,8 @@ class Objective:
     def residuals(self, x: np.ndarray) -> np.ndarray:
         self.evaluations += 1
         self.progress.update(1)
-        tcp, joints = segment_errors(with_dynamics(self.rig, self.dynamics(x)), self.segments, self.config.washout_steps)
+        rig = with_dynamics(self.rig, self.dynamics(x))
+        tcp, joints = segment_errors(rig, self.segments, self.config.washout_steps)
         residual = np.concatenate([tcp.ravel(), self.config.joint_weight * joints.ravel()])
         return residual if np.all(np.abs(residual) < DIVERGED_COST) else np.full_like(residual, DIVERGED_COST)
 
@@ -213,7 +214,9 @@ class SysidResult:
 def identify(rig: RigConfig, episodes: list[LoggedEpisode], config: SysidConfig) -> SysidResult:
     """Fit `config.params` and the command latency of the twin of `rig` to the logged episodes."""
     if not isinstance(rig.arm, TwinArm):
-        raise ValueError(f"rig '{rig.name}': identification fits a twin rig (arm.backend 'twin'), got '{rig.arm.backend}'")
+        raise ValueError(
+            f"rig '{rig.name}': identification fits a twin rig (arm.backend 'twin'), got '{rig.arm.backend}'"
+        )
     began = time.perf_counter()
     train, held = split_segments(episodes, config)
     washout = config.washout_steps
@@ -236,7 +239,9 @@ def identify(rig: RigConfig, episodes: list[LoggedEpisode], config: SysidConfig)
         objective.close()
     result.fitted = fitted
     fitted_rig = with_dynamics(rig, fitted)
-    result.after = {"train": error_summary(fitted_rig, train, washout), "held_out": error_summary(fitted_rig, held, washout)}
+    result.after = {
+        "train": error_summary(fitted_rig, train, washout), "held_out": error_summary(fitted_rig, held, washout)
+    }
     result.evaluations = objective.evaluations
     result.seconds = time.perf_counter() - began
     return result
@@ -251,13 +256,17 @@ def write_fitted_rig(rig: str | Path, fitted: TwinDynamics, out: Path) -> RigCon
     if model is not None and not Path(model).is_absolute():  # keep a relative MJCF path pointing at its file
         data["arm"]["model"] = str((source.parent / model).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# {source.name} with twin dynamics identified by `tether sim sysid`\n" + yaml.safe_dump(data, sort_keys=False))
+    header = f"# {source.name} with twin dynamics identified by `tether sim sysid`\n"
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return load_rig(out)
 
 
 def error_table(result: SysidResult) -> str:
     """Before/after trajectory errors on training and held-out segments, as a markdown table."""
-    lines = ["| segments | dynamics | TCP RMS (mm) | TCP at segment end (mm) | joint RMS (mrad) |", "|---|---|---|---|---|"]
+    lines = [
+        "| segments | dynamics | TCP RMS (mm) | TCP at segment end (mm) | joint RMS (mrad) |",
+        "|---|---|---|---|---|",
+    ]
     for split in ("train", "held_out"):
         for when, errors in (("before", result.before), ("after", result.after)):
             e = errors[split]

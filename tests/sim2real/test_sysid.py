@@ -19,7 +19,8 @@ def twin_log(rig, seconds: float, seed: int = 0) -> LoggedEpisode:
     sim = nominal_twin(rig)
     sim.reset(np.random.default_rng(seed))
     arm = SteppedTwinArm(sim)
-    plan = plan_excitation(arm.read()[0][spaces.TCP_POSE][:3], rig, seconds, np.random.default_rng(seed), ExcitationConfig())
+    start = arm.read()[0][spaces.TCP_POSE][:3]
+    plan = plan_excitation(start, rig, seconds, np.random.default_rng(seed), ExcitationConfig())
     return LoggedEpisode.from_arrays(0, run_excitation(arm, plan, rig))
 
 

@@ -162,6 +162,9 @@ def sysid(
     max_latency: int = typer.Option(3, "--max-latency", min=0, max=10, help="Largest command latency tried (steps)."),
     max_evals: int = typer.Option(200, "--max-evals", min=1, help="Replays the continuous fit may spend."),
     segment_steps: int = typer.Option(20, "--segment-steps", min=2, help="Control periods per replayed segment."),
+    joint_weight: float = typer.Option(
+        0.3, "--joint-weight", min=0.0, help="Metres of TCP error one radian of joint error counts as (0: TCP only)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of CMA-ES."),
     json_out: Path | None = typer.Option(None, "--json", help="Report as JSON (default: next to --out)."),
 ) -> None:
@@ -177,6 +180,7 @@ def sysid(
         config = SysidConfig(
             params=tuple(p.strip() for p in params.split(",") if p.strip()), method=method,
             max_latency=max_latency, max_evals=max_evals, segment_steps=segment_steps, seed=seed,
+            joint_weight=joint_weight,
         )
         rig_config = load_rig(rig)
         episodes = load_log(log_store, rig_config.arm.control_rate_hz)
