@@ -269,6 +269,7 @@ def train_sac(
     out_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    checkpoint_config: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `agent` online in `env`; evaluate in `eval_env` every `eval_every` steps; write to `out_dir`.
 
@@ -279,6 +280,8 @@ def train_sac(
     after every `checkpoint_every` steps, and at the last step. With `resume` and a checkpoint in
     `out_dir`, the run continues from it; resuming from an episode-end checkpoint repeats the
     uninterrupted run exactly, interventions included when the expert keeps its randomness in `rng`.
+    `checkpoint_config` (JSON) goes into every checkpoint's config.json, e.g. the frozen base policy that
+    `env` steers, which a loader needs to act.
     """
     action_dim = env.action_space.shape[0]
     if action_dim != agent.action_dim:
@@ -350,7 +353,8 @@ def train_sac(
         due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
         if out_dir is not None and (due or step == config.steps):
             state.last_checkpoint = step
-            _checkpoint(agent, config, state, rng, online, demos, out_dir, seed, fps=env.metadata.get("render_fps", 10))
+            _checkpoint(agent, config, state, rng, online, demos, out_dir, seed,
+                        fps=env.metadata.get("render_fps", 10), extra=checkpoint_config)
     return TrainResult(curve=state.curve, env_steps=state.env_steps, learning_steps=state.learning_steps,
                        critic_updates=int(agent.critic_updates) - state.updates_at_start,
                        update_seconds=state.update_seconds, interventions=state.interventions)
@@ -375,13 +379,15 @@ def _evaluate_point(agent: SACAgent, eval_env: gym.Env, config: LoopConfig, stat
 
 
 def _checkpoint(agent: SACAgent, config: LoopConfig, state: LoopState, rng: np.random.Generator,
-                online: ReplayBuffer, demos: ReplayBuffer, out_dir: Path, seed: int, fps: float) -> None:
+                online: ReplayBuffer, demos: ReplayBuffer, out_dir: Path, seed: int, fps: float,
+                extra: dict[str, Any] | None) -> None:
     """Buffers first, then the agent checkpoint that refers to them (its rename is the commit point)."""
     state.rng = rng.bit_generator.state
     save_replay(online, out_dir / REPLAY_DIR / ONLINE_STORE, source="policy", fps=fps)
     save_replay(demos, out_dir / REPLAY_DIR / DEMO_STORE, source="hil", fps=fps)
     agent.save(out_dir / CHECKPOINT_DIR,
-               extra_config={"loop": json.loads(config.model_dump_json()), "env_steps": state.env_steps, "seed": seed},
+               extra_config={"loop": json.loads(config.model_dump_json()), "env_steps": state.env_steps, "seed": seed,
+                             **(extra or {})},
                extra_meta={"loop_state": asdict(state)})
 
 

@@ -68,7 +68,8 @@ def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
 
 
 def eval_command(
-    policy: Path | None = typer.Option(None, "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
+    policy: Path | None = typer.Option(None, "--policy", help="Checkpoint folder: SAC (plain, residual or noise-steered "
+                                       "on its frozen diffusion base) or diffusion."),
     task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
@@ -96,23 +97,31 @@ def eval_command(
         rig_given = rig if rig != DEFAULT_RIG else None
         twin_replay_command(policy, twin_replay, rig_given, episodes, json_out)
         return
-    from tether.policies.checkpoint import checkpoint_kind
+    from tether.policies.checkpoint import checkpoint_config, checkpoint_kind
     from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
     from tether.policies.diffusion import DiffusionPolicy
     from tether.policies.diffusion_train import rollout
-    from tether.policies.sac import SACAgent
+    from tether.policies.sac import SACAgent, space_to_json
     from tether.policies.sac_loop import evaluate
+    from tether.policies.steering import Steering
     from tether.sim2real.twin import make_env
 
     if not policy.is_dir():
         raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
     try:
         agent = DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
+        config = checkpoint_config(policy)
+        steering = None if isinstance(agent, DiffusionPolicy) else Steering.from_checkpoint_config(config)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
     pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)
     env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
-    if env.observation_space != agent.observation_space:
+    if steering is not None:  # residual or noise-space SAC: the frozen base it steers acts too
+        try:
+            env = steering.wrap(env, seed)
+        except (FileNotFoundError, ValueError) as error:
+            raise typer.BadParameter(f"{policy}: its base policy: {error}", param_hint="--policy") from None
+    if space_to_json(env.observation_space) != space_to_json(agent.observation_space):  # checkpoints keep no bounds
         raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
     if isinstance(agent, DiffusionPolicy):
         result = rollout(agent, env, episodes, seed=seed, record=True)

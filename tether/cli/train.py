@@ -94,23 +94,13 @@ def scripted_operator(env, seed: int):
     return ResidualExpert(operator, env) if isinstance(env, ResidualEnv) else operator
 
 
-def residual_env(env, base_policy: Path, scale: float, seed: int):
-    """`env` with a frozen diffusion policy proposing and the learner adding a residual (synchronous chunks)."""
-    from tether.policies.diffusion import DiffusionPolicy, chunked_policy
-    from tether.policies.residual import ResidualEnv
-
+def steered_env(env, steering, seed: int):
+    """`env` as SAC sees it on a frozen diffusion base (`tether.policies.steering.Steering`); errors become the
+    command line's, naming --base-policy."""
     try:
-        policy = DiffusionPolicy.load(base_policy)
+        return steering.wrap(env, seed)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--base-policy") from None
-    missing = [k for k in policy.observation_keys if k not in env.observation_space.spaces]
-    if missing:
-        raise typer.BadParameter(f"{base_policy}: needs observation {missing}, which this env lacks",
-                                 param_hint="--base-policy")
-    try:
-        return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), scale)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--residual-scale") from None
 
 
 def run_sac(
@@ -131,11 +121,16 @@ def run_sac(
     progress: bool = True,
     base_policy: Path | None = None,
     residual_scale: float = 0.2,
+    steer: str = "residual",
+    noise_scale: float = 1.5,
 ) -> TrainResult:
     """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop.
 
-    With a `base_policy` (a diffusion checkpoint) SAC learns a residual on top of it: the env becomes
-    `tether.policies.residual.ResidualEnv` and scripted demos / interventions are mapped into residuals.
+    With a `base_policy` (a diffusion checkpoint) SAC steers it (`tether.policies.steering`): with `steer`
+    'residual' it learns a residual of at most `residual_scale` on the base's actions, and scripted demos /
+    interventions are mapped into residuals; with 'noise' it picks the initial noise of the base's sampler
+    (times `noise_scale`) once per chunk, and learns from its own experience only (an expert's action has no
+    noise to replay), with no grasp critic (the action is noise, not arm + gripper).
 
     With a reward `classifier` (or a rig whose task.reward is 'classifier'), training sees the
     classifier's reward and episode ends instead of the twin's; evaluation still counts true success.
@@ -146,13 +141,25 @@ def run_sac(
     from tether.policies.reward_classifier import ClassifierReward, RewardClassifier
     from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import ExpertTakeover, collect_demos, result_json, train_sac
+    from tether.policies.steering import CONFIG_KEY, Steering
 
+    steering = None
+    if base_policy is not None:
+        try:
+            steering = Steering(base_policy, steer, residual_scale if steer == "residual" else noise_scale)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--steer") from None
+        if steer == "noise" and (demos is not None or demo_episodes or interventions != "none"):
+            raise typer.BadParameter("noise steering learns from its own chunks only: drop --demos, "
+                                     "--demo-episodes and --interventions", param_hint="--steer")
+        if steer == "noise":
+            sac = sac.model_copy(update={"grasp_critic": False})
     env = make_twin(task, obs_mode, rig)
     rig_task = env.unwrapped.rig.task
     classifier = classifier or (rig_task.classifier if rig_task.reward == "classifier" else None)
     eval_env = make_twin(task, obs_mode, rig)
-    if base_policy is not None:
-        env, eval_env = (residual_env(e, base_policy, residual_scale, seed) for e in (env, eval_env))
+    if steering is not None:
+        env, eval_env = (steered_env(e, steering, seed) for e in (env, eval_env))
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
     if demos is not None:
@@ -173,10 +180,12 @@ def run_sac(
     agent = SACAgent(env.observation_space, action_dim, sac, seed=seed)
     result = train_sac(agent, env, loop.model_copy(update={"steps": steps}), seed=seed, demos=demo_buffer,
                        intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
-                       progress=progress)
+                       progress=progress,
+                       checkpoint_config={CONFIG_KEY: steering.to_json()} if steering is not None else None)
     if out is not None:
         summary = {"task": task, "obs": obs_mode, "seed": seed, "intervention_mode": interventions,
                    "base_policy": str(base_policy) if base_policy else None, "residual_scale": residual_scale,
+                   "steer": steer if base_policy else None, "noise_scale": noise_scale,
                    "demo_transitions": len(demo_buffer), **result_json(result)}
         (out / RESULT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     env.close()
@@ -206,8 +215,11 @@ def sac_command(
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint if it exists."),
-    base_policy: Path | None = typer.Option(None, "--base-policy", help="Diffusion checkpoint to learn a residual on."),
+    base_policy: Path | None = typer.Option(None, "--base-policy", help="Frozen diffusion checkpoint for SAC to steer."),
+    steer: str = typer.Option("residual", "--steer", help="With --base-policy: residual (on its actions) or noise "
+                              "(its sampler's initial noise, DSRL)."),
     residual_scale: float = typer.Option(0.2, "--residual-scale", min=0.0, help="Largest residual per action dim."),
+    noise_scale: float = typer.Option(1.5, "--noise-scale", min=0.0, help="--steer noise: noise = scale * action."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
     if obs not in ("state", "pixels"):
@@ -216,6 +228,8 @@ def sac_command(
         raise typer.BadParameter(f"'{interventions}': must be none or scripted", param_hint="--interventions")
     if demos is not None and not demos.exists():
         raise typer.BadParameter(f"{demos}: no such store", param_hint="--demos")
+    if steer != "residual" and base_policy is None:
+        raise typer.BadParameter(f"'{steer}' steers a base policy: give --base-policy DIR", param_hint="--steer")
     file = read_train_file(config)
     sac_values = {**(DEBUG_SAC if debug else {}), **file.sac, **({"utd_ratio": utd} if utd else {})}
     loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop, **({"eval_every": eval_every} if eval_every else {})}
@@ -227,7 +241,8 @@ def sac_command(
     loop = _validated(LoopConfig, loop_values, "loop")
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
                      demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
-                     resume=resume, base_policy=base_policy, residual_scale=residual_scale)
+                     resume=resume, base_policy=base_policy, residual_scale=residual_scale, steer=steer,
+                     noise_scale=noise_scale)
     final = result.curve[-1] if result.curve else {}
     typer.echo(f"{task} ({obs}): final success {final.get('success_rate', float('nan')):.2f} after {steps} steps; "
                f"{result.updates_per_second:.1f} updates/s, UTD achieved {result.utd_achieved:.2f}; wrote {out}")

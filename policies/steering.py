@@ -1,0 +1,59 @@
+"""SAC on a frozen diffusion policy, either way this stack offers: a bounded residual added to the base's
+actions (`tether.policies.residual`, ResFiT-style) or the initial noise of the base's sampler
+(`tether.policies.noise_steering`, DSRL). The same `Steering` builds the env the RL actor sees when it
+trains and when it is evaluated or deployed, and travels in the SAC checkpoint's config.json:
+
+    config.json  "base_policy": {"path": "/abs/dp/best", "steer": "residual" | "noise", "scale": 0.2}
+
+`scale` is the residual bound per action dimension, or the noise scale (noise = scale * action).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from tether.policies.diffusion import DiffusionPolicy, chunked_policy
+from tether.policies.noise_steering import NoiseSteeringEnv
+from tether.policies.residual import ResidualEnv
+
+Steer = Literal["residual", "noise"]
+STEERS: tuple[str, ...] = ("residual", "noise")
+CONFIG_KEY = "base_policy"
+
+
+@dataclass(frozen=True)
+class Steering:
+    """Which frozen diffusion checkpoint the RL actor steers, how, and how far."""
+
+    base: Path
+    steer: Steer
+    scale: float
+
+    def __post_init__(self) -> None:
+        if self.steer not in STEERS:
+            raise ValueError(f"steer '{self.steer}': must be one of {', '.join(STEERS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(Path(self.base).resolve()), "steer": self.steer, "scale": self.scale}
+
+    @classmethod
+    def from_checkpoint_config(cls, config: dict[str, Any]) -> Steering | None:
+        """The steering a SAC checkpoint was trained with, or None for a plain SAC policy."""
+        entry = config.get(CONFIG_KEY)
+        if entry is None:
+            return None
+        return cls(base=Path(entry["path"]), steer=entry["steer"], scale=float(entry["scale"]))
+
+    def wrap(self, env: gym.Env, seed: int) -> gym.Env:
+        """`env` as the RL actor sees it; the base is loaded from its checkpoint (errors name it and the reason)."""
+        policy = DiffusionPolicy.load(self.base)
+        missing = [k for k in policy.observation_keys if k not in env.observation_space.spaces]
+        if missing:
+            raise ValueError(f"{self.base}: needs observation {missing}, which this env lacks")
+        if self.steer == "residual":
+            return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), self.scale)
+        return NoiseSteeringEnv(env, policy, noise_scale=self.scale)
