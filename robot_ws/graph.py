@@ -158,7 +158,9 @@ class Graph:
             return TwinArmBackend(self.world)
         from tether.robot_ws.drivers import make_arm
 
-        return make_arm(rig)
+        backend = make_arm(rig)
+        backend.connect()  # a hardware arm connects here, as the camera drivers do; shutdown closes it
+        return backend
 
     def _camera_drivers(self, rig: RigConfig) -> dict:
         drivers = {}
@@ -248,6 +250,8 @@ class Graph:
             executor.shutdown(timeout_sec=2.0)
         for node in self.nodes.values():  # kept in self.nodes: their counters and results stay readable
             node.destroy_node()
+        if arm is not None:
+            arm.backend.close()
 
     def __enter__(self) -> Graph:
         return self.start()

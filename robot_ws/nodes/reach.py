@@ -22,9 +22,9 @@ STATE_PERIOD_S = 0.02
 
 class ReachNode(Node):
     def __init__(self, rig: RigConfig, *, seed: int = 0, **node_kwargs) -> None:
-        super().__init__("reach", namespace=rig.namespace, **node_kwargs)
         if rig.task.name != Reach.name:
             raise ValueError(f"rig '{rig.name}': the reach node judges task 'reach', not '{rig.task.name}'")
+        super().__init__("reach", namespace=rig.namespace, **node_kwargs)
         self.rig = rig
         self.rng = np.random.default_rng(seed)
         self.target = sample_reach_target(rig.arm.workspace, self.rng)
