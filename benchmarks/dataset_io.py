@@ -7,12 +7,17 @@ diffusion window sampling (n_obs_steps 2, horizon 16, batch 64) in samples/s. Th
 has one resizable dataset per key, chunks of one frame for images, no compression, appended
 with resize + write per step, and samples with h5py fancy indexing from the file.
 
-    .venv/bin/python -m benchmarks.dataset_io [--episodes 4 --steps 100]
+Store writes run in child processes, alternating round by round with HDF5 and, given `--baseline
+REV`, with the store code of that git revision (tether.datasets as it was there), so before/after
+ratios come from one run on the same loaded machine; each figure is the median over rounds.
+
+    .venv/bin/python -m benchmarks.dataset_io [--episodes 4 --steps 100 --rounds 3 --baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +29,8 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+import tether.datasets.store
+from benchmarks.baseline import extract_package, run_module
 from benchmarks.report import markdown_table, write_results
 from tether.datasets.replay_io import replay_from_store
 from tether.datasets.sampler import SequenceSampler, TransitionSampler
@@ -31,6 +38,10 @@ from tether.datasets.store import EpisodeStore, EpisodeWriter
 
 REAL_TIME_FPS = 30.0
 STATE = {"state/tcp_pose": 7, "state/tcp_vel": 6, "state/gripper": 1, "state/joints": 7}
+WRITE_SETUPS = [  # name, cameras, height, width, share of --episodes recorded
+    ("3 cameras 128x128 + state", 3, 128, 128, 1.0),
+    ("2 cameras 640x480 + state", 2, 480, 640, 0.5),
+]
 
 
 def camera_frames(n: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -112,21 +123,44 @@ def disk_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def bench_write(tmp: Path, name: str, cameras: int, height: int, width: int, episodes: int, steps: int) -> dict:
-    space = make_space(cameras, height, width)
-    data = make_steps(space, steps)
-    frames = episodes * steps
-    store_s = write_store(tmp / f"{name}.zarr", space, data, episodes, steps)
-    hdf5_s = write_hdf5(tmp / f"{name}.h5", space, data, episodes, steps)
-    return {
-        "setup": name,
-        "frames": frames,
-        "store_fps": frames / store_s,
-        "hdf5_fps": frames / hdf5_s,
-        "store_x_real_time": frames / store_s / REAL_TIME_FPS,
-        "store_bytes_per_frame": disk_bytes(tmp / f"{name}.zarr") / frames,
-        "hdf5_bytes_per_frame": disk_bytes(tmp / f"{name}.h5") / frames,
-    }
+def bench_writes(episodes: int, steps: int, hdf5: bool = False) -> dict[str, dict[str, float]]:
+    """Frames/s and bytes/frame of every write setup, into the store (or, with `hdf5`, into HDF5)."""
+    writer = write_hdf5 if hdf5 else write_store
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="dataset_io-") as tmp:
+        for name, cameras, height, width, share in WRITE_SETUPS:
+            space = make_space(cameras, height, width)
+            data = make_steps(space, steps)
+            count = max(1, round(episodes * share))
+            path = Path(tmp) / name
+            cpu = time.process_time()
+            seconds = writer(path, space, data, count, steps)
+            cpu = time.process_time() - cpu
+            figures[name] = {"frames": count * steps, "fps": count * steps / seconds,
+                             "cpu_ms_per_frame": 1e3 * cpu / (count * steps),
+                             "bytes_per_frame": disk_bytes(path) / (count * steps)}
+    return figures
+
+
+def write_rounds(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict]]:
+    """Per side (store now, store at --baseline, HDF5), the write figures of each round, alternating."""
+    sizes = ["--episodes", str(args.episodes), "--steps", str(args.steps)]
+    override = ("tether.datasets", extract_package(args.baseline, "datasets", tmp)) if args.baseline else None
+    rounds: dict[str, list[dict]] = {"store": [], "baseline": [], "hdf5": []}
+    for _ in range(args.rounds):
+        rounds["store"].append(run_module("benchmarks.dataset_io", ["--write-only", *sizes]))
+        if override is not None:
+            before = run_module("benchmarks.dataset_io", ["--write-only", *sizes], override=override)
+            if not before.pop("store_module").startswith(str(override[1])):
+                raise SystemExit(f"baseline {args.baseline}: the child did not load the old tether.datasets")
+            rounds["baseline"].append(before)
+        rounds["hdf5"].append(bench_writes(args.episodes, args.steps, hdf5=True))
+    return rounds
+
+
+def median_figures(rounds: list[dict], setup: str) -> dict[str, float]:
+    keys = ("frames", "fps", "cpu_ms_per_frame", "bytes_per_frame")
+    return {key: float(np.median([r[setup][key] for r in rounds])) for key in keys}
 
 
 def bench_sampling(tmp: Path, episodes: int, steps: int) -> dict:
@@ -165,25 +199,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating write rounds; figures are medians.")
+    parser.add_argument("--baseline", help="Git revision whose tether.datasets is measured beside the current one.")
+    parser.add_argument("--write-only", action="store_true", help="Print the store's write figures as JSON (a child).")
     args = parser.parse_args()
+    if args.write_only:
+        figures = bench_writes(args.episodes, args.steps)
+        print(json.dumps({**figures, "store_module": tether.datasets.store.__file__}))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="dataset_io-"))
     try:
-        writes = [
-            bench_write(tmp, "3 cameras 128x128 + state", 3, 128, 128, args.episodes, args.steps),
-            bench_write(tmp, "2 cameras 640x480 + state", 2, 480, 640, max(1, args.episodes // 2), args.steps // 2),
-        ]
+        rounds = write_rounds(args, tmp)
         sampling = bench_sampling(tmp, args.episodes, args.steps)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    writes = []
+    for setup, *_ in WRITE_SETUPS:
+        store, hdf5 = median_figures(rounds["store"], setup), median_figures(rounds["hdf5"], setup)
+        before = median_figures(rounds["baseline"], setup) if rounds["baseline"] else None
+        writes.append({"setup": setup, "frames": store["frames"], "store_fps": store["fps"], "hdf5_fps": hdf5["fps"],
+                       "store_x_real_time": store["fps"] / REAL_TIME_FPS, "store_cpu_ms": store["cpu_ms_per_frame"],
+                       "store_bytes_per_frame": store["bytes_per_frame"], "hdf5_bytes_per_frame": hdf5["bytes_per_frame"],
+                       "baseline_fps": before and before["fps"], "baseline_cpu_ms": before and before["cpu_ms_per_frame"],
+                       "baseline_bytes_per_frame": before and before["bytes_per_frame"]})  # fmt: skip
+    rev = args.baseline
     write_rows = [
-        [w["setup"], w["store_fps"], w["store_x_real_time"], w["hdf5_fps"], w["store_fps"] / w["hdf5_fps"],
-         w["store_bytes_per_frame"] / 1e3, w["hdf5_bytes_per_frame"] / 1e3,
-         w["hdf5_bytes_per_frame"] / w["store_bytes_per_frame"]]
+        [w["setup"], w["store_fps"], w["store_x_real_time"],
+         *([w["baseline_fps"], f"{w['store_fps'] / w['baseline_fps']:.2f}x"] if rev else []),
+         f"{w['store_cpu_ms']:.2f}",
+         *([f"{w['baseline_cpu_ms']:.2f}", f"{w['baseline_cpu_ms'] / w['store_cpu_ms']:.2f}x"] if rev else []),
+         w["hdf5_fps"], w["store_fps"] / w["hdf5_fps"], w["store_bytes_per_frame"] / 1e3,
+         *([w["baseline_bytes_per_frame"] / 1e3] if rev else []),
+         w["hdf5_bytes_per_frame"] / 1e3, w["hdf5_bytes_per_frame"] / w["store_bytes_per_frame"]]
         for w in writes
     ]  # fmt: skip
     table = markdown_table(
-        ["recording", "store frames/s", "x real time (30 fps)", "HDF5 frames/s", "store / HDF5 speed",
-         "store kB/frame", "HDF5 kB/frame", "HDF5 / store size"],
+        ["recording", "store frames/s", "x real time (30 fps)",
+         *([f"store@{rev} frames/s", "wall speed-up"] if rev else []), "store CPU ms/frame",
+         *([f"store@{rev} CPU ms/frame", "CPU cost ratio"] if rev else []),
+         "HDF5 frames/s", "store / HDF5 speed", "store kB/frame",
+         *([f"store@{rev} kB/frame"] if rev else []), "HDF5 kB/frame", "HDF5 / store size"],
         write_rows,
     )  # fmt: skip
     sample_rows = [
@@ -196,14 +251,22 @@ def main() -> None:
     ]  # fmt: skip
     table += "\n\n" + markdown_table(["sampling", "samples/s", "vs HDF5"], sample_rows)
     load = os.getloadavg()[0]
+    command = (f"--episodes {args.episodes} --steps {args.steps} --rounds {args.rounds}"
+               + (f" --baseline {args.baseline}" if args.baseline else ""))
     notes = (
-        f"`.venv/bin/python -m benchmarks.dataset_io --episodes {args.episodes} --steps {args.steps}`, one process "
-        f"on a 2-core machine shared with other jobs (1-min load average {load:.1f} at the end). Recording is one `add_step` per frame with lossless images (blosc-zstd, one "
-        "frame per chunk, ~4 MiB shards) and the commit at each episode end; HDF5 is h5py with one-frame chunks, "
-        "no compression, resize + write per step. Frames are synthetic camera-like images (shading, a moving "
-        "object, sensor noise). The 640x480 run records half as many, half as long episodes."
+        f"`.venv/bin/python -m benchmarks.dataset_io {command}` on a 2-core machine shared with other jobs (1-min "
+        f"load average {load:.1f} at the end). Writes: median of {args.rounds} rounds, each a fresh child process "
+        "per store side, alternating with HDF5"
+        + (f" and with the store code of revision {args.baseline} (its tether.datasets, extracted by git archive)"
+           if args.baseline else "")
+        + ". CPU ms/frame is the writing process's CPU time (all its threads) per recorded frame, which other jobs on "
+        "the machine disturb far less than wall time. Recording is one `add_step` per frame with lossless images (blosc, one frame per chunk, ~4 MiB "
+        "shards) and the commit at each episode end; HDF5 is h5py with one-frame chunks, no compression, resize + "
+        "write per step. Frames are synthetic camera-like images (shading, a moving object, sensor noise). The "
+        f"640x480 run records half as many episodes of the same length ({args.steps} steps)."
     )
-    write_results("dataset_io", {"args": vars(args), "load_average": load, "write": writes, "sampling": sampling}, table, notes)
+    results = {"args": vars(args), "load_average": load, "write": writes, "write_rounds": rounds, "sampling": sampling}
+    write_results("dataset_io", results, table, notes)
     print(table)
 
 

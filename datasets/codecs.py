@@ -1,4 +1,5 @@
-"""Compression of store arrays: lossless blosc-zstd by default, JPEG / JPEG XL for images on request.
+"""Compression of store arrays: lossless blosc by default (lz4 for images, zstd for numbers), JPEG / JPEG XL for
+images on request.
 
 The lossy codecs are imagecodecs' numcodecs codecs wrapped for zarr v3 under their numcodecs
 names (`numcodecs.imagecodecs_jpeg`, `numcodecs.imagecodecs_jpegxl`). Importing this module
@@ -19,7 +20,6 @@ from zarr.errors import ZarrUserWarning
 
 ImageCodec = Literal["lossless", "jpeg", "jpegxl"]
 IMAGE_CODECS: tuple[str, ...] = ("lossless", "jpeg", "jpegxl")
-IMAGE_BLOCK_BYTES = 512 << 10
 
 
 class _ImageCodec(_NumcodecsArrayBytesCodec):
@@ -53,12 +53,11 @@ def number_compressors() -> list[BloscCodec]:
 def image_encoding(codec: ImageCodec, quality: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(keyword arguments for `create_array`, description for the store attrs) of an image codec."""
     if codec == "lossless":
-        # Bit-shuffled zstd at level 1 in 512 KiB blocks: blosc's default blocks for level 1 are small, and
-        # each block restarts zstd, so larger ones encode a 640x480 frame ~1.4x faster and ~5% smaller.
+        # Bit-shuffled lz4: on camera frames it encodes ~2.5x faster than bit-shuffled zstd-1 (the recording's
+        # largest CPU cost) and decodes ~2x faster, for ~8% more bytes (benchmarks/README.md, dataset_io).
         return (
-            {"compressors": [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle",
-                                        blocksize=IMAGE_BLOCK_BYTES)]},
-            {"name": "blosc-zstd", "lossless": True},
+            {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]},
+            {"name": "blosc-lz4", "lossless": True},
         )
     if not 1 <= quality <= 100:
         raise ValueError(f"image quality: must be in [1, 100], got {quality}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 
 from tether.config import DEFAULT_RIG
+
+if TYPE_CHECKING:
+    from tether.policies.sac_loop import EvalResult
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,44 @@ def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
         json_out.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
+                        record: bool = False) -> EvalResult:
+    """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin: SAC (with the frozen
+    diffusion base it steers, if any) or diffusion (synchronous chunks). Bad checkpoints raise BadParameter."""
+    from tether.policies.checkpoint import checkpoint_config, checkpoint_kind
+    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
+    from tether.policies.diffusion import DiffusionPolicy
+    from tether.policies.diffusion_train import rollout
+    from tether.policies.sac import SACAgent, space_to_json
+    from tether.policies.sac_loop import evaluate
+    from tether.policies.steering import Steering
+    from tether.sim2real.twin import make_env
+
+    if not policy.is_dir():
+        raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
+    try:
+        agent = DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
+        config = checkpoint_config(policy)
+        steering = None if isinstance(agent, DiffusionPolicy) else Steering.from_checkpoint_config(config)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--policy") from None
+    pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)
+    env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
+    if steering is not None:  # residual or noise-space SAC: the frozen base it steers acts too
+        try:
+            env = steering.wrap(env, seed)
+        except (FileNotFoundError, ValueError) as error:
+            raise typer.BadParameter(f"{policy}: its base policy: {error}", param_hint="--policy") from None
+    if space_to_json(env.observation_space) != space_to_json(agent.observation_space):  # checkpoints keep no bounds
+        raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
+    if isinstance(agent, DiffusionPolicy):
+        result = rollout(agent, env, episodes, seed=seed, record=record)
+    else:
+        result = evaluate(lambda obs: agent.act(obs, deterministic=True), env, episodes, seed=seed, record=record)
+    env.close()
+    return result
+
+
 def eval_command(
     policy: Path | None = typer.Option(None, "--policy", help="Checkpoint folder: SAC (plain, residual or noise-steered "
                                        "on its frozen diffusion base) or diffusion."),
@@ -97,37 +139,7 @@ def eval_command(
         rig_given = rig if rig != DEFAULT_RIG else None
         twin_replay_command(policy, twin_replay, rig_given, episodes, json_out)
         return
-    from tether.policies.checkpoint import checkpoint_config, checkpoint_kind
-    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
-    from tether.policies.diffusion import DiffusionPolicy
-    from tether.policies.diffusion_train import rollout
-    from tether.policies.sac import SACAgent, space_to_json
-    from tether.policies.sac_loop import evaluate
-    from tether.policies.steering import Steering
-    from tether.sim2real.twin import make_env
-
-    if not policy.is_dir():
-        raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
-    try:
-        agent = DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
-        config = checkpoint_config(policy)
-        steering = None if isinstance(agent, DiffusionPolicy) else Steering.from_checkpoint_config(config)
-    except (FileNotFoundError, ValueError) as error:
-        raise typer.BadParameter(str(error), param_hint="--policy") from None
-    pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)
-    env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
-    if steering is not None:  # residual or noise-space SAC: the frozen base it steers acts too
-        try:
-            env = steering.wrap(env, seed)
-        except (FileNotFoundError, ValueError) as error:
-            raise typer.BadParameter(f"{policy}: its base policy: {error}", param_hint="--policy") from None
-    if space_to_json(env.observation_space) != space_to_json(agent.observation_space):  # checkpoints keep no bounds
-        raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
-    if isinstance(agent, DiffusionPolicy):
-        result = rollout(agent, env, episodes, seed=seed, record=True)
-    else:
-        result = evaluate(lambda obs: agent.act(obs, deterministic=True), env, episodes, seed=seed, record=True)
-    env.close()
+    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True)
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
     summary = {
         "policy": str(policy), "task": task, "episodes": episodes, "seed": seed,

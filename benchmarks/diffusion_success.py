@@ -1,0 +1,176 @@
+"""Success of the diffusion policy trained on scripted demos, then after residual RL fine-tuning, in the twin.
+
+Per task x observation mode x demo count x seed, the same code paths as the command line:
+  1. record N scripted-operator episodes into a store (`tether sim expert --out`);
+  2. train a diffusion policy on them (`tether train diffusion`; twin rollouts pick best/);
+  3. evaluate best/ over --episodes held-out episodes (`tether eval`): the base success;
+  4. fine-tune a residual SAC actor on the frozen base for --finetune-steps environment steps
+     (`tether train sac --base-policy best/ --steer residual`), evaluating every --finetune-eval-every steps;
+  5. evaluate the fine-tuned checkpoint (base + residual) on the same --episodes episodes.
+Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
+(rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success.
+
+The issue's protocol (pixels, 50 and 200 demos, 3 seeds x 50 episodes, paper-size DDPM/DDIM policy) is the
+default and is days of CPU on a 2-core machine; a run with other settings is labelled REDUCED with the
+differences listed in its notes.
+
+    .venv/bin/python -m benchmarks.diffusion_success                   # the full protocol
+    .venv/bin/python -m benchmarks.diffusion_success --obs state --seeds 1 --episodes 20 --size small \\
+        --objective flow --epochs 15 --finetune-steps 1500            # what fits in an hour here
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.report import markdown_table, write_results
+from benchmarks.sample_efficiency import SAC, iqm_curve
+from tether.cli.eval import evaluate_checkpoint
+from tether.cli.sim import run_expert
+from tether.cli.train import make_twin, run_sac
+from tether.datasets.store import EpisodeStore
+from tether.policies.diffusion import DiffusionConfig
+from tether.policies.diffusion_train import TrainConfig, train_diffusion
+from tether.policies.sac import SACConfig
+from tether.policies.sac_loop import LoopConfig
+
+PROTOCOL = dict(tasks=["pick_cube"], obs="pixels", demos=[50, 200], seeds=3, episodes=50, size="paper",
+                objective="ddpm")
+SIZES = {  # (DiffusionConfig overrides, TrainConfig overrides)
+    "paper": ({}, {}),
+    "small": ({"down_dims": (64, 128), "step_embed_dim": 32,
+               "vision": {"widths": (32, 64), "blocks_per_stage": 1, "keypoints": 16, "latent_dim": 32}},
+              {"lr": 1e-3, "warmup_steps": 50}),
+}
+EVAL_SEED = 100_000  # evaluation episodes never share a seed with a demo
+DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
+
+
+def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Namespace) -> dict:
+    """Steps 1-5 of the module docstring for one seed; returns its figures."""
+    start = time.perf_counter()
+    folder = args.runs_dir / f"{task}_{obs}_{demos}demos_s{seed}"
+    store = folder / "demos.zarr"
+    if not store.exists():
+        run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
+    policy_values, train_values = SIZES[args.size]
+    policy_config = DiffusionConfig.model_validate({**policy_values, "objective": args.objective})
+    train_config = TrainConfig.model_validate({**train_values, "epochs": args.epochs,
+                                               "eval_every": args.diffusion_eval_every,
+                                               "eval_episodes": args.diffusion_eval_episodes})
+    env = make_twin(task, obs, args.rig)
+    train_diffusion(EpisodeStore(store), env.observation_space, policy_config, train_config, seed=seed,
+                    eval_env=env, out_dir=folder / "dp", progress=False)
+    env.close()
+    trained = time.perf_counter()
+    base = evaluate_checkpoint(folder / "dp" / "best", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+    loop = LoopConfig(eval_every=args.finetune_eval_every, eval_episodes=args.finetune_eval_episodes)
+    demo_episodes = args.finetune_demos
+    while True:
+        try:
+            finetune = run_sac(task=task, obs_mode=obs, steps=args.finetune_steps, seed=seed, sac=SACConfig(**SAC),
+                               loop=loop, demo_episodes=demo_episodes, rig=args.rig, out=folder / "residual",
+                               progress=False, base_policy=folder / "dp" / "best",
+                               residual_scale=args.residual_scale)
+            break
+        except RuntimeError as error:  # the operator, bounded to residuals of a weak base, cannot finish demos
+            if not demo_episodes:
+                raise
+            print(f"{folder.name}: {error}; fine-tuning without demos (recorded in the results)")
+            demo_episodes = 0
+    tuned = evaluate_checkpoint(folder / "residual" / "checkpoint", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+    curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in finetune.curve]
+    beaten = [steps for steps, success in curve if success > base.success_rate]
+    figures = {"task": task, "obs": obs, "demos": demos, "seed": seed, "residual_demos": demo_episodes,
+               "base_success": base.success_rate,
+               "finetuned_success": tuned.success_rate, "finetune_curve": curve,
+               "steps_to_beat_base": beaten[0] if beaten else None,
+               "minutes_diffusion": (trained - start) / 60, "minutes_total": (time.perf_counter() - start) / 60}
+    print(json.dumps(figures))
+    return figures
+
+
+def reduced_from_protocol(args: argparse.Namespace) -> list[str]:
+    """How this run's settings differ from the issue's protocol (empty for a full run)."""
+    return [f"{name} {getattr(args, name)} (protocol {value})" for name, value in PROTOCOL.items()
+            if getattr(args, name) != value]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=PROTOCOL["tasks"], choices=["pick_cube", "peg_insert"])
+    parser.add_argument("--obs", default=PROTOCOL["obs"], choices=["state", "pixels"])
+    parser.add_argument("--demos", nargs="+", type=int, default=PROTOCOL["demos"])
+    parser.add_argument("--seeds", type=int, default=PROTOCOL["seeds"])
+    parser.add_argument("--episodes", type=int, default=PROTOCOL["episodes"], help="evaluation episodes per seed")
+    parser.add_argument("--size", choices=sorted(SIZES), default=PROTOCOL["size"])
+    parser.add_argument("--objective", choices=["ddpm", "flow"], default=PROTOCOL["objective"])
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--diffusion-eval-every", type=int, default=10, help="epochs between twin rollouts")
+    parser.add_argument("--diffusion-eval-episodes", type=int, default=10)
+    parser.add_argument("--finetune-steps", type=int, default=20_000)
+    parser.add_argument("--finetune-eval-every", type=int, default=2_000)
+    parser.add_argument("--finetune-eval-episodes", type=int, default=10)
+    parser.add_argument("--finetune-demos", type=int, default=20, help="scripted demos in the residual's buffer")
+    parser.add_argument("--residual-scale", type=float, default=0.2)
+    parser.add_argument("--rig", default="twin_panda")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/diffusion_success"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    conditions = []
+    for task, demos in itertools.product(args.tasks, args.demos):
+        runs = [run_condition(task, args.obs, demos, seed, args) for seed in range(args.seeds)]
+        (base_iqm,), base_ci = iqm_curve(np.array([[r["base_success"]] for r in runs]), args.bootstrap, seed=0)
+        (tuned_iqm,), tuned_ci = iqm_curve(np.array([[r["finetuned_success"]] for r in runs]), args.bootstrap, seed=0)
+        conditions.append({"task": task, "obs": args.obs, "demos": demos, "runs": runs,
+                           "base_iqm": base_iqm, "base_ci": base_ci[:, 0].tolist(),
+                           "finetuned_iqm": tuned_iqm, "finetuned_ci": tuned_ci[:, 0].tolist()})
+    rows = [[f"{c['task']} {c['obs']} {c['demos']} demos", args.seeds, args.episodes,
+             f"{c['base_iqm']:.2f} [{c['base_ci'][0]:.2f}, {c['base_ci'][1]:.2f}]",
+             f"{c['finetuned_iqm']:.2f} [{c['finetuned_ci'][0]:.2f}, {c['finetuned_ci'][1]:.2f}]",
+             ", ".join(str(r["steps_to_beat_base"] or "not within budget") for r in c["runs"]),
+             f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
+    table = markdown_table(["condition", "seeds", "eval episodes", "diffusion policy success IQM [95% CI]",
+                            f"+ residual SAC ({args.finetune_steps} steps) IQM [95% CI]",
+                            "fine-tuning steps to beat the base (per seed)", "minutes per seed"], rows)
+    differences = reduced_from_protocol(args)
+    label = ("REDUCED run, not the issue's protocol: " + "; ".join(differences) + ". "
+             if differences else "Full protocol. ")
+    command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
+    notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
+             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.epochs} epochs, best of twin "
+             f"rollouts every {args.diffusion_eval_every} epochs ({args.diffusion_eval_episodes} episodes). "
+             f"Residual SAC {json.dumps(SAC)}, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
+             f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
+             f"before and after; steps to beat the base compare each fine-tuning evaluation "
+             f"({args.finetune_eval_episodes} episodes) with that seed's base success. IQM over seeds with 95% "
+             f"stratified-bootstrap intervals (rliable, {args.bootstrap} replicates); with one seed the interval "
+             "is a point.")
+    write_results("diffusion_success", {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
+                                        "reduced": differences, "conditions": conditions}, table, notes)
+    print(table)
+
+
+def _given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The command-line flags whose values differ from the defaults, to quote the command that ran."""
+    flags = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.option_strings and value != action.default and action.dest != "help":
+            shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            flags.append(f"{action.option_strings[0]} {shown}")
+    return flags
+
+
+if __name__ == "__main__":
+    main()
