@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 TWIN_RIG = "twin_rig.yaml"
 SUMMARY_JSON = "summary.json"
 DEMO_STORE = "demos.zarr"
-REACH_SAC = {"grasp_critic": False}
-"""Reach ignores the gripper: no grasp critic, the actor drives the (held) gripper dimension."""
+REACH_SAC = {"grasp_critic": False, "hidden_dims": (128, 128), "batch_size": 128}
+"""Reach ignores the gripper (no grasp critic; the actor drives the held gripper's dimension), and its
+small state is served by a quarter of the default learner's compute per update."""
 
 
 class CurriculumListener:
