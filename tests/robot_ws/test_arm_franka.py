@@ -9,73 +9,19 @@ own, started by the one test collected here.
 
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
-from tether.config import RigConfig, load_rig
+from tether.config import RigConfig
 from tether.robot_ws.drivers import make_arm
+from tether.robot_ws.franky_server import SimServer, free_loopback_address, sim_rig
 from tether.robot_ws.interfaces import ArmBackend, DeviceError
 from tether.safety import translation_target
-
-FRANKA_PORTS = (1337, 1338)  # robot and gripper; fixed by the protocol, so each server needs its own address
-
-
-def free_loopback_address() -> str:
-    """A 127.x.y.z address on which both Franka ports are free (other test runs may hold some)."""
-    for _ in range(100):
-        address = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
-        try:
-            for port in FRANKA_PORTS:
-                with socket.socket() as probe:
-                    probe.bind((address, port))
-        except OSError:
-            continue
-        return address
-    raise RuntimeError("no free loopback address for franky-sim")
-
-
-class SimServer:
-    """franky-sim in a subprocess: `python -m franky_sim.run_server -s mujoco` on one address."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "franky_sim.run_server", "-s", "mujoco", "--hostname", self.address],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        ready = threading.Event()
-        lines: list[str] = []
-
-        def watch() -> None:
-            for line in self.process.stdout:
-                lines.append(line)
-                if "Connect to the server" in line:
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        if not ready.wait(60):
-            self.stop()
-            raise RuntimeError("franky-sim did not start: " + "".join(lines[-20:]))
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
 
 @pytest.fixture
 def sim() -> Iterator[SimServer]:
@@ -83,14 +29,6 @@ def sim() -> Iterator[SimServer]:
     server.start()
     yield server
     server.stop()
-
-
-def sim_rig(address: str) -> RigConfig:
-    """The shipped franka_realsense rig with the arm pointed at the sim server (no realtime kernel
-    here, and a faster dynamics factor so homing does not take most of the test's time)."""
-    rig = load_rig("franka_realsense")
-    arm = rig.arm.model_copy(update={"host": address, "realtime": False, "relative_dynamics_factor": 0.4})
-    return rig.model_copy(update={"arm": arm})
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
