@@ -25,9 +25,9 @@ Writing:
     EpisodeWriter.open(path)                          # append; open(path, obs_space, action_dim) checks the spec
     writer.write_episode(episode_arrays, source="sim")   # a whole tether.datasets.episode.EpisodeArrays
 
-Frames reach disk a shard (images, one frame per chunk, ~4 MiB per shard file) or a chunk
-(numbers) at a time, encoded on background threads, so memory stays bounded and the caller's
-control loop is not held up by compression.
+Frames reach disk a shard (images, one frame per chunk, ~4 MiB per shard file; a frame over 512 KiB
+is a file of its own) or a chunk (numbers) at a time, encoded on background threads, so memory stays
+bounded and the caller's control loop is not held up by compression.
 
 Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits. The path
 may also be a zip file made by `tether.datasets.pack.pack` (read-only sharing; writers refuse it).
@@ -75,7 +75,10 @@ SCHEMA_VERSION = 1
 LOCK_FILE = ".writer.lock"
 SHARD_BYTES = 4 << 20  # image frames are chunked one per chunk and stored ~4 MiB of frames per file
 MAX_SHARD_FRAMES = 64
-GROW_AHEAD_FRAMES = 64  # arrays grow at least this far past the cursor: a resize is a metadata write on zarr's loop
+# Below this many frames per shard (frames over 512 KiB, e.g. 640x480) each frame is its own file: zarr's
+# shard assembly then costs more CPU (~0.5-1 ms a frame) than it saves in file count.
+MIN_SHARD_FRAMES = 8
+GROW_AHEAD_FRAMES = 64  # arrays grow at least this far past the cursor (each resize is a metadata write)
 WRITE_THREADS = 8  # background writes: one per array in flight, plus the per-episode rows at a commit
 # Write chunks even when all-fill (zarr's default skips them): then a missing chunk file in the
 # committed range is damage that verify can name. zarr keeps this per open array, not on disk.
@@ -757,13 +760,14 @@ def _create_schema_arrays(
         image = is_image_key(key)
         kwargs = image_kwargs if image else {"compressors": number_compressors()}
         names = ("height", "width", "channel") if image else ("dim",)
-        shard_frames = int(np.clip(SHARD_BYTES // int(np.prod(shape)), 1, MAX_SHARD_FRAMES))
+        shard_frames = min(SHARD_BYTES // int(np.prod(shape)), MAX_SHARD_FRAMES)
+        sharded = image and shard_frames >= MIN_SHARD_FRAMES
         for path, rows, axis in ((_data_path(key), chunk_steps, "time"), (f"{FINAL}/{key}", episode_chunk, "episode")):
             root.create_array(
                 path,
                 shape=(0, *shape),
                 chunks=(1 if image else rows, *shape),
-                shards=(shard_frames, *shape) if image and axis == "time" else None,
+                shards=(shard_frames, *shape) if sharded and axis == "time" else None,
                 dtype=dtype,
                 dimension_names=(axis, *names),
                 config=config,

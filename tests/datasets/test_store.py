@@ -153,3 +153,24 @@ def test_bad_input_is_refused_with_the_reason(tmp_path: Path, marked: SimpleName
     with pytest.raises(StoreError, match="not a zarr store"):
         EpisodeStore(tmp_path / "missing.zarr")
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_large_frames_are_a_file_each_and_read_back_bit_exact(tmp_path: Path, marked: SimpleNamespace) -> None:
+    from tether.datasets.verify import verify
+
+    path, shape = tmp_path / "vga.zarr", (480, 640, 3)  # 900 KiB a frame: not sharded
+    episodes = [marked.episode(i, n, image_shape=shape) for i, n in enumerate([3, 2])]
+    with EpisodeWriter.create(path, marked.space(shape), marked.action_dim, fps=30) as writer:
+        writer.write_episode(episodes[0], source="teleop")
+        writer.begin_episode(source="teleop")  # discarded: its frame files go
+        writer.add_step(marked.obs(9, 0, shape), episodes[1].action[0])
+        writer.discard_episode()
+        writer.write_episode(episodes[1], source="teleop")
+    store = EpisodeStore(path)
+    assert store.array("data/images/front").shards is None
+    frames = sorted(p.relative_to(path / "data/images/front").as_posix()
+                    for p in (path / "data/images/front/c").rglob("*") if p.is_file())
+    assert frames == [f"c/{t}/0/0/0" for t in range(5)]
+    for i, episode in enumerate(episodes):
+        assert_episodes_equal(store.episode(i), episode)
+    assert verify(path).ok
