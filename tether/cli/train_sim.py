@@ -31,9 +31,19 @@ log = logging.getLogger(__name__)
 TWIN_RIG = "twin_rig.yaml"
 SUMMARY_JSON = "summary.json"
 DEMO_STORE = "demos.zarr"
-REACH_SAC = {"grasp_critic": False, "hidden_dims": (128, 128), "batch_size": 128}
-"""Reach ignores the gripper (no grasp critic; the actor drives the held gripper's dimension), and its
-small state is served by a quarter of the default learner's compute per update."""
+
+
+def task_sac_defaults(task: str, action_dim: int) -> dict[str, Any]:
+    """SAC settings a task starts from, under --debug and --config.
+
+    Reach ignores the gripper (no grasp critic; the actor drives the held gripper's dimension); its small
+    state is served by a quarter of the default learner's compute per update; and a target entropy of
+    -|A| instead of -|A|/2 keeps the deterministic policy, which deployment runs, as precise as the
+    stochastic one that trained (at -|A|/2 the mean stopped 2-5 cm short of targets the noisy policy reached).
+    """
+    if task != "reach":
+        return {}
+    return {"grasp_critic": False, "hidden_dims": (128, 128), "batch_size": 128, "target_entropy": -float(action_dim)}
 
 
 class CurriculumListener:
@@ -80,7 +90,8 @@ def train_sac_in_twins(*, task: str, rig_path: Path, full: RandomizationConfig, 
     from tether.sim2real.vector import env_seeds, make_twin_env, make_vector_env
 
     file = read_train_file(config)
-    sac_values = {**(REACH_SAC if task == "reach" else {}), **(DEBUG_SAC if debug else {}), **file.sac}
+    action_dim = load_rig(rig_path).arm.action_dim
+    sac_values = {**task_sac_defaults(task, action_dim), **(DEBUG_SAC if debug else {}), **file.sac}
     loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop, **({"eval_every": eval_every} if eval_every else {})}
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, {**loop_values, "steps": steps}, "loop")
@@ -90,7 +101,6 @@ def train_sac_in_twins(*, task: str, rig_path: Path, full: RandomizationConfig, 
     shaping = sac.discount if reward == "shaped" else None  # shaping wraps the sparse reward
     reward = "sparse" if shaping is not None else reward
     eval_env = make_twin_env(task, rig_path, obs, reward, ranges=full, shaping_discount=shaping)
-    action_dim = eval_env.action_space.shape[0]
     demos = ReplayBuffer(eval_env.observation_space, action_dim, loop.buffer_capacity)
     if demo_episodes:  # demos at the curriculum's starting ranges, where the policy starts too
         demo_env = make_twin_env(task, rig_path, obs, reward, ranges=schedule.ranges, shaping_discount=shaping)
