@@ -9,6 +9,9 @@ The residual problem is an ordinary gymnasium env, so the unchanged SAC loop tra
 
 Scripted interventions and demos act in the env's own action space; `ResidualExpert` maps them into the
 residual space (the residual that reproduces the expert's action as closely as the bound allows).
+
+`Residual` is the same bookkeeping without gymnasium, for the ROS 2 actor (the HIL loop on a robot) and
+for converting recorded demonstrations (`residual_episode`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from tether.datasets.episode import EpisodeArrays
 from tether.types import Observation
 
 BASE_ACTION = "state/base_action"
@@ -31,6 +35,11 @@ class BasePolicy(Protocol):
     def act(self, obs: Observation) -> np.ndarray: ...
 
 
+def base_action_space(action_dim: int) -> gym.spaces.Box:
+    """The observation entry `state/base_action`: the base's proposal, in action units."""
+    return gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+
+
 def compose(base: np.ndarray, residual: np.ndarray, scale: float) -> np.ndarray:
     """The executed action: the base plus the residual scaled into [-scale, scale], within [-1, 1]."""
     return np.clip(base + scale * np.clip(residual, -1.0, 1.0), -1.0, 1.0).astype(np.float32)
@@ -41,22 +50,62 @@ def residual_for(base: np.ndarray, target: np.ndarray, scale: float) -> np.ndarr
     return np.clip((np.asarray(target) - base) / scale, -1.0, 1.0).astype(np.float32)
 
 
+class Residual:
+    """A frozen base policy and the bound of the correction on top of it."""
+
+    def __init__(self, base: BasePolicy, scale: float) -> None:
+        if not 0 < scale <= 2:
+            raise ValueError(f"residual scale {scale}: must be in (0, 2] (actions span [-1, 1])")
+        self.base, self.scale = base, scale
+
+    def reset(self) -> None:
+        self.base.reset()
+
+    def observe(self, obs: Observation) -> Observation:
+        """`obs` with the base's proposal for it under `state/base_action` (advances a chunked base by one step)."""
+        base_action = np.asarray(self.base.act({k: obs[k] for k in self.base.observation_keys}), np.float32)
+        return {**obs, BASE_ACTION: base_action}
+
+    def execute(self, obs: Observation, residual: np.ndarray) -> np.ndarray:
+        return compose(obs[BASE_ACTION], residual, self.scale)
+
+    def residual_of(self, obs: Observation, action: np.ndarray) -> np.ndarray:
+        return residual_for(obs[BASE_ACTION], action, self.scale)
+
+
+def residual_episode(episode: EpisodeArrays, residual: Residual, keys: tuple[str, ...]) -> EpisodeArrays:
+    """A recorded episode (executed actions) as the residual learner sees it: observation `keys` plus the base's
+    proposal at every step (the base runs through the episode from a reset), actions as residuals."""
+    residual.reset()
+    obs = [residual.observe({k: episode.obs[k][t] for k in keys}) for t in range(len(episode))]
+    final_obs = residual.observe({k: episode.final_obs[k] for k in keys})
+    actions = np.stack([residual.residual_of(o, a) for o, a in zip(obs, episode.action)])
+    proposals = np.stack([
+        np.full_like(p, np.nan) if np.isnan(p).any() else residual.residual_of(o, p)
+        for o, p in zip(obs, episode.policy_action)
+    ])
+    return EpisodeArrays(
+        obs={k: np.stack([o[k] for o in obs]) for k in obs[0]}, final_obs=final_obs, action=actions,
+        policy_action=proposals.astype(np.float32), reward=episode.reward, terminated=episode.terminated,
+        truncated=episode.truncated, intervened=episode.intervened, timestamp=episode.timestamp,
+    )
+
+
 class ResidualEnv(gym.Wrapper):
     """`env` as the residual actor sees it (see the module docstring)."""
 
     def __init__(self, env: gym.Env, base: BasePolicy, scale: float) -> None:
-        if not 0 < scale <= 2:
-            raise ValueError(f"residual scale {scale}: must be in (0, 2] (actions span [-1, 1])")
+        self.residual = Residual(base, scale)
         super().__init__(env)
         self.base, self.scale = base, scale
         dim = env.action_space.shape[0]
         self.observation_space = gym.spaces.Dict(
-            {**env.observation_space.spaces, BASE_ACTION: gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)})
+            {**env.observation_space.spaces, BASE_ACTION: base_action_space(dim)})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)
         self.base_action = np.zeros(dim, np.float32)
 
     def reset(self, **kwargs: Any) -> tuple[Observation, dict[str, Any]]:
-        self.base.reset()
+        self.residual.reset()
         obs, info = self.env.reset(**kwargs)
         return self._with_base(obs), info
 
@@ -67,8 +116,9 @@ class ResidualEnv(gym.Wrapper):
         return self._with_base(obs), reward, terminated, truncated, info
 
     def _with_base(self, obs: Observation) -> Observation:
-        self.base_action = np.asarray(self.base.act({k: obs[k] for k in self.base.observation_keys}), np.float32)
-        return {**obs, BASE_ACTION: self.base_action}
+        obs = self.residual.observe(obs)
+        self.base_action = obs[BASE_ACTION]
+        return obs
 
 
 class ResidualExpert:

@@ -18,7 +18,7 @@ import gymnasium as gym
 
 from tether.policies.diffusion import DiffusionPolicy, chunked_policy
 from tether.policies.noise_steering import NoiseSteeringEnv
-from tether.policies.residual import ResidualEnv
+from tether.policies.residual import Residual, ResidualEnv
 
 Steer = Literal["residual", "noise"]
 STEERS: tuple[str, ...] = ("residual", "noise")
@@ -57,3 +57,11 @@ class Steering:
         if self.steer == "residual":
             return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), self.scale)
         return NoiseSteeringEnv(env, policy, noise_scale=self.scale)
+
+    def residual(self, *, seed: int, asynchronous: bool = True) -> Residual:
+        """The base and bound as the robot's actor node applies them: residual steering only, the base chunked
+        (asynchronously by default, so its inference never stalls the control loop)."""
+        if self.steer != "residual":
+            raise ValueError(f"{self.base}: '{self.steer}' steering runs in the twin only (tether eval, tether train "
+                             "sac); the actor node applies residual steering")
+        return Residual(chunked_policy(DiffusionPolicy.load(self.base), asynchronous=asynchronous, seed=seed), self.scale)

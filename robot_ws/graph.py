@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import gymnasium as gym
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -27,6 +28,8 @@ from rclpy.parameter import Parameter
 
 from tether import spaces
 from tether.config import RigConfig, TwinArm
+from tether.policies.checkpoint import checkpoint_config
+from tether.policies.residual import BASE_ACTION, base_action_space
 from tether.robot_ws.nodes.actor import ActorMode, ActorNode, load_policy
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
@@ -34,6 +37,9 @@ from tether.robot_ws.nodes.teleop import TeleopNode
 from tether.robot_ws.twin_backend import TwinArm as TwinArmBackend
 from tether.robot_ws.twin_backend import TwinCamera, TwinWorld
 from tether.robot_ws.twin_operator import OperatorMode, ScriptedTeleop
+
+if TYPE_CHECKING:  # torch and diffusers load only in processes that steer a base policy
+    from tether.policies.steering import Steering
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,9 @@ class GraphSpec:
     time_scale: float = 1.0
     seed: int = 0
     learner_kwargs: dict = field(default_factory=dict)
+    steering: Steering | None = None
+    """A frozen diffusion policy the actor's SAC policy corrects (residual RL; `tether train-hil --base-policy`).
+    A SAC `policy` checkpoint trained that way brings its own steering."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.nodes) - set(NODE_NAMES))
@@ -129,7 +138,7 @@ class Graph:
 
             self.nodes["learner"] = LearnerNode(
                 rig, self.observation_space(), spec.run_dir, demos=spec.demos, seed=spec.seed,
-                **spec.learner_kwargs, **self._kwargs(),
+                steering=spec.steering, **spec.learner_kwargs, **self._kwargs(),
             )
         if "recorder" in names:
             from tether.robot_ws.nodes.recorder import RecorderNode
@@ -145,12 +154,16 @@ class Graph:
             self.nodes["mirror"] = MirrorNode(rig, **self._kwargs())
         if "actor" in names:
             policy = load_policy(spec.policy, deterministic=spec.actor_mode == "eval") if spec.policy else None
-            # The actor assembles (and records) the spec's observation and whatever its policy needs.
+            steering = steering_of(spec)
+            residual = steering.residual(seed=spec.seed) if steering is not None else None
+            # The actor assembles (and records) the spec's observation and whatever its policy and base need.
             keys = tuple(self.observation_space().spaces)
-            if policy is not None:
-                keys += tuple(k for k in policy.observation_keys if k not in keys)
+            for needs in (policy, residual.base if residual is not None else None):
+                if needs is not None:
+                    keys += tuple(k for k in needs.observation_keys if k not in keys)
             self.nodes["actor"] = ActorNode(
-                rig, spec.actor_mode, keys, policy=policy, max_episodes=spec.max_episodes, **self._kwargs()
+                rig, spec.actor_mode, keys, policy=policy, residual=residual, max_episodes=spec.max_episodes,
+                **self._kwargs(),
             )
 
     def _arm_backend(self, rig: RigConfig):
@@ -261,14 +274,27 @@ class Graph:
 
 
 def observation_space_of(spec: GraphSpec):
-    """What the actor observes: proprioception plus cameras and/or the twin's task state."""
+    """What the actor observes: proprioception plus cameras and/or the twin's task state (and, steering a
+    base policy, the base's proposal)."""
     from tether.sim2real.twin.tasks import make_task
 
     rig, mode = spec.rig, spec.obs_mode
     cameras = list(rig.cameras) if mode in ("pixels", "all") else []
     twin = isinstance(rig.arm, TwinArm)
     extra = make_task(rig.task.name).state_dims if mode == "state" or (mode == "all" and twin) else None
-    return spaces.observation_space(cameras, extra_state=extra)
+    space = spaces.observation_space(cameras, extra_state=extra)
+    if spec.steering is None:
+        return space
+    return gym.spaces.Dict({**space.spaces, BASE_ACTION: base_action_space(rig.arm.action_dim)})
+
+
+def steering_of(spec: GraphSpec) -> Steering | None:
+    """The spec's own steering, else the one a SAC `policy` checkpoint was trained with."""
+    from tether.policies.steering import Steering
+
+    if spec.steering is not None or spec.policy is None:
+        return spec.steering
+    return Steering.from_checkpoint_config(checkpoint_config(spec.policy))
 
 
 def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:

@@ -11,6 +11,11 @@ limit and reset through the arm node's service.
 
 Modes: `hil` (policy acts, human may take over), `teleop` (only the human acts: recording
 demos) and `eval` (policy alone, deterministic).
+
+With a `residual` (a frozen base policy, `tether.policies.residual.Residual`) the policy is a residual
+learner: the observation gains the base's proposal (`state/base_action`), the policy's output is a
+bounded correction, the arm receives base + correction, and transitions carry the residual (a
+human's command is mapped to the residual that reproduces it), so the learner trains the residual.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from std_srvs.srv import Trigger
 
 from tether import spaces
 from tether.config import RigConfig
+from tether.policies.residual import BASE_ACTION, Residual
 from tether.robot_ws import messages, qos
 from tether.teleop.arbitration import StickyOverride
 from tether.types import Observation, Transition
@@ -115,14 +121,16 @@ class ActorNode(Node):
         observation_keys: tuple[str, ...],
         *,
         policy: Policy | None = None,
+        residual: Residual | None = None,
         max_episodes: int | None = None,
         **node_kwargs,
     ) -> None:
         super().__init__("actor", namespace=rig.namespace, **node_kwargs)
         self.rig = rig
         self.mode = mode
-        self.observation_keys = observation_keys
+        self.observation_keys = tuple(k for k in observation_keys if k != BASE_ACTION)  # computed, not received
         self.policy = policy
+        self.residual = residual
         self.max_episodes = max_episodes
         self.counters: Counter[str] = Counter()
         self.weights_version = -1
@@ -304,6 +312,8 @@ class ActorNode(Node):
         self._override.reset()
         if hasattr(self.policy, "reset"):  # a stateful policy (chunked diffusion) starts its history afresh
             self.policy.reset()
+        if self.residual is not None:
+            self.residual.reset()
         self._prev, self._step, self._interventions = None, 0, 0
         self._episode_start = self._now()
         self.episode += 1
@@ -315,6 +325,8 @@ class ActorNode(Node):
         if obs is None:
             self._publish_hold(now)
             return
+        if self.residual is not None:
+            obs = self.residual.observe(obs)
         with self._events_lock:
             events, self._events = self._events, []
         # The twin's success flag counts only if it was sent during this episode, not before the reset.
@@ -363,7 +375,12 @@ class ActorNode(Node):
             action, intervened = proposal, False
         else:
             action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
-        self._publish_action(action, proposal, now)
+        if self.residual is None:
+            self._publish_action(action, proposal, now)
+        else:  # `action` so far is what the arm gets from a human, else the policy's residual
+            executed = action if intervened else self.residual.execute(obs, action)
+            self._publish_action(executed, None if proposal is None else self.residual.execute(obs, proposal), now)
+            action = self.residual.residual_of(obs, action) if intervened else action
         sent = self._now()
         acquired = min(self._latest[k].stamp for k in self._timed_inputs)
         self.timing.append(CommandTiming(tick=now, oldest_input=acquired, sent=sent))

@@ -22,11 +22,13 @@ from std_msgs.msg import UInt8MultiArray
 
 from tether.config import RigConfig
 from tether.datasets.replay import MixedSampler, ReplayBuffer
-from tether.datasets.replay_io import fill_replay, load_replay, save_replay
+from tether.datasets.replay_io import fill_replay, load_replay, replay_from_store, save_replay
 from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import load_checkpoint
+from tether.policies.residual import BASE_ACTION, residual_episode
 from tether.policies.sac import SACAgent, SACConfig, space_from_json
 from tether.policies.sac_loop import LoopConfig, rlif_transition
+from tether.policies.steering import CONFIG_KEY, Steering
 from tether.robot_ws import messages, qos
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class LearnerNode(Node):
         sac: SACConfig | None = None,
         loop: LoopConfig | None = None,
         demos: Path | None = None,
+        steering: Steering | None = None,
         publish_every: int = 20,
         seed: int = 0,
         **node_kwargs,
@@ -65,6 +68,7 @@ class LearnerNode(Node):
         self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
         self._stop = threading.Event()
         self._was_intervened = False
+        self.steering = steering
         action_dim = rig.arm.action_dim
         checkpoint = self.run_dir / CHECKPOINT
         if (checkpoint / "config.json").exists():
@@ -87,13 +91,24 @@ class LearnerNode(Node):
             self.online = ReplayBuffer(observation_space, action_dim, capacity)
             self.demos = ReplayBuffer(observation_space, action_dim, capacity)
             if demos is not None:
-                added = fill_replay(self.demos, EpisodeStore(demos))
+                added = self._fill_demos(demos, seed)
                 self.get_logger().info(f"{added} demo transitions from {demos}")
         self.weights_pub = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
         self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
         self._publish_weights()
         self._thread = threading.Thread(target=self._train, name="learner-updates", daemon=True)
         self._thread.start()
+
+    def _fill_demos(self, demos: Path, seed: int) -> int:
+        """The demo buffer from a store; steering a base policy, each episode as the residual learner sees it."""
+        if self.steering is None:
+            return fill_replay(self.demos, EpisodeStore(demos))
+        residual = self.steering.residual(seed=seed, asynchronous=False)
+        keys = tuple(k for k in self.demos.observation_space.spaces if k != BASE_ACTION)
+        before = len(self.demos)
+        for episode in replay_from_store(demos).episodes():
+            self.demos.add_episode(residual_episode(episode, residual, keys))
+        return len(self.demos) - before
 
     # --- data in ----------------------------------------------------------------------
 
@@ -157,7 +172,9 @@ class LearnerNode(Node):
             # Buffers first, the agent last: a checkpoint whose config.json exists has its buffers.
             save_replay(self.online, self.run_dir / ONLINE, source="hil", fps=self.rig.arm.control_rate_hz)
             save_replay(self.demos, self.run_dir / DEMOS, source="hil", fps=self.rig.arm.control_rate_hz)
-            return self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps})
+            steering = {CONFIG_KEY: self.steering.to_json()} if self.steering is not None else None
+            return self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps},
+                                   extra_config=steering)
 
     def stats(self) -> dict[str, float]:
         return {

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from tether import spaces
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
+from tether.policies.residual import BASE_ACTION
 
 REACH_TARGET = spaces.STATE + "target_pos"
 
@@ -27,7 +28,8 @@ def deploy_nodes(rig: RigConfig, policy_keys: tuple[str, ...]) -> tuple[tuple[st
     """The graph's nodes and observation mode for a policy observing `policy_keys` on `rig`."""
     pixels = any(spaces.is_image_key(k) for k in policy_keys)
     twin = isinstance(rig.arm, TwinArm)
-    task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS)
+    computed = (*spaces.PROPRIO_DIMS, BASE_ACTION)  # from the arm's state, or by the actor from a steered base
+    task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in computed)
     if task_keys and not twin and rig.task.name != "reach":
         raise ValueError(
             f"rig '{rig.name}': the policy observes {task_keys}, which only the twin (or the reach node, for task reach) provides"

@@ -8,17 +8,44 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from tqdm import tqdm
 
 from tether.config import DEFAULT_RIG, load_rig
 
+if TYPE_CHECKING:
+    from tether.policies.steering import Steering
+
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 TimeScaleOption = typer.Option(
     1.0, "--time-scale", min=0.1, max=20.0, help="Twin rigs: run the twin this many times faster than real time (sim time on /clock)."
 )
 SeedOption = typer.Option(0, "--seed", help="Seed of the twin's scenes, the operator and the learner.")
+BasePolicyOption = typer.Option(
+    None, "--base-policy", help="A diffusion checkpoint the SAC policy corrects with a bounded residual (frozen)."
+)
+ResidualScaleOption = typer.Option(
+    0.2, "--residual-scale", min=0.01, max=2.0, help="With --base-policy: the residual's bound per action dimension."
+)
+
+
+def _residual_steering(base_policy: Path | None, scale: float) -> Steering | None:
+    """--base-policy as residual steering; the checkpoint must be a diffusion policy."""
+    if base_policy is None:
+        return None
+    from tether.policies.checkpoint import checkpoint_kind
+    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
+    from tether.policies.steering import Steering
+
+    try:
+        kind = checkpoint_kind(base_policy)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--base-policy") from None
+    if kind != DIFFUSION:
+        raise typer.BadParameter(f"{base_policy}: a '{kind}' checkpoint, not a diffusion policy", param_hint="--base-policy")
+    return Steering(base=base_policy, steer="residual", scale=scale)
 
 
 def _stop_event() -> threading.Event:
@@ -73,23 +100,31 @@ def train_hil(
     steps: int = typer.Option(3000, "--steps", min=1, help="Environment steps to train for."),
     obs: str = typer.Option("state", "--obs", help="state (twin task state) or pixels."),
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections for the learner."),
+    base_policy: Path | None = BasePolicyOption,
+    residual_scale: float = ResidualScaleOption,
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
-    """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin)."""
-    summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale)
+    """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin).
+
+    With --base-policy, SAC learns a bounded residual on top of a frozen diffusion policy (the base acts,
+    the residual corrects it, the operator's takeovers become residual targets)."""
+    summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
+                      steering=_residual_steering(base_policy, residual_scale))
     typer.echo(json.dumps(summary, indent=2))
 
 
 def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: str, seed: int, time_scale: float,
-                    config: Path | None = None, utd: int | None = None,
-                    checkpoint_every: int | None = None) -> subprocess.Popen:
+                    config: Path | None = None, utd: int | None = None, checkpoint_every: int | None = None,
+                    steering: Steering | None = None) -> subprocess.Popen:
     """The learner in a process of its own, so its updates never wait on the control loop's threads."""
     command = [
         sys.executable, "-m", "tether.cli", "node", "learner", "--rig", rig_name, "--out", str(run_dir),
         "--obs", obs, "--seed", str(seed), "--time-scale", str(time_scale),
     ]
+    if steering is not None:
+        command += ["--base-policy", str(steering.base), "--residual-scale", str(steering.scale)]
     for flag, value in (("--demos", demos), ("--config", config), ("--utd", utd), ("--checkpoint-every", checkpoint_every)):
         if value is not None:
             command += [flag, str(value)]
@@ -110,7 +145,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
 
 def run_hil(
     rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, config: Path | None, seed: int,
-    time_scale: float, progress: bool = True,
+    time_scale: float, progress: bool = True, steering: Steering | None = None,
 ) -> dict:
     """HIL training through the graph: learner in its own process, everything else in this one."""
     from tether.robot_ws.graph import Graph, GraphSpec
@@ -122,10 +157,11 @@ def run_hil(
     nodes += ("arm", "cameras", "teleop", "actor", "recorder") if obs == "pixels" else ("arm", "teleop", "actor", "recorder")
     spec = GraphSpec(
         rig=rig, nodes=nodes, obs_mode=obs, actor_mode="hil", operator="takeover", store=out / "episodes.zarr",
-        source="hil", time_scale=time_scale, seed=seed,
+        source="hil", time_scale=time_scale, seed=seed, steering=steering,
     )
     stop = _stop_event()
-    learner = learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config)
+    learner = learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config,
+                              steering=steering)
     try:
         with Graph(spec) as graph, tqdm(total=steps, desc="train-hil", unit="step", disable=not progress) as bar:
             actor = graph.node("actor")
@@ -173,6 +209,8 @@ def node(
     config: Path | None = typer.Option(None, "--config", help="Learner: YAML with sac: / loop: sections."),
     utd: int | None = typer.Option(None, "--utd", min=1, help="Learner: critic updates per environment step (overrides --config)."),
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", min=1, help="Learner: env steps between checkpoints (overrides --config)."),
+    base_policy: Path | None = BasePolicyOption,
+    residual_scale: float = ResidualScaleOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
@@ -193,7 +231,7 @@ def node(
         raise typer.BadParameter(f"on twin rig '{rig_config.name}', '{name}' runs inside `tether node twin`")
     spec = GraphSpec(
         rig=rig_config, nodes=nodes, obs_mode=obs, store=out / "episodes.zarr", run_dir=out, demos=demos,
-        time_scale=time_scale, seed=seed,
+        time_scale=time_scale, seed=seed, steering=_residual_steering(base_policy, residual_scale),
         learner_kwargs={"sac": sac, "loop": loop},
     )
     stop = _stop_event()
