@@ -51,12 +51,16 @@ SIZES = {  # (DiffusionConfig overrides, TrainConfig overrides)
 }
 EVAL_SEED = 100_000  # evaluation episodes never share a seed with a demo
 DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
+FIGURES = "figures.json"
 
 
 def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Namespace) -> dict:
-    """Steps 1-5 of the module docstring for one seed; returns its figures."""
+    """Steps 1-5 of the module docstring for one seed; returns its figures (kept in the run folder, so a run
+    that stopped resumes at the first seed without them)."""
     start = time.perf_counter()
     folder = args.runs_dir / f"{task}_{obs}_{demos}demos_s{seed}"
+    if (folder / FIGURES).is_file():
+        return json.loads((folder / FIGURES).read_text())
     store = folder / "demos.zarr"
     if not store.exists():
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
@@ -93,6 +97,7 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
                "finetuned_success": tuned.success_rate, "finetune_curve": curve,
                "steps_to_beat_base": beaten[0] if beaten else None,
                "minutes_diffusion": (trained - start) / 60, "minutes_total": (time.perf_counter() - start) / 60}
+    (folder / FIGURES).write_text(json.dumps(figures))
     print(json.dumps(figures))
     return figures
 
