@@ -7,8 +7,9 @@ the actor, learner and recorder handle base + residual correctly); the twin, nod
 import numpy as np
 import torch
 
+from tether.cli.sim import run_expert
 from tether.config import load_rig
-from tether.datasets.store import EpisodeStore, EpisodeWriter
+from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import checkpoint_config
 from tether.policies.diffusion import ACTION, DiffusionConfig, DiffusionPolicy
 from tether.policies.residual import BASE_ACTION, compose, residual_for
@@ -17,7 +18,6 @@ from tether.policies.sac_loop import LoopConfig
 from tether.policies.steering import Steering
 from tether.robot_ws.graph import Graph, GraphSpec
 from tether.sim2real.twin import make_env
-from tether.sim2real.twin.expert import ScriptedOperator
 
 SCALE = 0.3
 
@@ -33,28 +33,11 @@ def _base_policy(path, space) -> None:
     policy.save(path)
 
 
-def _scripted_demos(path, episodes: int) -> int:
-    env = make_env("pick_cube", obs_mode="state")
-    operator = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=0)
-    with EpisodeWriter.create(path, env.observation_space, 4, fps=10) as writer:
-        for seed in range(episodes):
-            obs, _ = env.reset(seed=seed)
-            operator.reset()
-            writer.begin_episode(source="scripted", task="pick_cube", seed=seed)
-            done = False
-            while not done:
-                action = operator.act(env)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                writer.add_step(obs, action, reward, terminated, truncated, intervened=True)
-                obs, done = next_obs, terminated or truncated
-            writer.end_episode(success=info["success"], final_obs=obs)
-        return writer.n_frames
-
-
 def test_hil_with_a_base_policy_learns_the_residual_and_commands_base_plus_residual(tmp_path):
     env = make_env("pick_cube", obs_mode="state")
     _base_policy(tmp_path / "dp", env.observation_space)
-    demo_steps = _scripted_demos(tmp_path / "demos.zarr", 2)
+    run_expert("pick_cube", "twin_panda", episodes=2, seed=0, out=tmp_path / "demos.zarr")
+    demo_steps = EpisodeStore(tmp_path / "demos.zarr").n_frames
     run_dir = tmp_path / "run"
     spec = GraphSpec(
         rig=load_rig("twin_panda"), nodes=("twin", "arm", "teleop", "actor", "learner", "recorder"),
