@@ -85,9 +85,22 @@ class ReplayBuffer:
                   self._truncated, self._intervened, self._valid]
         return sum(a.nbytes for a in arrays)
 
+    def check(self, transition: Transition) -> None:
+        """Raise ValueError (naming the key and the reason) if `transition` does not fit this buffer."""
+        for name, obs in (("obs", transition.obs), ("next_obs", transition.next_obs)):
+            if obs.keys() != self._obs.keys():
+                raise ValueError(f"transition {name}: keys {sorted(obs)} differ from the buffer's {sorted(self._obs)}")
+            for key, value in obs.items():
+                if np.shape(value) != self._obs[key].shape[1:]:
+                    raise ValueError(
+                        f"transition {name}['{key}']: shape {np.shape(value)}, expected {self._obs[key].shape[1:]}"
+                    )
+        if np.shape(transition.action) != (self.action_dim,):
+            raise ValueError(f"transition action: shape {np.shape(transition.action)}, expected ({self.action_dim},)")
+
     def add(self, transition: Transition) -> None:
         """Append one step. Consecutive steps of an episode share their observation slot."""
-        self._check(transition)
+        self.check(transition)
         if self._open and not self._continues(transition.obs):
             self._cursor = (self._cursor + 1) % self.capacity  # keep the last next obs as a final obs
             self._open = False
@@ -158,18 +171,6 @@ class ReplayBuffer:
         self._filled = filled
 
     # --- internals -------------------------------------------------------------------------
-
-    def _check(self, transition: Transition) -> None:
-        for name, obs in (("obs", transition.obs), ("next_obs", transition.next_obs)):
-            if obs.keys() != self._obs.keys():
-                raise ValueError(f"transition {name}: keys {sorted(obs)} differ from the buffer's {sorted(self._obs)}")
-            for key, value in obs.items():
-                if np.shape(value) != self._obs[key].shape[1:]:
-                    raise ValueError(
-                        f"transition {name}['{key}']: shape {np.shape(value)}, expected {self._obs[key].shape[1:]}"
-                    )
-        if np.shape(transition.action) != (self.action_dim,):
-            raise ValueError(f"transition action: shape {np.shape(transition.action)}, expected ({self.action_dim},)")
 
     def _continues(self, obs: Observation) -> bool:
         return all(np.array_equal(self._obs[key][self._cursor], value) for key, value in obs.items())

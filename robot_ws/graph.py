@@ -202,11 +202,14 @@ class Graph:
     # --- running ----------------------------------------------------------------------
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - a shutting-down executor raises from its worker pool
-            if not self._stopped:
-                log.exception("executor stopped")
+        """Spin until shutdown. A callback that raises is logged and spinning goes on: one bad message must
+        not silently stop every node of the process."""
+        while not self._stopped and self.context.ok():
+            try:
+                self.executor.spin()
+            except Exception:  # noqa: BLE001 - a shutting-down executor also raises from its worker pool
+                if not self._stopped:
+                    log.exception("a callback raised; the executor goes on")
 
     def start(self) -> Graph:
         if self.world is not None:

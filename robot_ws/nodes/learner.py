@@ -63,6 +63,7 @@ class LearnerNode(Node):
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0
         self.updates = 0
+        self.rejected = 0
         self.update_seconds = 0.0
         self._data_lock = threading.Lock()  # buffers and counters: held briefly by the subscription
         self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
@@ -114,6 +115,12 @@ class LearnerNode(Node):
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
         transition, _ = messages.transition_from_msg(msg)
+        try:
+            self.online.check(transition)
+        except ValueError as error:  # e.g. another graph on this ROS domain: refuse it, keep learning
+            self.rejected += 1
+            self.get_logger().error(f"transition refused: {error}", throttle_duration_sec=5.0)
+            return
         takeover = transition.intervened and not self._was_intervened and transition.policy_action is not None
         with self._data_lock:
             if takeover and self.loop.rlif_penalty > 0:
@@ -184,6 +191,7 @@ class LearnerNode(Node):
             "updates_per_s": self.updates / self.update_seconds if self.update_seconds else 0.0,
             "online_transitions": len(self.online),
             "demo_transitions": len(self.demos),
+            "rejected_transitions": self.rejected,
         }
 
     def shutdown(self) -> None:

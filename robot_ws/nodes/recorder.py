@@ -17,7 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
 from tether.config import RigConfig
-from tether.datasets.store import EpisodeWriter
+from tether.datasets.store import EpisodeWriter, StoreError, StoreSpec
 from tether.robot_ws import messages, qos
 from tether.types import Observation
 
@@ -42,6 +42,7 @@ class RecorderNode(Node):
         self.writer: EpisodeWriter | None = None
         self.committed = 0
         self.discarded = 0
+        self.rejected = 0
         self._episode: int | None = None
         self._lock = threading.Lock()  # the subscription and close() run on different threads
         self._closed = False
@@ -58,12 +59,21 @@ class RecorderNode(Node):
     def _on_transition(self, msg: UInt8MultiArray) -> None:
         transition, header = messages.transition_from_msg(msg)
         with self._lock:
-            if not self._closed:
+            if self._closed:
+                return
+            try:
                 self._write(transition, header)
+            except StoreError as error:  # e.g. another graph on this ROS domain: refuse it, keep recording
+                self.rejected += 1
+                self.get_logger().error(f"transition refused: {error}", throttle_duration_sec=5.0)
 
     def _write(self, transition, header: dict) -> None:
         if self.writer is None:
             self.writer = self._open(transition.obs)
+        # Checked before any episode bookkeeping, so a stray transition cannot end or begin an episode.
+        differences = self.writer.spec.differences(StoreSpec.from_space(_space_of(transition.obs), self.rig.arm.action_dim))
+        if differences:
+            raise StoreError(f"{self.store}: the transition's spec differs: {'; '.join(differences)}")
         if header["episode"] != self._episode:
             if self._episode is not None and self.writer.steps_in_episode:
                 self.writer.discard_episode()  # the previous one never ended: a lost tail

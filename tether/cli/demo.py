@@ -12,6 +12,7 @@ It writes DIR/summary.json, a learning-curve PNG, an evaluation contact sheet an
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,10 @@ def demo(
     out = out or Path(f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
+    if "ROS_DOMAIN_ID" not in os.environ:
+        # The demo is a closed graph: a domain of its own keeps other tether graphs on this host or network out.
+        os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+        console.print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} (set it to choose another)")
     start = time.perf_counter()
     phase_s: dict[str, float] = {}
     obs = "state"
