@@ -33,6 +33,9 @@ GRIPPER_POLL_S = 0.05
 HOME_SETTLE_S = 3.0
 HOME_TOLERANCE_RAD = 0.01
 PAYLOAD_INERTIA = (1e-3, 0, 0, 0, 1e-3, 0, 0, 0, 1e-3)  # a small tool: only its mass matters much
+STALE_MOTION_ERRORS = (franky.InvalidMotionTypeException, franky.MotionReuseException)
+"""Raised by franky (outside franky.Exception) when it still holds a motion this backend no longer tracks,
+e.g. one ended by a reflex; only a fresh connection clears that."""
 
 
 class _GripperWorker:
@@ -218,6 +221,9 @@ class FrankaBackend(ArmBackend):
             self._motion.set_reference(franky.CartesianReference(target=target))
         except franky.Exception as error:
             self._motion = None
+            raise self._error("cannot move", error) from None
+        except STALE_MOTION_ERRORS as error:
+            self._motion, self._robot = None, None  # recover() reconnects
             raise self._error("cannot move", error) from None
 
     @staticmethod

@@ -94,6 +94,24 @@ def scenario_franka_homes_follows_grips_and_recovers_after_the_server_restarts(s
         wait_until(lambda: arm.state().gripper < 0.05)
 
 
+def scenario_franka_motion_left_running_in_franky_is_a_device_error_and_recovers(sim: SimServer):
+    """franky raises InvalidMotionTypeException (not a franky.Exception) when a motion of another type
+    still runs in it; that must reach the arm node as a DeviceError it recovers from, not end its executor."""
+    import franky
+
+    rig = sim_rig(sim.address)
+    with make_arm(rig) as arm:
+        arm.home()
+        here = arm.state().tcp_pose
+        arm._robot.move(franky.JointMotion(list(rig.arm.home_joints)), asynchronous=True)  # untracked by the backend
+        with pytest.raises(DeviceError, match=rf"^franka {sim.address}: cannot move: "):
+            arm.move_toward(here[:3], here[3:])
+        arm.recover()
+        arm.home()
+        target, _ = follow(arm, rig, [np.array([0, 0, -rig.arm.action_scale[0]])] * 4)
+        assert np.linalg.norm(arm.state().tcp_pose[:3] - target) < 0.005
+
+
 def scenario_unreachable_franka_is_one_line():
     rig = sim_rig(free_loopback_address())  # nothing listens there
     with pytest.raises(DeviceError, match=rf"^franka {rig.arm.host}: cannot connect: [^\n]+$"):
@@ -137,4 +155,4 @@ def test_franka_scenarios_in_their_own_process():
         timeout=840,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
