@@ -31,7 +31,8 @@ def test_demo_rig_is_the_default_twin_with_a_narrower_start_and_shorter_episodes
     default, demo = load_rig("twin_panda").model_dump(), load_rig("twin_panda_demo").model_dump()
     changed = {(section, key) for section in default if isinstance(default[section], dict)
                for key in default[section] if default[section][key] != demo[section][key]}
-    assert changed == {("randomization", "object_xy"), ("randomization", "object_yaw"), ("task", "episode_length")}
+    assert changed == {("randomization", "object_xy"), ("randomization", "object_yaw"), ("task", "episode_length"),
+                       ("teleop", "sticky_s")}
     assert demo["randomization"]["object_xy"] == {"low": -0.02, "high": 0.02}
     assert demo["task"]["episode_length"] < default["task"]["episode_length"]
     assert [c.name for c in load_rig("twin_panda_demo").cameras] == ["front", "wrist"]
