@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def deploy(out: Path, run: Path, franka: Path, episodes: int) -> None:
         tether(["deploy", "--policy", str(run / "checkpoint"), "--rig", str(franka), "--episodes", str(episodes),
                 "--seed", str(DEPLOY_SEED), "--out", str(store), "--json", str(result)],
                out / "logs" / f"deploy_{run.name}.log", timeout_s=600 + 120 * episodes, franka=True)
+        ran = json.loads(result.read_text())["episodes"]
+        if ran != episodes:  # stopped early (deploy writes what it got): not a result, and not a done stage
+            result.rename(result.with_suffix(".stopped.json"))
+            raise SystemExit(f"deploy of {run.name}: {ran} of {episodes} episodes; see {out / 'logs'}")
 
 
 def slug(condition: str) -> str:
@@ -153,6 +158,7 @@ def seed_figures(run: Path, deployment: dict) -> dict:
     """One seed's figures: on franky-sim, and the twin's own last evaluation for comparison."""
     summary = json.loads((run / SUMMARY_JSON).read_text())
     return {"seed": summary["seed"], "twin_success": summary["final_success_rate"],
+            "curriculum_scale": summary["curriculum"]["scale"],
             "success": deployment["success_rate"],
             "final_distance_mm": 1000 * float(np.mean(deployment["final_target_distance_m"])),
             "tracking_mm": deployment["tracking_mean_mm"], "mean_length": deployment["mean_length"],
@@ -183,11 +189,14 @@ def tables(conditions: dict[str, dict], identification: dict) -> str:
             return f"x{value / reference:.2f}" if reference else "-"
         return f"{value - reference:+.2f}"
 
-    rows = [[name, c["twin"], c["profile"], len(c["runs"]), cell(c, "twin_success", 2), cell(c, "success", 2),
+    rows = [[name, c["twin"], c["profile"], len(c["runs"]),
+             "-" if c["profile"] == "none" else " ".join(f"{r['curriculum_scale']:.2f}" for r in c["runs"]),
+             cell(c, "twin_success", 2), cell(c, "success", 2),
              versus(c, "success", False), cell(c, "final_distance_mm", 1), versus(c, "final_distance_mm", True),
              cell(c, "tracking_mm", 1), versus(c, "tracking_mm", True)] for name, c in conditions.items()]
     zero_shot = markdown_table(
-        ["condition", "twin trained in", "DR", "seeds", "twin success", "franky-sim success IQM [95% CI]",
+        ["condition", "twin trained in", "DR", "seeds", "DR scale reached", "twin success",
+         "franky-sim success IQM [95% CI]",
          "vs no DR", "final distance mm", "vs no DR", "tracking error mm", "vs no DR"], rows)
     sysid, gaps = identification["sysid"], identification["gap_held_out_log"]
     before, after = sysid["before"], sysid["after"]
@@ -215,7 +224,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--out", type=Path, default=Path("runs/sim2real"))
     args = parser.parse_args()
-    out, started = args.out, time.perf_counter()
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
     if not all((out / f"{n}.zarr").exists() for n in ("excite_fit", "excite_held_out")):
@@ -244,16 +253,21 @@ def main() -> None:
     label = "REDUCED run, not the issue's protocol: " + "; ".join(reduced) + ". " if reduced else "Full protocol. "
     command = "`.venv/bin/python -m benchmarks.sim2real " + " ".join(_given_flags(parser, args)) + "`"
     table = tables(conditions, identification)
+    load = os.getloadavg()
     notes = (
-        f"{label}{command} ({(time.perf_counter() - started) / 60:.0f} min for the stages this invocation ran, on a "
-        "2-core machine shared with other jobs). The \"real\" robot is franky-sim 1.0.4 (MuJoCo FR3, Cartesian "
+        f"{label}{command} (on a 2-core machine shared with other jobs; load average {load[0]:.1f} / {load[2]:.1f} over 1 / 15 min at the "
+        "end). The \"real\" robot is franky-sim 1.0.4 (MuJoCo FR3, Cartesian "
         "impedance at 2000 N/m) behind the Franka backend, on franka_realsense with the arm pointed at it "
-        "(`realtime: false`, relative dynamics factor 0.4 for homing, cameras off, task reach). Excitation: "
+        "(`realtime: false`, relative dynamics factor 0.4 for homing, cameras off, task reach); the commands that "
+        "drive it run without CAP_SYS_NICE, so libfranka cannot put them above franky-sim in SCHED_FIFO (see "
+        "NO_REALTIME in the script). Under load franky-sim still falls behind real time and the actor holds on "
+        "its stale states: deployments slow down, figures stay honest. Excitation: "
         f"{args.excite_seconds:.0f} s from franky-sim for fitting (plan seed {FIT_PLAN_SEED}) and another for the gap "
         f"(plan seed {HELD_OUT_PLAN_SEED}); identification `tether sim sysid --joint-weight 0 --max-evals "
         f"{args.sysid_evals}` of the nominal twin of that rig. Training: `tether train-sim --task reach --steps "
         f"{args.steps} --envs {args.envs}` per seed (SAC, shaped reward, 10 scripted demos; curriculum with DR), "
-        f"'twin success' its last evaluation in the twin it trained in. Deployment: `tether deploy` of each "
+        f"'twin success' its last evaluation in the twin it trained in (full ranges), 'DR scale reached' the "
+        "curriculum's scale at the end, per seed (1: the profile's ranges). Deployment: `tether deploy` of each "
         f"checkpoint, {args.episodes} episodes with the same reach targets (seed {DEPLOY_SEED}); success is the "
         "reach node's (TCP within 2 cm), final distance the mean over episodes of the last TCP-to-target distance, "
         "tracking error the arm node's mean distance from the measured TCP to the previous tick's target. IQM over "
