@@ -3,7 +3,8 @@
 franky-sim (its own MuJoCo FR3 and Cartesian impedance controller, reached only through the
 libfranka protocol by tether's Franka backend) stands in for the real robot. The pipeline, each
 stage through its command line in a subprocess, each writing into --out and skipped when its
-output is there (a stopped run resumes where it stopped):
+output is there (a stopped run resumes where it stopped; stages are found by name, not by settings,
+so give a new --out when changing --steps, --episodes, --excite-seconds or --dr-profile):
 
   1. `tether sim excite` on a franka_realsense copy pointed at franky-sim: a fitting log and a
      held-out log (another plan seed);
