@@ -45,20 +45,13 @@ from benchmarks.report import markdown_table, write_results
 from benchmarks.sample_efficiency import iqm_curve
 from tether.cli.train_sim import SUMMARY_JSON, write_twin_rig
 from tether.config import RigConfig
-from tether.robot_ws.franky_server import SimServer, free_loopback_address, sim_rig
+from tether.robot_ws.franky_server import NO_REALTIME, SimServer, free_loopback_address, sim_rig
 from tether.sim2real.profiles import profile_ranges
 
 PROTOCOL = dict(seeds=3, steps=20_000, episodes=10, dr_profile="light", excite_seconds=60.0)
 CONDITIONS = ("no DR", "DR", "DR + sysid")
 DEPLOY_SEED = 100_000  # reach targets on franky-sim; never a training seed
 FIT_PLAN_SEED, HELD_OUT_PLAN_SEED = 0, 1
-NO_REALTIME = ["setpriv", "--inh-caps", "-sys_nice", "--bounding-set", "-sys_nice", "--"]
-"""libfranka puts the threads of a process that controls the arm under SCHED_FIFO at top priority
-whenever it may (here: root). Its 1 kHz loop and the graph's threads then spin above everything else
-and starve franky-sim, which falls behind real time, so the arm's states go stale and the actor holds.
-Without CAP_SYS_NICE the attempt fails, which `realtime: false` tolerates, and all share the cores."""
-
-
 def tether(args: list[str], log: Path, timeout_s: float | None = None, *, franka: bool = False) -> None:
     """Run `tether ARGS` in a subprocess, its output into `log`; a failure ends the benchmark with the log's tail.
     `franka`: the command drives the Franka backend, so it runs without realtime scheduling (NO_REALTIME)."""
@@ -261,7 +254,7 @@ def main() -> None:
         "impedance at 2000 N/m) behind the Franka backend, on franka_realsense with the arm pointed at it "
         "(`realtime: false`, relative dynamics factor 0.4 for homing, cameras off, task reach); the commands that "
         "drive it run without CAP_SYS_NICE, so libfranka cannot put them above franky-sim in SCHED_FIFO (see "
-        "NO_REALTIME in the script). Under load franky-sim still falls behind real time and the actor holds on "
+        "NO_REALTIME in tether.robot_ws.franky_server). Under load franky-sim still falls behind real time and the actor holds on "
         "its stale states: deployments slow down, figures stay honest. Excitation: "
         f"{args.excite_seconds:.0f} s from franky-sim for fitting (plan seed {FIT_PLAN_SEED}) and another for the gap "
         f"(plan seed {HELD_OUT_PLAN_SEED}); identification `tether sim sysid --joint-weight 0 --max-evals "

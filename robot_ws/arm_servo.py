@@ -80,13 +80,16 @@ class ServoBackend(ArmBackend):
         self._executor.add_node(self._node)
         self._thread = threading.Thread(target=self._executor.spin, name="servo-backend", daemon=True)
         self._thread.start()
+        # Connected once both the pose and the joint states have arrived: a state with either missing is not the arm's.
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while self._pose is None and time.monotonic() < deadline:
+        while (self._pose is None or self._joints is None) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._pose is None:
+        missing = [topic for topic, msg in ((self.config.pose_topic, self._pose),
+                                            (self.config.joint_states_topic, self._joints)) if msg is None]
+        if missing:
             self.close()
             raise DeviceError(
-                f"servo arm: no pose on {self.config.pose_topic} within {CONNECT_TIMEOUT_S:g} s (is its driver running?)"
+                f"servo arm: nothing on {' or '.join(missing)} within {CONNECT_TIMEOUT_S:g} s (is its driver running?)"
             )
 
     def close(self) -> None:

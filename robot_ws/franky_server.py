@@ -16,6 +16,11 @@ import threading
 from tether.config import RigConfig, load_rig
 
 FRANKA_PORTS = (1337, 1338)  # robot and gripper; fixed by the protocol, so each server needs its own address
+NO_REALTIME = ["setpriv", "--inh-caps", "-sys_nice", "--bounding-set", "-sys_nice", "--"]
+"""Prefix for a command that drives the Franka backend next to franky-sim on the same cores. libfranka puts
+the threads of a process that controls the arm under SCHED_FIFO at top priority whenever it may (as root);
+its 1 kHz loop and the graph's threads then starve franky-sim, which falls behind real time, so states go
+stale and the actor holds. Without CAP_SYS_NICE the attempt fails, which `realtime: false` tolerates."""
 
 
 def free_loopback_address() -> str:

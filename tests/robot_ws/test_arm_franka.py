@@ -4,7 +4,8 @@ protocol; only the robot is simulated.
 
 franky leaves native threads behind in the process that used it, which slow every later test in
 that process; so the scenarios (functions named scenario_*) run in a pytest child process of their
-own, started by the one test collected here.
+own, started by the one test collected here, without realtime scheduling (NO_REALTIME: libfranka's
+SCHED_FIFO threads would otherwise starve franky-sim on a small machine).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from tether.config import RigConfig
 from tether.robot_ws.drivers import make_arm
-from tether.robot_ws.franky_server import SimServer, free_loopback_address, sim_rig
+from tether.robot_ws.franky_server import NO_REALTIME, SimServer, free_loopback_address, sim_rig
 from tether.robot_ws.interfaces import ArmBackend, DeviceError
 from tether.safety import translation_target
 
@@ -149,7 +150,7 @@ def scenario_deploy_runs_a_reach_checkpoint_on_the_franka_through_the_graph(sim:
 
 def test_franka_scenarios_in_their_own_process():
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-o", "python_functions=scenario_*"],
+        [*NO_REALTIME, sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-o", "python_functions=scenario_*"],
         capture_output=True,
         text=True,
         timeout=840,

@@ -137,5 +137,6 @@ def test_servo_twist_is_proportional_and_speed_limited():
 
 
 def test_servo_backend_without_a_driver_is_one_line(rig: RigConfig):
-    with pytest.raises(DeviceError, match=r"^servo arm: no pose on /t\d+/tcp_pose within 5 s \(is its driver running\?\)$"):
+    with pytest.raises(DeviceError, match=r"^servo arm: nothing on /t\d+/tcp_pose or /t\d+/joint_states within 5 s "
+                                          r"\(is its driver running\?\)$"):
         make_arm(rig).connect()

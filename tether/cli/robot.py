@@ -133,7 +133,12 @@ def learner_process(rig_name: str, run_dir: Path, demos: Path | None, *, obs: st
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
+LEARNER_STOP_S = 600.0
+"""How long a stopping learner may take to write its last checkpoint (buffers included) before SIGKILL:
+saving the buffers costs about 75 ms per stored run, so 4k HIL transitions in ~700 runs take about a minute."""
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = LEARNER_STOP_S) -> int:
     """SIGTERM (the node checkpoints and exits), SIGKILL if it does not."""
     process.send_signal(signal.SIGTERM)
     try:
