@@ -51,7 +51,7 @@ def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: i
 DEMO_LEARNER = {
     "sac": {"num_critics": 10, "critic_subsample": 2, "tau": 0.02, "utd_ratio": 4, "batch_size": 128,
             "hidden_dims": [128, 128]},
-    "loop": {"rlif_penalty": 1.0, "learning_starts": 100, "checkpoint_every": 2000},
+    "loop": {"rlif_penalty": 1.0, "learning_starts": 100},
 }
 
 
