@@ -9,7 +9,6 @@ only time-outs (re-score such a store in the twin with `tether eval --twin-repla
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import typer
 from tqdm import tqdm
 
 from tether import spaces
+from tether.cli.output import write_json
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
 from tether.policies.residual import BASE_ACTION
 
@@ -121,9 +121,7 @@ def deploy(
         summary = run_deploy(policy, config, episodes, out, seed=seed, time_scale=time_scale)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(json_out, summary)
     tracking = summary["tracking_mean_mm"]
     typer.echo(
         f"{summary['task']} on {summary['rig']}: success {summary['success_rate']:.2f} over {summary['episodes']} episodes"

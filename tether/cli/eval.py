@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import typer
 
+from tether.cli.output import write_json
 from tether.config import DEFAULT_RIG
 
 if TYPE_CHECKING:
@@ -66,9 +66,7 @@ def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
     overall = report["overall"]
     typer.echo(f"overall: TCP RMS {overall['tcp_rms_m'] * 1e3:.3f} mm, mean final {overall['tcp_final_mean_m'] * 1e3:.3f} mm "
                f"over {overall['episodes']} episode(s) on twin rig {rig_config.name}")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(json_out, report)
 
 
 def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
@@ -147,8 +145,6 @@ def eval_command(
         "successes": result.successes, "lengths": result.lengths,
         "contact_sheet": str(contact_sheet(result.frames, sheet)) if sheet else None,
     }
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(json_out, summary)
     typer.echo(f"{task}: success {result.success_rate:.2f} over {episodes} episodes, "
                f"mean length {result.mean_length:.1f}" + (f"; wrote {json_out}" if json_out else ""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
+from tether.cli.output import write_json
 from tether.config import DEFAULT_RIG
 from tether.datasets.gym_recorder import StoreRecorder
 
@@ -63,9 +63,7 @@ def expert(
         f"{task}: success {summary['success_rate']:.2f} over {episodes} episodes, "
         f"mean length {summary['mean_length']:.1f} steps"
     )
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=2))
+    write_json(json_out, summary)
 
 
 @app.command()
@@ -191,8 +189,7 @@ def sysid(
     write_fitted_rig(rig, result.fitted, out)
     report = {"log": str(log_store), "rig": rig_config.name, "out": str(out), **result.as_dict(config)}
     json_out = json_out or out.with_name(out.stem + "_sysid.json")
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(json_out, report)
     fitted = ", ".join(f"{k} {v:.4g}" for k, v in result.fitted.model_dump().items() if v is not None)
     typer.echo(f"fitted ({method}, {result.evaluations} replays, {result.seconds:.1f} s): {fitted}")
     typer.echo(error_table(result))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from tether.cli.output import write_json
 from tether.config import load_rig, parse_rig
 
 
@@ -46,9 +46,7 @@ def twin_replay_command(policy: Path, store_path: Path, rig: str | None, episode
     if not results:
         raise typer.BadParameter(f"{store_path}: no committed episodes", param_hint="--twin-replay")
     summary = {"policy": str(policy), "store": str(store_path), "rig": rig_config.name, **summarise(results)}
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(json_out, summary)
     cosine = summary["direction_cosine"]
     typer.echo(
         f"twin replay of {summary['episodes']} episode(s): action MAE {summary['action_mae']:.3f}, "
