@@ -1,6 +1,6 @@
 """Composing tether's ROS 2 graph: which nodes run, on which backends, in this process.
 
-`Graph` builds the nodes a job needs (in one process on a multi-threaded executor, or a
+`Graph` builds the nodes a job needs (in one process, each spinning on its own thread, or a
 subset of them per process; nodes find each other over DDS either way), runs them, and
 shuts them down in the safe order: the actor stops commanding, the arm holds, the recorder
 discards an open episode, the learner checkpoints, the twin stops.
@@ -12,8 +12,6 @@ directly, as drivers reach their hardware).
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +20,6 @@ from typing import TYPE_CHECKING, Literal
 
 import gymnasium as gym
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -34,14 +31,13 @@ from tether.robot_ws.nodes.actor import ActorMode, ActorNode, load_policy
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
 from tether.robot_ws.nodes.teleop import TeleopNode
+from tether.robot_ws.spinning import NodeSpinners
 from tether.robot_ws.twin_backend import TwinArm as TwinArmBackend
 from tether.robot_ws.twin_backend import TwinCamera, TwinWorld
 from tether.robot_ws.twin_operator import OperatorMode, ScriptedTeleop
 
 if TYPE_CHECKING:  # torch and diffusers load only in processes that steer a base policy
     from tether.policies.steering import Steering
-
-log = logging.getLogger(__name__)
 
 DEFAULT_NODES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
 NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach")  # the live twin and the real-side reach judge run only when asked for
@@ -87,7 +83,7 @@ class GraphSpec:
 
 
 class Graph:
-    """A running set of nodes with their own ROS context, executor and spin thread."""
+    """A running set of nodes with their own ROS context and a spinning thread per node."""
 
     def __init__(self, spec: GraphSpec) -> None:
         self.spec = spec
@@ -102,10 +98,9 @@ class Graph:
         except Exception:
             self.shutdown()
             raise
-        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        self.spinners = NodeSpinners(self.context)
         for node in self.nodes.values():
-            self.executor.add_node(node)
-        self._spin_thread = threading.Thread(target=self._spin, name="ros-executor", daemon=True)
+            self.spinners.add(node)
 
     # --- construction -----------------------------------------------------------------
 
@@ -201,20 +196,10 @@ class Graph:
 
     # --- running ----------------------------------------------------------------------
 
-    def _spin(self) -> None:
-        """Spin until shutdown. A callback that raises is logged and spinning goes on: one bad message must
-        not silently stop every node of the process."""
-        while not self._stopped and self.context.ok():
-            try:
-                self.executor.spin()
-            except Exception:  # noqa: BLE001 - a shutting-down executor also raises from its worker pool
-                if not self._stopped:
-                    log.exception("a callback raised; the executor goes on")
-
     def start(self) -> Graph:
         if self.world is not None:
             self.world.start()
-        self._spin_thread.start()
+        self.spinners.start()
         return self
 
     def wait(self, until: Callable[[], bool], timeout_s: float | None = None, poll_s: float = 0.05) -> bool:
@@ -256,14 +241,11 @@ class Graph:
         for node in self.nodes.values():
             for timer in list(node.timers):
                 timer.cancel()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)  # wakes the executor so its spin returns
-        thread = getattr(self, "_spin_thread", None)
-        if thread is not None and thread.is_alive():
-            thread.join(timeout=5.0)
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
+        spinners = getattr(self, "spinners", None)
+        if spinners is not None:
+            spinners.shutdown()
+        elif self.context.ok():
+            rclpy.shutdown(context=self.context)
         for node in self.nodes.values():  # kept in self.nodes: their counters and results stay readable
             node.destroy_node()
         if arm is not None:

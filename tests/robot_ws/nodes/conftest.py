@@ -2,52 +2,43 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+
+from tether.robot_ws.spinning import NodeSpinners
 
 
 class RosHarness:
-    """Own context + executor thread; `node(name)` makes a plain node for test publishers."""
+    """Own context, nodes spinning as a Graph spins them; `node(name)` makes a plain node for test publishers."""
 
     def __init__(self) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self.spinners = NodeSpinners(self.context)
         self._nodes: list[Node] = []
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - raised by a shutting-down executor
-            pass
 
     def add(self, node: Node) -> Node:
         self._nodes.append(node)
-        self.executor.add_node(node)
+        self.spinners.add(node)
         return node
 
     def node(self, name: str, namespace: str) -> Node:
         return self.add(rclpy.create_node(name, namespace=namespace, context=self.context))
 
     def start(self) -> RosHarness:
-        self._thread.start()
+        self.spinners.start()
         return self
 
     def close(self) -> None:
         for node in self._nodes:
             for timer in list(node.timers):
                 timer.cancel()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=5)
-        self.executor.shutdown(timeout_sec=2)
+        self.spinners.shutdown()
         for node in self._nodes:
             node.destroy_node()
 
