@@ -36,10 +36,9 @@ def fill_replay(buffer: ReplayBuffer, store: EpisodeStore, episodes: Iterable[in
     differences = stored.differences(wanted)
     if differences:
         raise StoreError(f"{store.path}: the replay buffer's spec differs: {'; '.join(differences)}")
-    keys = list(wanted.obs)
+    indices = list(range(store.n_episodes) if episodes is None else episodes)
     added = 0
-    for index in range(store.n_episodes) if episodes is None else episodes:
-        episode = store.episode(index, keys=keys)
+    for index, episode in zip(indices, store.iter_episodes(indices, keys=list(wanted.obs)), strict=True):
         if not store.episodes[index].has_final_obs and not episode.terminated[-1]:
             episode = episode.without_last_step()
         buffer.add_episode(episode)
@@ -75,8 +74,7 @@ def save_replay(
         with EpisodeWriter.create(
             staging, buffer.observation_space, buffer.action_dim, fps, rig, attrs=layout
         ) as writer:
-            for episode in buffer.episodes():
-                writer.write_episode(episode, source=source)
+            writer.write_episodes(buffer.episodes(), source=source)
         previous = path.parent / f".{path.name}.previous-{uuid.uuid4().hex[:8]}"
         if path.exists():
             path.rename(previous)

@@ -51,7 +51,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,7 @@ WRITE_THREADS = 8  # background writes: one per array in flight, plus the per-ep
 # Write chunks even when all-fill (zarr's default skips them): then a missing chunk file in the
 # committed range is damage that verify can name. zarr keeps this per open array, not on disk.
 WRITE_CONFIG = {"write_empty_chunks": True}
+BATCH_FRAMES = 8192  # frames read or written per array access when moving many episodes at once
 
 ENDS = "meta/episode_ends"
 FINAL = "meta/final_obs"
@@ -327,6 +328,44 @@ class EpisodeStore:
             **{name: rows[name] for name in STEP_ARRAYS},
         )
 
+    def iter_episodes(
+        self, indices: Sequence[int] | None = None, keys: list[str] | None = None, batch_frames: int = BATCH_FRAMES
+    ) -> Iterator[EpisodeArrays]:
+        """Episodes `indices` (default: all committed) in order, as `episode` gives them, but reading runs of
+        consecutive episodes with one read per array (a saved replay buffer holds hundreds of short runs)."""
+        indices = range(self.n_episodes) if indices is None else indices
+        obs_keys = list(self.spec.obs) if keys is None else keys
+        for run in _consecutive_runs(indices, self.episode_ends, batch_frames):
+            for index in run:
+                if not 0 <= index < self.n_episodes:
+                    raise StoreError(f"{self.path}: no episode {index} ({self.n_episodes} committed)")
+            first, last = self.episodes[run[0]], self.episodes[run[-1]]
+            rows = {key: self.load(key, first.start, last.stop) for key in [*obs_keys, *STEP_ARRAYS]}
+            finals = {key: self.array(f"{FINAL}/{key}")[run[0] : run[-1] + 1] for key in obs_keys}
+            for offset, index in enumerate(run):
+                info = self.episodes[index]
+                steps = slice(info.start - first.start, info.stop - first.start)
+                yield EpisodeArrays(
+                    obs={key: rows[key][steps] for key in obs_keys},
+                    final_obs={key: finals[key][offset] for key in obs_keys},
+                    **{name: rows[name][steps] for name in STEP_ARRAYS},
+                )
+
+
+def _consecutive_runs(indices: Iterable[int], ends: np.ndarray, batch_frames: int) -> Iterator[list[int]]:
+    """`indices` cut into runs of consecutive episodes of at most `batch_frames` frames (or one episode)."""
+    run: list[int] = []
+    frames = 0
+    for index in indices:
+        length = int(ends[index] - (ends[index - 1] if index > 0 else 0)) if 0 <= index < len(ends) else 0
+        if run and (index != run[-1] + 1 or frames + length > batch_frames):
+            yield run
+            run, frames = [], 0
+        run.append(index)
+        frames += length
+    if run:
+        yield run
+
 
 @dataclass
 class _OpenEpisode:
@@ -552,20 +591,10 @@ class EpisodeWriter:
         shard (images, ~4 MiB) or a chunk (numbers), so memory stays bounded however long the episode."""
         episode = self._require_episode()
         n = len(action)
-        rows = self._validate(obs, action, n)
-        rows |= {
-            "action": np.asarray(action, np.float32),
-            "policy_action": np.full((n, self.spec.action_dim), np.nan, np.float32)
-            if policy_action is None
-            else self._checked(policy_action, (n, self.spec.action_dim), "policy_action").astype(np.float32),
-            "reward": self._checked(reward, (n,), "reward").astype(np.float32),
-            "terminated": self._checked(terminated, (n,), "terminated").astype(bool),
-            "truncated": self._checked(truncated, (n,), "truncated").astype(bool),
-            "intervened": self._checked(intervened, (n,), "intervened").astype(bool),
-            "timestamp": np.full(n, np.nan)
-            if timestamp is None
-            else self._checked(timestamp, (n,), "timestamp").astype(np.float64),
-        }
+        rows = self._step_rows(
+            obs, action, reward=reward, terminated=terminated, truncated=truncated, intervened=intervened,
+            policy_action=policy_action, timestamp=timestamp,
+        )
         done = rows["terminated"] | rows["truncated"]
         if episode.ended or done[:-1].any():
             raise StoreError(f"{self.path}: a step follows a terminated/truncated step in the same episode")
@@ -669,7 +698,94 @@ class EpisodeWriter:
                 self.discard_episode()
             raise
 
+    def write_episodes(self, episodes: Iterable[EpisodeArrays], *, source: str, batch_frames: int = BATCH_FRAMES) -> int:
+        """Commit many whole episodes (final obs included, no per-episode metadata besides `source`) with one
+        write per array and one commit point per `batch_frames` frames instead of one per episode: a learner's
+        buffer checkpoint holds hundreds of short runs. Returns how many were written."""
+        if self._episode is not None:
+            raise StoreError(f"{self.path}: an episode is open; end or discard it before writing whole episodes")
+        if source not in EPISODE_SOURCES:
+            raise StoreError(f"{self.path}: source '{source}' is not one of {', '.join(EPISODE_SOURCES)}")
+        written, batch, frames = 0, [], 0
+        for episode in episodes:
+            batch.append(episode)
+            frames += len(episode)
+            if frames >= batch_frames:
+                written += self._commit_batch(batch, source)
+                batch, frames = [], 0
+        return written + (self._commit_batch(batch, source) if batch else 0)
+
+    def _commit_batch(self, episodes: list[EpisodeArrays], source: str) -> int:
+        if self._lock < 0:
+            raise StoreError(f"{self.path}: the writer is closed")
+        steps, finals = [], []
+        for number, episode in enumerate(episodes):
+            if len(episode) == 0:
+                raise StoreError(f"{self.path}: episode {number} of the batch has no steps")
+            rows = self._step_rows(
+                episode.obs, episode.action, reward=episode.reward, terminated=episode.terminated,
+                truncated=episode.truncated, intervened=episode.intervened, policy_action=episode.policy_action,
+                timestamp=episode.timestamp,
+            )
+            if (rows["terminated"] | rows["truncated"])[:-1].any():
+                raise StoreError(f"{self.path}: episode {number} of the batch goes on after a terminated/truncated step")
+            steps.append(rows)
+            finals.append(self._validate({k: np.asarray(v)[None] for k, v in episode.final_obs.items()}, None, 1))
+        first, count = self._n_episodes, len(episodes)
+        ends = self._committed + np.cumsum([len(e) for e in episodes])
+        episode_rows = slice(first, first + count)
+        columns = {
+            "source": np.array([source] * count),
+            "success": np.full(count, -1, np.int8),
+            "task": np.array([""] * count),
+            "seed": np.full(count, -1, np.int64),
+            "start_time": np.array([e.timestamp[0] if e.timestamp is not None else np.nan for e in episodes]),
+            "notes": np.array([""] * count),
+            "has_final_obs": np.ones(count, bool),
+        }
+        writes = [(self._array(key), slice(self._committed, int(ends[-1])), np.concatenate([r[key] for r in steps]))
+                  for key in self.data_keys]
+        writes += [(self._arrays[f"{FINAL}/{key}"], episode_rows, np.concatenate([f[key] for f in finals]))
+                   for key in self.spec.obs]
+        writes += [(self._arrays[f"{EPISODES}/{name}"], episode_rows, values) for name, values in columns.items()]
+        # Every frame and per-episode row on disk, and only then the commit point.
+        for job in [self._pool.submit(_set_rows, array, rows, values) for array, rows, values in writes]:
+            job.result()
+        _set_rows(self._arrays[ENDS], episode_rows, ends)
+        self._committed = self._cursor = int(ends[-1])
+        self._n_episodes += count
+        return count
+
     # --- internals ---------------------------------------------------------------------
+
+    def _step_rows(
+        self,
+        obs: Observation,
+        action: np.ndarray,
+        *,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        intervened: np.ndarray,
+        policy_action: np.ndarray | None,
+        timestamp: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """n steps checked against the store's spec and cast to its dtypes, by data key."""
+        n = len(action)
+        rows = self._validate(obs, action, n)
+        return rows | {
+            "action": np.asarray(action, np.float32),
+            "policy_action": np.full((n, self.spec.action_dim), np.nan, np.float32)
+            if policy_action is None
+            else self._checked(policy_action, (n, self.spec.action_dim), "policy_action").astype(np.float32),
+            "reward": self._checked(reward, (n,), "reward").astype(np.float32),
+            "terminated": self._checked(terminated, (n,), "terminated").astype(bool),
+            "truncated": self._checked(truncated, (n,), "truncated").astype(bool),
+            "intervened": self._checked(intervened, (n,), "intervened").astype(bool),
+            "timestamp": np.full(n, np.nan)
+            if timestamp is None
+            else self._checked(timestamp, (n,), "timestamp").astype(np.float64),
+        }
 
     @property
     def data_keys(self) -> list[str]:
@@ -741,6 +857,13 @@ def truncate_episode_ends(array: zarr.Array, count: int) -> None:
 
 def _resize_rows(array: zarr.Array, rows: int) -> None:
     array.resize((rows, *array.shape[1:]))
+
+
+def _set_rows(array: zarr.Array, rows: slice, values: np.ndarray) -> None:
+    """Write rows [start, stop) of an array, making its shape exactly `stop` rows."""
+    if array.shape[0] != rows.stop:
+        array.resize((rows.stop, *array.shape[1:]))
+    array[rows] = values
 
 
 def _set_row(array: zarr.Array, index: int, value: Any) -> None:

@@ -51,6 +51,31 @@ def test_round_trip_is_bit_exact_step_by_step_and_in_batches(tmp_path: Path, mar
     assert store.image_codec == {"name": "blosc-lz4", "lossless": True}
 
 
+def test_many_episodes_commit_in_batches_and_read_back_in_runs(tmp_path: Path, marked: SimpleNamespace) -> None:
+    path = tmp_path / "saved.zarr"
+    episodes = [marked.episode(i, n) for i, n in enumerate([5, 1, 9, 3, 4, 7, 2])]
+    with EpisodeWriter.create(path, marked.space(), marked.action_dim, fps=10, chunk_steps=4) as writer:
+        writer.write_episode(episodes[0], source="teleop", success=True)  # after an ordinary episode
+        assert writer.write_episodes(episodes[1:], source="hil", batch_frames=10) == 6  # several commits
+        bad = marked.episode(99, 3)
+        bad.terminated[0] = True
+        with pytest.raises(StoreError, match="episode 1 of the batch goes on after a terminated"):
+            writer.write_episodes([marked.episode(98, 2), bad], source="hil")
+    store = EpisodeStore(path)
+    assert store.n_episodes == 7  # the refused batch wrote nothing that counts
+    np.testing.assert_array_equal(store.episode_ends, np.cumsum([len(e) for e in episodes]))
+    assert [e.source for e in store.episodes] == ["teleop"] + ["hil"] * 6
+    assert store.episodes[0].success is True and store.episodes[3].success is None
+    assert all(e.has_final_obs for e in store.episodes)
+    for i, read in enumerate(store.iter_episodes(batch_frames=6)):
+        assert_episodes_equal(read, episodes[i])
+        assert_episodes_equal(store.episode(i), episodes[i])
+    picked = list(store.iter_episodes([6, 2, 3, 4], keys=["state/mark"]))
+    assert [int(e.obs["state/mark"][0, 0]) for e in picked] == [6, 2, 3, 4]
+    with pytest.raises(StoreError, match="no episode 7"):
+        list(store.iter_episodes([7]))
+
+
 def test_plain_zarr_reads_the_store(tmp_path: Path, marked: SimpleNamespace) -> None:
     path = tmp_path / "plain.zarr"
     episode = marked.episode(0, 9)
