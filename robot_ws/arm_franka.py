@@ -123,7 +123,7 @@ class FrankaBackend(ArmBackend):
         self._robot: franky.Robot | None = None
         self._motion: franky.CartesianImpedanceTrackingMotion | None = None
         self._gripper = _GripperWorker(config.host, config.gripper_speed, config.grasp_force)
-        self._clock = DeviceClock()
+        self._clock = DeviceClock(drift=config.clock_drift)
         self._last_robot_time: tuple[float, float] | None = None  # (robot time, wall time it last changed)
 
     def _error(self, what: str, error: Exception | str) -> DeviceError:
@@ -146,7 +146,7 @@ class FrankaBackend(ArmBackend):
             raise self._error("cannot connect", error) from None
         self._robot = robot
         self._motion = None
-        self._clock = DeviceClock()
+        self._clock = DeviceClock(drift=self.config.clock_drift)
         self._last_robot_time = None
 
     def close(self) -> None:

@@ -132,6 +132,9 @@ class FrankaArm(_ArmBase):
     """Robot (or franky-sim) address."""
     realtime: bool = True
     """Require a realtime kernel (libfranka's default); off only for simulation servers."""
+    clock_drift: float = Field(1e-4, ge=0, le=0.5)
+    """How fast (s/s) the robot's clock may fall behind this host's before its states count as old. A real
+    arm's crystal drifts ~1e-5; a simulation server that runs slower than real time needs its slowdown."""
     relative_dynamics_factor: float = Field(0.1, gt=0, le=1)
     impedance: FrankaImpedance = FrankaImpedance()
     """Stiffness of the Cartesian impedance controller that tracks each tick's TCP target."""

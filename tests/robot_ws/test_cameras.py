@@ -143,6 +143,18 @@ def test_device_clock_keeps_the_smallest_delay_and_relearns_after_a_reset():
     assert clock.to_wall(0.5, 2000.0) == pytest.approx(2000.0)  # device clock restarted
 
 
+def test_device_clock_follows_a_slow_clock_only_within_its_drift_allowance():
+    """A simulation server whose clock runs at 0.9x real time: with a drift allowance above its slowdown
+    the stamps stay near arrival; with a real crystal's allowance they fall behind as the clock does."""
+    tracking, strict = DeviceClock(drift=0.3), DeviceClock()
+    for step in range(101):  # 10 s of wall time, states received at 10 Hz with no delay
+        wall = 1000.0 + step * 0.1
+        device = 0.9 * step * 0.1
+        lag_tracking, lag_strict = wall - tracking.to_wall(device, wall), wall - strict.to_wall(device, wall)
+    assert lag_tracking < 0.02
+    assert lag_strict == pytest.approx(1.0, abs=0.01)
+
+
 def test_frame_stats_fps_and_drops():
     stats = FrameStats()
     for i in range(11):
