@@ -192,7 +192,7 @@ def demo(
         ("success after training", f"{success_after:.2f} ({eval_episodes} episodes)"),
         ("intervention rate, by third of training", " / ".join(f"{r:.2f}" for r in intervention_over_time)),
         ("environment steps", str(summary["env_steps"])),
-        ("critic updates", f"{summary['updates']} ({summary['updates_per_s']:.0f}/s)"),
+        ("critic updates", f"{summary['updates']} ({summary['utd_achieved']:.2f} per environment step)"),
         ("wall time", f"{summary['wall_s'] / 60:.1f} min"),
     ]:
         table.add_row(label, value)
