@@ -75,6 +75,14 @@ def _timed(phase_s: dict[str, float], name: str) -> Iterator[None]:
     phase_s[name] = time.perf_counter() - began
 
 
+def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and up to `window - 1` before it (no padding: the ends are not pulled to zero)."""
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
 def _learning_curve(episodes: list[dict], before: float, after: float, path: Path) -> None:
     import matplotlib
 
@@ -85,10 +93,9 @@ def _learning_curve(episodes: list[dict], before: float, after: float, path: Pat
     success = np.array([e["success"] for e in episodes], float)
     intervention = np.array([e["interventions"] / max(e["length"], 1) for e in episodes])
     window = max(1, min(5, len(episodes)))
-    kernel = np.ones(window) / window
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, np.convolve(success, kernel, mode="same"), label=f"success (rolling {window} episodes)")
-    ax.plot(steps, np.convolve(intervention, kernel, mode="same"), label="intervention rate")
+    ax.plot(steps, _trailing_mean(success, window), label=f"success (last {window} episodes)")
+    ax.plot(steps, _trailing_mean(intervention, window), label=f"intervention rate (last {window} episodes)")
     ax.axhline(before, color="grey", ls=":", label=f"eval before {before:.2f}")
     ax.axhline(after, color="green", ls="--", label=f"eval after {after:.2f}")
     ax.set(xlabel="environment steps (10 Hz)", ylabel="rate", ylim=(-0.05, 1.05), title="HIL training in the twin")
