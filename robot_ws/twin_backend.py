@@ -47,6 +47,7 @@ class TwinWorld:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._frame_due = True
+        self._clock_base = 0.0  # sim seconds of the episodes before this one
         self.reset_scene()
 
     @property
@@ -55,14 +56,22 @@ class TwinWorld:
 
     def now(self) -> float:
         """Seconds on the graph's clock: wall time, or the twin's sim time on /clock."""
-        return EPOCH + self.sim.time if self.sim_time_mode else time.time()
+        return EPOCH + self.sim_clock() if self.sim_time_mode else time.time()
+
+    def sim_clock(self) -> float:
+        """Sim seconds since the world started. Unlike the simulation's own time it runs on across
+        scene resets: it is the graph's /clock, and a clock that jumps back stalls every timer."""
+        with self.lock:  # never read between a reset and its new base
+            return self._clock_base + self.sim.time
 
     # --- episode ----------------------------------------------------------------------
 
     def reset_scene(self) -> None:
         """Home the arm and draw a new scene (the twin's version of a person resetting the table)."""
         with self.lock:
+            before = self.sim_clock()
             self.sim.reset(np.random.default_rng(self.episode_seed))
+            self._clock_base = before - self.sim.time
             self.episode_seed += 1
             self._frame_due = True  # rendered by the physics thread, which owns the GL context
 
@@ -83,28 +92,28 @@ class TwinWorld:
 
     def _run(self) -> None:
         frame_period = 1.0 / max(c.fps for c in self.sim.cameras) if self.sim.cameras else None
-        next_frame = self.sim.time
-        wall_anchor, sim_anchor = time.perf_counter(), self.sim.time
+        next_frame = self.sim_clock()
+        wall_anchor, sim_anchor = time.perf_counter(), self.sim_clock()
         while not self._stop.is_set():
             target_sim = sim_anchor + (time.perf_counter() - wall_anchor) * self.time_scale
-            if self.sim.time + PHYSICS_CHUNK_S > target_sim:
-                time.sleep(max(0.0, (self.sim.time + PHYSICS_CHUNK_S - target_sim) / self.time_scale))
+            if self.sim_clock() + PHYSICS_CHUNK_S > target_sim:
+                time.sleep(max(0.0, (self.sim_clock() + PHYSICS_CHUNK_S - target_sim) / self.time_scale))
                 continue
             with self.lock:
                 if not self.sim.advance(PHYSICS_CHUNK_S):
                     log.error("twin physics diverged; scene reset")
                     self.reset_scene()
-                if frame_period is not None and (self.sim.time >= next_frame or self._frame_due):
+                if frame_period is not None and (self.sim_clock() >= next_frame or self._frame_due):
                     self._render()
                     self._frame_due = False
                     next_frame += frame_period
-                    if next_frame < self.sim.time:  # fell behind: skip frames rather than spiral
-                        next_frame = self.sim.time + frame_period
+                    if next_frame < self.sim_clock():  # fell behind: skip frames rather than spiral
+                        next_frame = self.sim_clock() + frame_period
                 now = self.now()
             for callback in self.on_tick:
                 callback(now)
-            if self.sim.time - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
-                wall_anchor, sim_anchor = time.perf_counter(), self.sim.time
+            if self.sim_clock() - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
+                wall_anchor, sim_anchor = time.perf_counter(), self.sim_clock()
         with self.lock:
             self.sim.close()  # on this thread: the GL context belongs to it
 

@@ -58,11 +58,8 @@ class TwinSim:
         return float(self.data.time)
 
     def reset(self, rng: np.random.Generator) -> EpisodeDraw:
-        """Home the arm, draw randomisation and object poses, and let contacts settle. Time runs on across
-        resets: in a graph on sim time it is the /clock, and a clock that jumps back stalls every timer."""
-        elapsed = self.data.time
+        """Home the arm, draw randomisation and object poses, and let contacts settle."""
         mujoco.mj_resetData(self.model, self.data)
-        self.data.time = elapsed
         draw = self.randomizer.apply(rng)
         hold = self.task.gripper_hold
         self._finger_target = hold if hold is not None else FINGER_MAX_OPENING
