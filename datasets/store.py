@@ -334,11 +334,11 @@ class EpisodeStore:
         """Episodes `indices` (default: all committed) in order, as `episode` gives them, but reading runs of
         consecutive episodes with one read per array (a saved replay buffer holds hundreds of short runs)."""
         indices = range(self.n_episodes) if indices is None else indices
+        missing = [index for index in indices if not 0 <= index < self.n_episodes]
+        if missing:
+            raise StoreError(f"{self.path}: no episode {missing[0]} ({self.n_episodes} committed)")
         obs_keys = list(self.spec.obs) if keys is None else keys
         for run in _consecutive_runs(indices, self.episode_ends, batch_frames):
-            for index in run:
-                if not 0 <= index < self.n_episodes:
-                    raise StoreError(f"{self.path}: no episode {index} ({self.n_episodes} committed)")
             first, last = self.episodes[run[0]], self.episodes[run[-1]]
             rows = {key: self.load(key, first.start, last.stop) for key in [*obs_keys, *STEP_ARRAYS]}
             finals = {key: self.array(f"{FINAL}/{key}")[run[0] : run[-1] + 1] for key in obs_keys}
@@ -357,7 +357,7 @@ def _consecutive_runs(indices: Iterable[int], ends: np.ndarray, batch_frames: in
     run: list[int] = []
     frames = 0
     for index in indices:
-        length = int(ends[index] - (ends[index - 1] if index > 0 else 0)) if 0 <= index < len(ends) else 0
+        length = int(ends[index] - (ends[index - 1] if index > 0 else 0))
         if run and (index != run[-1] + 1 or frames + length > batch_frames):
             yield run
             run, frames = [], 0
@@ -702,6 +702,8 @@ class EpisodeWriter:
         """Commit many whole episodes (final obs included, no per-episode metadata besides `source`) with one
         write per array and one commit point per `batch_frames` frames instead of one per episode: a learner's
         buffer checkpoint holds hundreds of short runs. Returns how many were written."""
+        if self._lock < 0:
+            raise StoreError(f"{self.path}: the writer is closed")
         if self._episode is not None:
             raise StoreError(f"{self.path}: an episode is open; end or discard it before writing whole episodes")
         if source not in EPISODE_SOURCES:
@@ -716,8 +718,6 @@ class EpisodeWriter:
         return written + (self._commit_batch(batch, source) if batch else 0)
 
     def _commit_batch(self, episodes: list[EpisodeArrays], source: str) -> int:
-        if self._lock < 0:
-            raise StoreError(f"{self.path}: the writer is closed")
         steps, finals = [], []
         for number, episode in enumerate(episodes):
             if len(episode) == 0:
@@ -868,9 +868,7 @@ def _set_rows(array: zarr.Array, rows: slice, values: np.ndarray) -> None:
 
 def _set_row(array: zarr.Array, index: int, value: Any) -> None:
     """Write row `index` of a per-episode array, making its shape exactly index + 1."""
-    if array.shape[0] != index + 1:
-        array.resize((index + 1, *array.shape[1:]))
-    array[index] = value
+    _set_rows(array, slice(index, index + 1), np.asarray([value]))
 
 
 def _create_schema_arrays(

@@ -96,24 +96,26 @@ class TwinWorld:
         wall_anchor, sim_anchor = time.perf_counter(), self.sim_clock()
         while not self._stop.is_set():
             target_sim = sim_anchor + (time.perf_counter() - wall_anchor) * self.time_scale
-            if self.sim_clock() + PHYSICS_CHUNK_S > target_sim:
-                time.sleep(max(0.0, (self.sim_clock() + PHYSICS_CHUNK_S - target_sim) / self.time_scale))
+            ahead = self.sim_clock() + PHYSICS_CHUNK_S - target_sim
+            if ahead > 0:
+                time.sleep(ahead / self.time_scale)
                 continue
             with self.lock:
                 if not self.sim.advance(PHYSICS_CHUNK_S):
                     log.error("twin physics diverged; scene reset")
                     self.reset_scene()
-                if frame_period is not None and (self.sim_clock() >= next_frame or self._frame_due):
+                clock = self.sim_clock()
+                if frame_period is not None and (clock >= next_frame or self._frame_due):
                     self._render()
                     self._frame_due = False
                     next_frame += frame_period
-                    if next_frame < self.sim_clock():  # fell behind: skip frames rather than spiral
-                        next_frame = self.sim_clock() + frame_period
+                    if next_frame < clock:  # fell behind: skip frames rather than spiral
+                        next_frame = clock + frame_period
                 now = self.now()
             for callback in self.on_tick:
                 callback(now)
-            if self.sim_clock() - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
-                wall_anchor, sim_anchor = time.perf_counter(), self.sim_clock()
+            if clock - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
+                wall_anchor, sim_anchor = time.perf_counter(), clock
         with self.lock:
             self.sim.close()  # on this thread: the GL context belongs to it
 
