@@ -246,13 +246,22 @@ class MixedSampler:
         counts[order[: batch_size - counts.sum()]] += 1
         return counts.tolist()
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """A batch whose leading rows come from buffer 0, then buffer 1, ..."""
-        parts = []
-        for i, (buffer, count) in enumerate(zip(self.buffers, self.counts(batch_size))):
-            if count == 0:
-                continue
-            if len(buffer) == 0:
+    def sample(self, batch_size: int, rng: np.random.Generator, *, minibatches: int = 1) -> Batch:
+        """A batch of `minibatches` equal slices, each holding the fractions (buffer 0's rows first).
+
+        A learner that splits one sampled batch into `utd_ratio` updates passes `minibatches=utd_ratio`,
+        so every update sees the mix (RLPD's symmetric sampling), not some updates all-online and
+        others all-demo.
+        """
+        if minibatches < 1 or batch_size % minibatches:
+            raise ValueError(f"batch of {batch_size} does not split into {minibatches} equal minibatches")
+        counts = self.counts(batch_size // minibatches)
+        for i, (buffer, count) in enumerate(zip(self.buffers, counts)):
+            if count and len(buffer) == 0:
                 raise ValueError(f"buffer {i} is empty but its fraction {self.fractions[i]} asks for {count} samples")
-            parts.append(buffer.sample(count, rng))
-        return concat_batches(parts)
+        return concat_batches([
+            buffer.sample(count, rng)
+            for _ in range(minibatches)
+            for buffer, count in zip(self.buffers, counts)
+            if count
+        ])

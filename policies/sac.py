@@ -102,6 +102,10 @@ class SACConfig(StrictConfig):
     """Change of `state/gripper` opening between obs and next_obs that counts as the gripper having moved."""
     grasp_epsilon: float = Field(0.0, ge=0, le=1)
     """Chance of a uniformly random grasp class while exploring (0: greedy, as HIL-SERL)."""
+    bc_weight: float = Field(0.0, ge=0)
+    """Weight of a behaviour-cloning term on the actor: squared distance of its mean action from the action
+    taken on rows a person acted (demos and interventions, `Batch.intervened`). 0 is plain SAC; a small
+    weight keeps the actor near what the operator showed while Q is still uninformed (as TD3+BC, ConRFT)."""
     actor_trains_encoder: bool = False
     """Let the actor loss update the image encoders; off freezes the backbone for the actor (DrQ)."""
     encoder: EncoderConfig = EncoderConfig()
@@ -268,6 +272,7 @@ class SACAgent(nn.Module):
         action = torch.as_tensor(batch.action, dtype=torch.float32, device=self.device)
         reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=self.device)
         done = torch.as_tensor(batch.terminated, dtype=torch.float32, device=self.device)
+        human = torch.as_tensor(batch.intervened, dtype=torch.bool, device=self.device)
         step = size // utd
         metrics: dict[str, float] = {}
         for i in range(utd):
@@ -279,7 +284,7 @@ class SACAgent(nn.Module):
             if int(self.critic_updates) % self.config.critic_actor_ratio == 0:
                 if self.config.actor_trains_encoder:  # the critic's backward freed its graph: encode afresh
                     features = self._features(self.encoder, mb_obs, augment=True)
-                metrics.update(self._actor_step(features))
+                metrics.update(self._actor_step(features, action[part], human[part]))
         metrics["critic_updates"] = float(self.critic_updates)
         metrics["actor_updates"] = float(self.actor_updates)
         return metrics
@@ -348,8 +353,9 @@ class SACAgent(nn.Module):
         polyak_update(self.target_grasp, self.grasp, config.tau)
         return {"grasp_loss": loss.item(), "grasp_q_mean": q.mean().item()}
 
-    def _actor_step(self, features: torch.Tensor) -> dict[str, float]:
-        """Maximise mean ensemble Q minus alpha log pi, then move the temperature toward the target entropy."""
+    def _actor_step(self, features: torch.Tensor, taken: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
+        """Maximise mean ensemble Q minus alpha log pi (plus the BC term on `human` rows' `taken` actions),
+        then move the temperature toward the target entropy."""
         if not self.config.actor_trains_encoder:
             features = features.detach()
         action, log_prob = self.actor(features, self.generator)
@@ -357,6 +363,11 @@ class SACAgent(nn.Module):
         q = self.critic(features, action).mean(dim=0)
         self.critic.requires_grad_(True)
         actor_loss = (self.alpha.detach() * log_prob - q).mean()
+        bc_loss = torch.zeros((), device=self.device)
+        if self.config.bc_weight > 0 and bool(human.any()):
+            mean = self.actor.mode(features[human])
+            bc_loss = (mean - taken[human, : self.arm_dim]).pow(2).sum(-1).mean()
+            actor_loss = actor_loss + self.config.bc_weight * bc_loss
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -367,6 +378,7 @@ class SACAgent(nn.Module):
         self.actor_updates += 1
         return {
             "actor_loss": actor_loss.item(),
+            "bc_loss": bc_loss.item(),
             "alpha": self.alpha.item(),
             "entropy": -log_prob.mean().item(),
         }

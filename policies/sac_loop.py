@@ -9,7 +9,7 @@ Per environment step:
          │                                                              │
          └─────── transition ──► online buffer (+ demo buffer if a human acted)
     then, once `learning_starts` online transitions exist:
-         one batch of utd_ratio * batch_size, demo_fraction from demos ──► agent.update
+         utd_ratio minibatches of batch_size, each demo_fraction from demos ──► agent.update
 
 RLIF option: at the step the expert takes over, the policy's rejected proposal is stored as a
 terminal transition with reward -rlif_penalty, so interventions teach what not to do.
@@ -340,7 +340,7 @@ def train_sac(
             use_demos = len(demos) > 0 and config.demo_fraction > 0
             sampler = (MixedSampler([online, demos], [1 - config.demo_fraction, config.demo_fraction])
                        if use_demos else MixedSampler([online]))
-            batch = sampler.sample(batch_size, rng)
+            batch = sampler.sample(batch_size, rng, minibatches=agent.config.utd_ratio)
             start = time.perf_counter()
             agent.update(batch)
             state.update_seconds += time.perf_counter() - start

@@ -116,7 +116,7 @@ def train_sac_vector(
             learning_steps += envs.num_envs
             start = time.perf_counter()
             for _ in range(envs.num_envs):
-                agent.update(sampler.sample(batch_size, rng))
+                agent.update(sampler.sample(batch_size, rng, minibatches=agent.config.utd_ratio))
             update_seconds += time.perf_counter() - start
 
         updates = int(agent.critic_updates) - updates_at_start

@@ -150,7 +150,7 @@ class LearnerNode(Node):
                         if use_demos
                         else MixedSampler([self.online])
                     )
-                    batch = sampler.sample(batch_size, self.rng)
+                    batch = sampler.sample(batch_size, self.rng, minibatches=self.agent.config.utd_ratio)
             if not ready:
                 updates_owed_from = self.env_steps
             if not (ready and owed > 0):

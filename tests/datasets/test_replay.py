@@ -132,6 +132,11 @@ def test_mixer_takes_fixed_fractions(marked: SimpleNamespace) -> None:
     mixer = MixedSampler([online, demos], fractions=[0.25, 0.75])
     assert mixer.counts(10) == [3, 7] and mixer.counts(256) == [64, 192]
     assert (mixer.sample(10, rng).obs["state/mark"][:, 0] == 1).sum() == 7
+    # Split into UTD minibatches, every slice holds the mix, not some all-online and some all-demo.
+    sources = MixedSampler([online, demos]).sample(256, rng, minibatches=4).obs["state/mark"][:, 0]
+    assert [int((part == 1).sum()) for part in np.split(sources, 4)] == [32, 32, 32, 32]
+    with pytest.raises(ValueError, match="minibatches"):
+        mixer.sample(10, rng, minibatches=3)
 
 
 def test_bad_input_is_refused_with_the_reason(marked: SimpleNamespace) -> None:

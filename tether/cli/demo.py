@@ -47,10 +47,11 @@ def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: i
 
 
 # The learner's settings for the demo: REDQ (10 critics, target pair) at UTD 4 with a faster target,
-# small networks so updates keep up on a CPU, and the RLIF penalty at every takeover.
+# small networks so updates keep up on a CPU, a BC term on what the operator did (demos and
+# interventions) and the RLIF penalty at every takeover.
 DEMO_LEARNER = {
     "sac": {"num_critics": 10, "critic_subsample": 2, "tau": 0.02, "utd_ratio": 4, "batch_size": 128,
-            "hidden_dims": [128, 128]},
+            "hidden_dims": [128, 128], "bc_weight": 1.0},
     "loop": {"rlif_penalty": 1.0, "learning_starts": 100},
 }
 
@@ -113,12 +114,14 @@ def demo(
     demo_episodes: int = typer.Option(20, "--demo-episodes", min=1, help="Scripted demonstrations to record."),
     steps: int = typer.Option(4000, "--steps", min=1, help="HIL training steps (10 Hz control)."),
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1, help="Evaluation episodes before and after."),
-    time_scale: float = typer.Option(
-        3.0, "--time-scale", min=0.1, max=20.0, help="Twin speed vs real time while recording and evaluating."
+    record_time_scale: float = typer.Option(
+        3.0, "--record-time-scale", min=0.1, max=20.0, help="Twin speed vs real time while recording the demos."
     ),
-    hil_time_scale: float = typer.Option(
-        1.0, "--hil-time-scale", min=0.1, max=20.0,
-        help="Twin speed during HIL training; above the learner's update rate / UTD the achieved UTD drops.",
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", min=0.1, max=20.0,
+        help="Twin speed during training and both evaluations (the policy is scored at the speed it trains at: "
+        "faster, its sensing-to-command latency grows in twin time); above the learner's update rate / UTD "
+        "the achieved UTD drops.",
     ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -136,7 +139,7 @@ def demo(
 
     console.print(f"[bold]1/4[/] recording {demo_episodes} scripted demonstrations")
     with _timed(phase_s, "record_demos"):
-        demos = record_demos(rig, out / "demos.zarr", demo_episodes, seed=seed, time_scale=time_scale)
+        demos = record_demos(rig, out / "demos.zarr", demo_episodes, seed=seed, time_scale=record_time_scale)
 
     console.print(f"[bold]2/4[/] evaluating the untrained policy ({eval_episodes} episodes)")
     config = out / "learner.yaml"
@@ -149,7 +152,7 @@ def demo(
     console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
     with _timed(phase_s, "hil_training"):
         hil = run_hil(rig, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
-                      time_scale=hil_time_scale)
+                      time_scale=time_scale)
 
     console.print(f"[bold]4/4[/] evaluating the trained policy ({eval_episodes} episodes)")
     with _timed(phase_s, "eval_after"):
@@ -178,7 +181,7 @@ def demo(
         "intervention_rate_by_third": intervention_over_time,
         "hil_episodes": len(episodes),
         "demo_episodes": demos["episodes"],
-        "time_scale": {"record_and_eval": time_scale, "hil": hil_time_scale},
+        "time_scale": {"record": record_time_scale, "train_and_eval": time_scale},
         "utd_achieved": hil["learner"].get("critic_updates", 0) / max(hil["learner"].get("env_steps", 1), 1),
         "wall_s": time.perf_counter() - start,
         "phase_s": phase_s,
