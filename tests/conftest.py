@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import time
 from collections.abc import Iterator
@@ -51,3 +52,12 @@ def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
     monkeypatch.setenv("DISPLAY", server.display)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A ROS domain of the test's own (loopback only), so graphs of parallel runs never cross-talk."""
+    domain = random.Random(os.getpid() * 1000 + random.randrange(1000)).randrange(1, 100)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return domain

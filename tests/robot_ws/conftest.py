@@ -1,14 +1,8 @@
-"""ROS 2 tests run real DDS graphs; each test gets its own domain so parallel runs never cross-talk."""
-
-import os
-import random
+"""ROS 2 tests run real DDS graphs; each test gets its own domain (tests/conftest.py: ros_domain)."""
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
-    domain = random.Random(os.getpid() * 1000 + random.randrange(1000)).randrange(1, 100)
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    return domain
+def _own_ros_domain(ros_domain: int) -> int:
+    return ros_domain

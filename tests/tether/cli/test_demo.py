@@ -4,18 +4,11 @@ issue asks for. Whether training helps is measured by a full run (README), not h
 import json
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from tether.cli import app
 from tether.cli.demo import _trailing_mean
 from tether.datasets.store import EpisodeStore
-
-
-@pytest.fixture
-def ros_domain(monkeypatch):
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(np.random.default_rng().integers(100, 200)))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
 def test_demo_runs_every_phase_through_the_graph_and_writes_its_summary(tmp_path, ros_domain):

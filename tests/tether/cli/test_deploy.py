@@ -17,12 +17,6 @@ from tether.policies.sac import SACAgent, SACConfig
 pytestmark = pytest.mark.usefixtures("ros_domain")
 
 
-@pytest.fixture
-def ros_domain(monkeypatch):
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(np.random.default_rng().integers(100, 200)))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-
-
 def reach_rig(episode_length: int = 6):
     rig = load_rig("twin_panda")
     task = rig.task.model_copy(update={"name": "reach", "episode_length": episode_length})
