@@ -97,7 +97,8 @@ def test_realsense_unplug_gives_a_clear_error_and_the_camera_comes_back():
         with RealSenseCamera(realsense_config("0003"), find=soft.find) as camera:
             before = camera.read(FRESH)
             soft.pause()  # cable out
-            wait_until(lambda: not camera.connected)
+            # First the grab times out ("no frame ... unplugged?"), then the search for the device fails.
+            wait_until(lambda: not camera.connected and "not connected" in (camera.last_error or ""))
             with pytest.raises(DeviceError, match=r"camera 'front' \(realsense 0003\): newest frame is .* old.*not connected"):
                 camera.read(max_age_s=0.0)
             soft.resume()  # cable back in
