@@ -5,6 +5,10 @@ step, each doing `utd_ratio` critic steps), never faster than data arrives. Weig
 `learner/weights` (transient-local, so an actor that starts or restarts later gets the latest)
 every `publish_every` updates. The run directory holds the checkpoint and the buffers; a
 restarted learner resumes from them, and one is written periodically and on shutdown.
+
+Intake refuses what must never reach a buffer: transitions that do not fit it (another graph on
+the domain) and transitions with a NaN or inf anywhere (a sensor glitch, a diverged policy), each
+counted in `stats()` and on `diagnostics`, with a throttled warning, never an exception.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
@@ -30,6 +35,7 @@ from tether.policies.sac import SACAgent, SACConfig, space_from_json
 from tether.policies.sac_loop import LoopConfig, rlif_transition
 from tether.policies.steering import CONFIG_KEY, Steering
 from tether.robot_ws import messages, qos
+from tether.types import Transition
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,21 @@ ONLINE = "online.zarr"
 DEMOS = "demos.zarr"
 ENV_STEPS = "learner.env_steps"
 STATS = "learner_stats.json"
+
+
+def non_finite_parts(transition: Transition) -> list[str]:
+    """The parts of a transition holding a NaN or inf (`obs['state/tcp_pose']`, `reward`, ...); empty if none."""
+    parts = [
+        f"{name}['{key}']"
+        for name, obs in (("obs", transition.obs), ("next_obs", transition.next_obs))
+        for key, value in obs.items()
+        if not np.isfinite(value).all()
+    ]
+    for name, value in (("action", transition.action), ("reward", transition.reward),
+                        ("policy_action", transition.policy_action)):
+        if value is not None and not np.isfinite(value).all():
+            parts.append(name)
+    return parts
 
 
 class LearnerNode(Node):
@@ -64,6 +85,7 @@ class LearnerNode(Node):
         self.env_steps = 0
         self.updates = 0
         self.rejected = 0
+        self.non_finite = 0
         self.update_seconds = 0.0
         self._data_lock = threading.Lock()  # buffers and counters: held briefly by the subscription
         self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
@@ -83,7 +105,7 @@ class LearnerNode(Node):
             self.online = load_replay(self.run_dir / ONLINE)
             self.demos = load_replay(self.run_dir / DEMOS)
             self.get_logger().info(
-                f"resumed from {checkpoint}: {int(self.agent.critic_updates)} critic updates, "
+                f"resumed from {checkpoint}: {self.env_steps} env steps, {int(self.agent.critic_updates)} critic updates, "
                 f"{len(self.online)} online and {len(self.demos)} demo transitions"
             )
         else:
@@ -96,6 +118,8 @@ class LearnerNode(Node):
                 self.get_logger().info(f"{added} demo transitions from {demos}")
         self.weights_pub = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
         self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
+        self.create_timer(1.0, self._publish_diagnostics)
         self._publish_weights()
         self._thread = threading.Thread(target=self._train, name="learner-updates", daemon=True)
         self._thread.start()
@@ -120,6 +144,13 @@ class LearnerNode(Node):
         except ValueError as error:  # e.g. another graph on this ROS domain: refuse it, keep learning
             self.rejected += 1
             self.get_logger().error(f"transition refused: {error}", throttle_duration_sec=5.0)
+            return
+        bad = non_finite_parts(transition)
+        if bad:  # one NaN in a batch poisons every network it reaches: never into a buffer
+            self.non_finite += 1
+            self.get_logger().warning(
+                f"transition dropped: non-finite {', '.join(bad)} ({self.non_finite} so far)", throttle_duration_sec=5.0
+            )
             return
         takeover = transition.intervened and not self._was_intervened and transition.policy_action is not None
         with self._data_lock:
@@ -192,7 +223,19 @@ class LearnerNode(Node):
             "online_transitions": len(self.online),
             "demo_transitions": len(self.demos),
             "rejected_transitions": self.rejected,
+            "non_finite_transitions": self.non_finite,
         }
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.stats()
+        status = DiagnosticStatus(name="learner", hardware_id="learner")
+        dropped = stats["rejected_transitions"] + stats["non_finite_transitions"]
+        status.level = DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK
+        status.message = f"{stats['env_steps']} env steps, {stats['updates']} updates, {dropped} transitions dropped"
+        status.values = [KeyValue(key=k, value=f"{v:.3g}" if isinstance(v, float) else str(v)) for k, v in stats.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)
 
     def shutdown(self) -> None:
         """Stop updating, checkpoint, and leave the run's figures in learner_stats.json."""
