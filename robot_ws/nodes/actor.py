@@ -5,9 +5,14 @@ On a timer at the rig's control rate it assembles the observation from the lates
 for an action, lets an engaged human override it (with a sticky window after release),
 publishes the command and the policy's own proposal, and streams each transition (with its
 intervened flag) to the learner and the recorder. New weights are decoded on another thread
-and swapped in between steps, so the loop never waits for the learner; if the learner dies
-the actor keeps acting with the last weights it has. Episodes end on success / failure / time
-limit and reset through the arm node's service.
+and swapped in between steps, so the loop never waits for the learner. Episodes end on success /
+failure / time limit and reset through the arm node's service.
+
+When the learner dies (the process that supervises it calls `learner_lost`), the actor either
+keeps acting with the last weights it has (`act`), or holds (`hold`): it ends the episode under
+way as truncated (outcome `learner_lost`, so the recorder commits it), commands zero motion, and
+starts no new episode until fresh weights arrive; in between it sends nothing, and the arm node's
+watchdog keeps the arm holding. Whether the weights in hand are fresh is on `diagnostics`.
 
 Modes: `hil` (policy acts, human may take over), `teleop` (only the human acts: recording
 demos) and `eval` (policy alone, deterministic).
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -42,6 +48,8 @@ from tether.teleop.arbitration import StickyOverride
 from tether.types import Observation, Transition
 
 ActorMode = Literal["hil", "teleop", "eval"]
+LEARNER_LOST = "learner_lost"
+"""The outcome of an episode a holding actor ended because its learner died."""
 
 
 class Policy(Protocol):
@@ -134,6 +142,9 @@ class ActorNode(Node):
         self.max_episodes = max_episodes
         self.counters: Counter[str] = Counter()
         self.weights_version = -1
+        self.learner_present = True
+        """False from `learner_lost` until the next weights arrive: the policy in hand is not learning."""
+        self._hold_for_learner = False
         self.episode = 0
         self.episode_results: list[dict[str, Any]] = []
         self.done = threading.Event()
@@ -185,7 +196,9 @@ class ActorNode(Node):
         self.transition_pub = self.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
         self.events_pub = self.create_publisher(String, "episode/events", qos.EVENTS)
         self.reset_client = self.create_client(Trigger, "arm/reset", callback_group=MutuallyExclusiveCallbackGroup())
+        self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
         self.create_timer(rig.control_dt, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
 
     # --- inputs -----------------------------------------------------------------------
 
@@ -208,7 +221,31 @@ class ActorNode(Node):
         with self._policy_lock:
             self._pending_policy = policy
             self.weights_version = version
+            self.learner_present, self._hold_for_learner = True, False
         self.counters["weights_received"] += 1
+
+    def learner_lost(self, hold: bool) -> None:
+        """The learner is gone (its process died). Keep acting with the weights in hand, or with `hold`
+        end the episode under way and start none until the next weights arrive (a restarted learner sends
+        its checkpoint's weights as soon as it is up)."""
+        with self._policy_lock:
+            self.learner_present, self._hold_for_learner = False, hold
+        self.counters["learner_lost"] += 1
+
+    def _publish_diagnostics(self) -> None:
+        """Whether the policy is still learning (fresh weights) or acting / holding on without a learner."""
+        status = DiagnosticStatus(name="actor", hardware_id=self.mode)
+        if self.learner_present:
+            status.level, status.message = DiagnosticStatus.OK, f"weights v{self.weights_version}"
+        else:
+            doing = "holding" if self._hold_for_learner else "acting on"
+            status.level, status.message = DiagnosticStatus.WARN, f"learner lost: {doing} weights v{self.weights_version}"
+        fields = {"weights_version": self.weights_version, "weights_fresh": self.learner_present,
+                  "holding_for_learner": self._hold_for_learner, "episode": self.episode, **self.counters}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in fields.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = messages.to_stamp(self._now())
+        self.diag_pub.publish(array)
 
     def _fresh(self, key: str, now: float) -> Any | None:
         latest = self._latest.get(key)
@@ -293,6 +330,9 @@ class ActorNode(Node):
         if self.mode != "teleop" and self.policy is None:
             self.counters["waiting_for_weights"] += 1  # the first episode starts with the learner's weights
             return
+        if self._hold_for_learner:
+            self.counters["holding_for_learner"] += 1
+            return
         if not self.reset_client.service_is_ready():
             self.counters["reset_service_waiting"] += 1
             return
@@ -339,14 +379,17 @@ class ActorNode(Node):
         )
         success = twin_success or "success" in events
         failure = "failure" in events
-        stop = "stop" in events or "rerecord" in events
+        stop = "stop" in events or "rerecord" in events or self._hold_for_learner
 
         if self._prev is not None:
             terminated = success or failure
             truncated = not terminated and (self._step >= self.rig.task.episode_length or stop)
             outcome = ""
             if terminated or truncated:
-                outcome = "rerecord" if "rerecord" in events else "success" if success else "failure" if failure else "timeout"
+                outcome = (
+                    "rerecord" if "rerecord" in events else "success" if success else "failure" if failure
+                    else LEARNER_LOST if self._hold_for_learner else "timeout"
+                )
             self._emit(self._prev, float(success), obs, terminated, truncated, outcome)
             if outcome:
                 self.events_pub.publish(String(data=outcome))
@@ -357,6 +400,10 @@ class ActorNode(Node):
                 self._publish_hold(now)
                 self._phase = "reset"
                 return
+        if self._hold_for_learner:  # the learner died as this episode began: do not start acting in it
+            self._publish_hold(now)
+            self._phase = "reset"
+            return
 
         proposal = None
         if self.policy is not None and self.mode != "teleop":

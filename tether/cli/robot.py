@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 from tqdm import tqdm
@@ -26,6 +26,8 @@ SeedOption = typer.Option(0, "--seed", help="Seed of the twin's scenes, the oper
 BasePolicyOption = typer.Option(
     None, "--base-policy", help="A diffusion checkpoint the SAC policy corrects with a bounded residual (frozen)."
 )
+LearnerLoss = Literal["act", "hold"]
+"""What the actor does while a dead learner restarts (`tether train-hil --on-learner-loss`)."""
 ResidualScaleOption = typer.Option(
     0.2, "--residual-scale", min=0.01, max=2.0, help="With --base-policy: the residual's bound per action dimension."
 )
@@ -102,6 +104,13 @@ def train_hil(
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections for the learner."),
     base_policy: Path | None = BasePolicyOption,
     residual_scale: float = ResidualScaleOption,
+    on_learner_loss: LearnerLoss = typer.Option(
+        "act", "--on-learner-loss",
+        help="While a dead learner restarts: act (keep acting with the last weights) or hold (end the episode, hold still).",
+    ),
+    learner_restarts: int = typer.Option(
+        5, "--learner-restarts", min=0, help="Restarts of a dying learner (back-off 1 s, doubling) before giving up."
+    ),
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
@@ -109,9 +118,18 @@ def train_hil(
     """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin).
 
     With --base-policy, SAC learns a bounded residual on top of a frozen diffusion policy (the base acts,
-    the residual corrects it, the operator's takeovers become residual targets)."""
-    summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
-                      steering=_residual_steering(base_policy, residual_scale))
+    the residual corrects it, the operator's takeovers become residual targets). A learner that dies is
+    restarted from its last checkpoint while the robot side runs on."""
+    from tether.cli.learner_supervisor import LearnerGaveUp
+
+    try:
+        summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
+                          steering=_residual_steering(base_policy, residual_scale), on_learner_loss=on_learner_loss,
+                          max_learner_restarts=learner_restarts)
+    except LearnerGaveUp as gave_up:
+        typer.echo(json.dumps(gave_up.summary, indent=2))
+        typer.echo(f"error: {gave_up}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -150,9 +168,14 @@ def stop_process(process: subprocess.Popen, timeout_s: float = LEARNER_STOP_S) -
 
 def run_hil(
     rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, config: Path | None, seed: int,
-    time_scale: float, progress: bool = True, steering: Steering | None = None,
+    time_scale: float, progress: bool = True, steering: Steering | None = None, on_learner_loss: LearnerLoss = "act",
+    max_learner_restarts: int = 5,
 ) -> dict:
-    """HIL training through the graph: learner in its own process, everything else in this one."""
+    """HIL training through the graph: learner in its own process (restarted if it dies), everything else in
+    this one. The summary counts `learner_restarts`; each death is in `learner_losses` with the actor's
+    transitions and the recorder's committed episodes at that moment. A learner given up on raises
+    LearnerGaveUp (with the summary, `error` in it) once the graph has stopped safely."""
+    from tether.cli.learner_supervisor import LearnerGaveUp, LearnerSupervisor
     from tether.robot_ws.graph import Graph, GraphSpec
     from tether.robot_ws.nodes.learner import STATS
 
@@ -165,22 +188,33 @@ def run_hil(
         source="hil", time_scale=time_scale, seed=seed, steering=steering,
     )
     stop = _stop_event()
-    learner = learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config,
-                              steering=steering)
+    learner = LearnerSupervisor(
+        lambda: learner_process(rig_name, out, demos, obs=obs, seed=seed, time_scale=time_scale, config=config,
+                                steering=steering),
+        out, max_restarts=max_learner_restarts,
+    )
+    losses: list[dict] = []
     try:
         with Graph(spec) as graph, tqdm(total=steps, desc="train-hil", unit="step", disable=not progress) as bar:
-            actor = graph.node("actor")
-            while actor.counters["transitions"] < steps and not stop.is_set():
-                if learner.poll() is not None:
-                    raise RuntimeError(f"learner exited with {learner.returncode}; see {out / 'learner.log'}")
+            actor, recorder = graph.node("actor"), graph.node("recorder")
+            while actor.counters["transitions"] < steps and not stop.is_set() and not learner.gave_up:
+                code = learner.check(may_restart=actor.weights_version >= 0)
+                if code is not None:  # the process monitor is in this process: tell the actor at once
+                    actor.learner_lost(hold=on_learner_loss == "hold")
+                    losses.append({"exit": code, "transitions": actor.counters["transitions"],
+                                   "episodes_committed": recorder.committed})
                 graph.wait(stop.is_set, timeout_s=0.5)
                 bar.n = min(actor.counters["transitions"], steps)
-                bar.set_postfix(weights=actor.weights_version, refresh=False)
+                bar.set_postfix(weights=actor.weights_version, learner_restarts=learner.restarts, refresh=False)
                 bar.refresh()
     finally:
-        stop_process(learner)
+        learner.stop(stop_process)
     stats = json.loads((out / STATS).read_text()) if (out / STATS).exists() else {}
-    return {"learner": stats, "episodes": actor.episode_results, "run_dir": str(out)}
+    summary = {"learner": stats, "episodes": actor.episode_results, "transitions": actor.counters["transitions"],
+               "learner_restarts": learner.restarts, "learner_losses": losses, "run_dir": str(out)}
+    if learner.error:
+        raise LearnerGaveUp(learner.error, summary | {"error": learner.error})
+    return summary
 
 
 def up(

@@ -1,0 +1,93 @@
+"""`tether train-hil` on the twin with its learner killed (SIGKILL) partway: the actor keeps acting, the recorder
+keeps committing episodes, the learner comes back from its checkpoint, and the summary counts the restart."""
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from tether.cli import app
+from tether.cli.learner_supervisor import PID_FILE
+from tether.datasets.store import EpisodeStore, StoreError
+
+LEARNER = {"sac": {"hidden_dims": [32, 32], "batch_size": 16}, "loop": {"learning_starts": 20, "checkpoint_every": 25}}
+RESUMED = re.compile(r"resumed from \S+: (\d+) env steps")
+
+
+def _wait(predicate: Callable[[], bool], done: threading.Event, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if done.is_set() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _pid(out: Path) -> int | None:
+    try:
+        return int((out / PID_FILE).read_text())
+    except (FileNotFoundError, ValueError):  # not there yet, or caught half-written
+        return None
+
+
+def _committed(store: Path) -> int:
+    try:
+        return EpisodeStore(store).n_episodes
+    except (StoreError, OSError, ValueError):  # not created yet, or read while the recorder writes it
+        return -1
+
+
+def _kill_the_learner_then_interrupt(out: Path, done: threading.Event, seen: dict) -> None:
+    """Once the learner has checkpointed, SIGKILL it; once it is back and the recorder has committed another
+    episode, Ctrl-C the run (SIGINT to this process, as a user would)."""
+    try:
+        if not _wait(lambda: (out / "checkpoint" / "config.json").exists() and _pid(out), done, 240):
+            return
+        seen["killed"] = pid = _pid(out)
+        os.kill(pid, signal.SIGKILL)
+        back = lambda: _pid(out) not in (None, pid) and RESUMED.search((out / "learner.log").read_text())  # noqa: E731
+        if not _wait(back, done, 120):
+            return
+        seen["committed_when_back"] = committed = _committed(out / "episodes.zarr")
+        _wait(lambda: _committed(out / "episodes.zarr") > committed, done, 120)
+    finally:
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_domain):
+    out, config = tmp_path / "hil", tmp_path / "learner.yaml"
+    config.write_text(yaml.safe_dump(LEARNER))
+    done, seen = threading.Event(), {}
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    killer = threading.Thread(target=_kill_the_learner_then_interrupt, args=(out, done, seen), daemon=True)
+    killer.start()
+    try:
+        result = CliRunner().invoke(app, [
+            "train-hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
+        ])
+    finally:
+        done.set()
+        killer.join(timeout=30)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "killed" in seen, "the learner never checkpointed"
+    assert summary["learner_restarts"] >= 1
+    [loss, *_] = summary["learner_losses"]
+    assert loss["exit"] == -signal.SIGKILL
+    # The robot side ran on: the actor kept sending transitions and the recorder kept committing episodes.
+    assert summary["transitions"] > loss["transitions"]
+    assert EpisodeStore(out / "episodes.zarr").n_episodes > max(loss["episodes_committed"], seen["committed_when_back"])
+    # The learner resumed from its checkpoint (not from zero) and counted on from there.
+    resumed_at = int(RESUMED.search((out / "learner.log").read_text()).group(1))
+    assert resumed_at >= LEARNER["loop"]["checkpoint_every"]
+    assert summary["learner"]["env_steps"] > resumed_at
