@@ -6,7 +6,8 @@
 
 Optimiser hyper-parameters (lr, betas, ...) and any non-tensor RNG state travel in the safetensors
 metadata as JSON strings. Directories are written next to the target and renamed into place, so a
-crash while saving leaves the previous checkpoint intact.
+crash while saving leaves the previous checkpoint intact. A missing or damaged file is a
+`CheckpointError`: one line naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+from tether.errors import BadInput
 
 MODEL_FILE = "model.safetensors"
 TRAINING_FILE = "training_state.safetensors"
 CONFIG_FILE = "config.json"
+
+
+class CheckpointError(BadInput):
+    """A checkpoint directory with a file missing or damaged; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -70,26 +77,35 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    with safe_open(str(path), framework="pt") as handle:
-        return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path.parent}: {path.name} is missing")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({error})") from None
+
+
+def _json_object(text: str, source: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"checkpoint {source}: invalid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"checkpoint {source}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def load_checkpoint(directory: Path, *, training: bool = False) -> Checkpoint:
     """Read a checkpoint directory; with `training`, the resume state too. Errors name the file and reason."""
     directory = Path(directory)
-    for name in (MODEL_FILE, CONFIG_FILE) + ((TRAINING_FILE,) if training else ()):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"checkpoint {directory}: {name} is missing")
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint {directory / CONFIG_FILE}: invalid JSON: {error}") from None
+    config = checkpoint_config(directory)
     weights, _ = _read(directory / MODEL_FILE)
     state: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
     if training:
         state, raw = _read(directory / TRAINING_FILE)
-        meta = json.loads(raw.get("json", "{}"))
+        meta = _json_object(raw.get("json", "{}"), directory / TRAINING_FILE)
     return Checkpoint(weights=weights, training=state, training_meta=meta, config=config)
 
 
@@ -97,11 +113,12 @@ def checkpoint_config(directory: Path) -> dict[str, Any]:
     """A checkpoint's config.json alone: what it is and what it observes, without loading weights."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {directory}: {CONFIG_FILE} is missing")
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG_FILE} is missing")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint {path}: invalid JSON: {error}") from None
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise CheckpointError(f"checkpoint {path}: not UTF-8 text") from None
+    return _json_object(text, path)
 
 
 def checkpoint_kind(directory: Path) -> str:
@@ -109,7 +126,7 @@ def checkpoint_kind(directory: Path) -> str:
     path = Path(directory) / CONFIG_FILE
     kind = checkpoint_config(directory).get("kind")
     if not isinstance(kind, str):
-        raise ValueError(f"checkpoint {path}: no \"kind\" names the learner that wrote it")
+        raise CheckpointError(f"checkpoint {path}: no \"kind\" names the learner that wrote it")
     return kind
 
 

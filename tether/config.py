@@ -6,8 +6,10 @@ twin and the real robot read the same models, so switching a rig from twin to
 hardware is a change of YAML and nothing else.
 
 Every error, whatever its kind (missing file, bad YAML, unknown key, wrong
-type, value out of range), is one `ConfigError` line naming the file, the key
-path and the reason.
+type, value out of range or not finite), is one `ConfigError` line naming the
+file, the key path and the reason. A rig file is small and plain: files over
+`MAX_RIG_BYTES` and YAML aliases (the way to an "alias bomb") are refused
+before anything is built from them.
 """
 
 from __future__ import annotations
@@ -15,24 +17,28 @@ from __future__ import annotations
 import importlib.resources
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tether.errors import BadInput
+
 DEFAULT_RIG = "twin_panda"
+MAX_RIG_BYTES = 1 << 20
+"""A rig is a page of YAML; anything over 1 MiB is not one."""
 
 Vec3 = tuple[float, float, float]
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A rig file that cannot be used; the message is one line naming file, key and reason."""
 
 
 class _Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
+    """Base of every config model: unknown keys are errors, floats are finite, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(_Strict):
@@ -74,9 +80,29 @@ class Box(_Strict):
 # --- arm -------------------------------------------------------------------------------
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+# Joint position limits (rad) from Franka's FCI documentation ("Robot and interface specifications").
+PANDA_JOINT_LIMITS = (
+    (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973),
+    (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973),
+)
+FR3_JOINT_LIMITS = (
+    (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159),
+    (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159),
+)
+HOME_LIMITS = (
+    tuple(map(max, PANDA_JOINT_LIMITS[0], FR3_JOINT_LIMITS[0])),
+    tuple(map(min, PANDA_JOINT_LIMITS[1], FR3_JOINT_LIMITS[1])),
+)
+"""A home pose must lie inside the limits of both arms, so one rig file fits a Panda and an FR3."""
+PANDA_CARTESIAN_SPEED = (1.7, 2.5)
+"""Largest TCP speed of a Panda, m/s and rad/s: libfranka's kMaxTranslationalVelocity and
+kMaxRotationalVelocity (include/franka/rate_limiting.h; the FR3 allows 3.0 m/s, the Panda is the bound)."""
 
 
 class _ArmBase(_Strict):
+    hardware_speed: ClassVar[tuple[float, float] | None] = None
+    """(m/s, rad/s) the backend's hardware can do at most, when known; speed limits above it are errors."""
+
     home_joints: tuple[float, float, float, float, float, float, float] = PANDA_HOME
     """Joint angles (rad) the arm goes to on reset/home."""
     workspace: Box = Box(low=(0.3, -0.25, 0.0), high=(0.7, 0.25, 0.5))
@@ -101,6 +127,25 @@ class _ArmBase(_Strict):
             raise ValueError(f"must be positive, got {list(value)}")
         return value
 
+    @field_validator("home_joints")
+    @classmethod
+    def _home_within_limits(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        for joint, (q, lo, hi) in enumerate(zip(value, *HOME_LIMITS), start=1):
+            if not lo <= q <= hi:
+                raise ValueError(f"joint {joint}: {q} is outside the Panda/FR3 limits [{lo}, {hi}]")
+        return value
+
+    @model_validator(mode="after")
+    def _within_hardware_speed(self) -> _ArmBase:
+        if self.hardware_speed is not None:
+            linear, angular = self.hardware_speed
+            if self.max_linear_speed > linear or self.max_angular_speed > angular:
+                raise ValueError(
+                    f"max_linear_speed {self.max_linear_speed} / max_angular_speed {self.max_angular_speed} exceed "
+                    f"what a {self.backend} arm can do ({linear} m/s, {angular} rad/s)"
+                )
+        return self
+
     @property
     def action_dim(self) -> int:
         """Length of an action vector: translation (+ rotation) + gripper."""
@@ -110,6 +155,7 @@ class _ArmBase(_Strict):
 class TwinArm(_ArmBase):
     """The MuJoCo digital twin stands in for the arm."""
 
+    hardware_speed = PANDA_CARTESIAN_SPEED  # the twin models a Panda
     backend: Literal["twin"] = "twin"
     model: Path | None = None
     """A user's own MJCF robot instead of the built-in Panda (see docs/twin.md for the names it must define)."""
@@ -127,6 +173,7 @@ class FrankaImpedance(_Strict):
 class FrankaArm(_ArmBase):
     """A Franka Panda / FR3 through franky (libfranka)."""
 
+    hardware_speed = PANDA_CARTESIAN_SPEED
     backend: Literal["franka"] = "franka"
     host: str
     """Robot (or franky-sim) address."""
@@ -507,7 +554,16 @@ def resolve_rig_path(rig: str | Path) -> Path:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loading that refuses a key given twice instead of keeping the last."""
+    """Safe YAML loading that refuses a key given twice instead of keeping the last, and refuses aliases
+    (`*name`): a few lines of nested aliases expand to gigabytes, and a rig has no need of them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias '*{event.anchor}' (rig files take no aliases)", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
@@ -547,8 +603,13 @@ def load_rig(rig: str | Path = DEFAULT_RIG) -> RigConfig:
     path = resolve_rig_path(rig)
     if not path.is_file():
         raise ConfigError(f"{path}: rig file not found")
+    size = path.stat().st_size
+    if size > MAX_RIG_BYTES:
+        raise ConfigError(f"{path}: {size} bytes, over the {MAX_RIG_BYTES} a rig file may have")
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tether.policies.checkpoint import CONFIG_FILE, MODEL_FILE, TRAINING_FILE
+from tether.policies.checkpoint import CONFIG_FILE, MODEL_FILE, TRAINING_FILE, CheckpointError
 from tether.policies.networks import EncoderConfig
 from tether.policies.sac import SACAgent, SACConfig
 
@@ -87,7 +87,7 @@ def test_missing_or_foreign_checkpoints_are_named(h, tmp_path) -> None:
     path = agent.save(tmp_path / "ckpt")
     (path / TRAINING_FILE).unlink()
     SACAgent.load(path)  # acting needs no training state
-    with pytest.raises(FileNotFoundError, match=f"ckpt: {TRAINING_FILE} is missing"):
+    with pytest.raises(CheckpointError, match=f"ckpt: {TRAINING_FILE} is missing"):
         SACAgent.load(path, training=True)
     config = json.loads((path / CONFIG_FILE).read_text())
     (path / CONFIG_FILE).write_text(json.dumps({**config, "kind": "diffusion"}))
@@ -102,3 +102,24 @@ def test_saving_over_a_checkpoint_replaces_it(h, tmp_path) -> None:
     agent.save(tmp_path / "ckpt")
     assert json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text())["critic_updates"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda path: (path / MODEL_FILE).rename(path / "weights.bin"), f"ckpt: {MODEL_FILE} is missing"),
+        (lambda path: (path / MODEL_FILE).write_bytes(b"\x00" * 64), "not a readable safetensors file"),
+        (lambda path: (path / MODEL_FILE).write_bytes((path / MODEL_FILE).read_bytes()[:100]),
+         "not a readable safetensors file"),
+        (lambda path: (path / CONFIG_FILE).write_text("{not json"), "invalid JSON"),
+        (lambda path: (path / CONFIG_FILE).write_text("[1, 2]"), "expected a JSON object, got list"),
+        (lambda path: (path / CONFIG_FILE).write_bytes(b"\xff\xfe"), "not UTF-8 text"),
+        (lambda path: (path / CONFIG_FILE).unlink(), f"ckpt: {CONFIG_FILE} is missing"),
+    ],
+)
+def test_damaged_checkpoint_files_are_one_line_errors(h, tmp_path, damage, fragment) -> None:
+    path = SACAgent(h.state_space(), h.ACTION_DIM, CONFIG).save(tmp_path / "ckpt")
+    damage(path)
+    with pytest.raises(CheckpointError, match=fragment) as error:
+        SACAgent.load(path)
+    assert "\n" not in str(error.value) and isinstance(error.value, ValueError)

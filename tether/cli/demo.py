@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from tether.cli.output import ForceOption, claim_output
 from tether.cli.robot import record_demos, run_hil
 from tether.config import load_rig
 
@@ -124,13 +125,15 @@ def demo(
         "the achieved UTD drops.",
     ),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = ForceOption,
 ) -> None:
     """HIL training in the twin through the ROS 2 graph, with evaluation, plots and a summary."""
     out = out or Path(f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    claim_output(out, "--out", force=force)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
-    if "ROS_DOMAIN_ID" not in os.environ:
-        # The demo is a closed graph: a domain of its own keeps other tether graphs on this host or network out.
+    if "ROS_DOMAIN_ID" not in os.environ and load_rig(rig).network.domain_id is None:
+        # The rig keeps DDS on this host; a domain of its own keeps other tether graphs on this host out.
         os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
         console.print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} (set it to choose another)")
     start = time.perf_counter()

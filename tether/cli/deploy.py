@@ -17,7 +17,7 @@ import typer
 from tqdm import tqdm
 
 from tether import spaces
-from tether.cli.output import write_json
+from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
 from tether.policies.residual import BASE_ACTION
 
@@ -104,13 +104,15 @@ def deploy(
     policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Episodes to run."),
-    out: Path = typer.Option(Path("runs/deploy/episodes.zarr"), "--out", help="Episode store the runs are recorded into."),
+    out: Path = typer.Option(Path("runs/deploy/episodes.zarr"), "--out", help="Episode store the runs are recorded into (appended to if it exists)."),
     task: str | None = typer.Option(None, "--task", "-t", help="Task to run instead of the rig's (e.g. reach)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures here as JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed of the twin's scenes / the reach targets."),
     time_scale: float = typer.Option(1.0, "--time-scale", min=0.1, max=20.0, help="Twin rigs: run the twin this many times faster than real time."),
+    force: bool = ForceOption,
 ) -> None:
     """Run a checkpoint on a rig (arm safety layer, eval actor, recorder) and report success and tracking."""
+    claim_output(json_out, "--json", force=force)
     if not (policy / "config.json").is_file():
         raise typer.BadParameter(f"{policy}: not a checkpoint folder (no config.json)", param_hint="--policy")
     config = load_rig(rig)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import typer
 
-from tether.cli.output import write_json
+from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 
 if TYPE_CHECKING:
@@ -121,9 +121,11 @@ def eval_command(
     twin_replay: Path | None = typer.Option(
         None, "--twin-replay", help="Instead: act on twin renders of this store's logged episodes (rig: --rig, else the store's)."
     ),
+    force: bool = ForceOption,
 ) -> None:
     """Evaluate a checkpoint with its deterministic policy: success rate, mean length, a contact sheet.
     With --gap: how far the twin's replay of a logged command sequence drifts from the log."""
+    claim_output(json_out, "--json", force=force)
     if gap:
         if log_store is None:
             raise typer.BadParameter("--gap needs --log STORE", param_hint="--log")
@@ -137,8 +139,9 @@ def eval_command(
         rig_given = rig if rig != DEFAULT_RIG else None
         twin_replay_command(policy, twin_replay, rig_given, episodes, json_out)
         return
-    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True)
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
+    claim_output(sheet, "--contact-sheet", force=force)
+    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True)
     summary = {
         "policy": str(policy), "task": task, "episodes": episodes, "seed": seed,
         "success_rate": result.success_rate, "mean_length": result.mean_length, "mean_return": result.mean_return,

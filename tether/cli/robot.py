@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from tqdm import tqdm
@@ -17,6 +17,7 @@ from tether.config import DEFAULT_RIG, load_rig
 
 if TYPE_CHECKING:
     from tether.policies.steering import Steering
+    from tether.robot_ws.graph import GraphSpec
 
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 TimeScaleOption = typer.Option(
@@ -48,6 +49,16 @@ def _residual_steering(base_policy: Path | None, scale: float) -> Steering | Non
     if kind != DIFFUSION:
         raise typer.BadParameter(f"{base_policy}: a '{kind}' checkpoint, not a diffusion policy", param_hint="--base-policy")
     return Steering(base=base_policy, steer="residual", scale=scale)
+
+
+def _graph_spec(**fields: Any) -> GraphSpec:
+    """A GraphSpec from command-line choices; the nodes or modes it cannot run are bad arguments."""
+    from tether.robot_ws.graph import GraphSpec
+
+    try:
+        return GraphSpec(**fields)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--nodes") from None
 
 
 def _stop_event() -> threading.Event:
@@ -226,10 +237,14 @@ def up(
     time_scale: float = TimeScaleOption,
 ) -> None:
     """Run the graph (or the given nodes) in one process until Ctrl-C."""
-    from tether.robot_ws.graph import Graph, GraphSpec, parse_nodes
+    from tether.robot_ws.graph import Graph, parse_nodes
 
-    spec = GraphSpec(
-        rig=load_rig(rig), nodes=parse_nodes(nodes), obs_mode=obs, store=out / "episodes.zarr", run_dir=out,
+    rig_config = load_rig(rig)
+    chosen = parse_nodes(nodes)
+    if not nodes and rig_config.arm.backend != "twin":  # a hardware rig's arm and cameras are the real ones
+        chosen = tuple(n for n in chosen if n != "twin")
+    spec = _graph_spec(
+        rig=rig_config, nodes=chosen, obs_mode=obs, store=out / "episodes.zarr", run_dir=out,
         time_scale=time_scale, seed=seed,
     )
     stop = _stop_event()
@@ -255,7 +270,7 @@ def node(
 ) -> None:
     """Run one node in this process (another process or host runs the rest, same ROS_DOMAIN_ID)."""
     from tether.cli.train import learner_configs
-    from tether.robot_ws.graph import Graph, GraphSpec
+    from tether.robot_ws.graph import Graph
 
     rig_config = load_rig(rig)
     sac, loop = learner_configs(config, utd=utd, checkpoint_every=checkpoint_every)
@@ -268,7 +283,7 @@ def node(
         nodes = ("twin", "arm", "cameras", "teleop")
     elif rig_config.arm.backend == "twin" and name in ("arm", "cameras", "teleop"):
         raise typer.BadParameter(f"on twin rig '{rig_config.name}', '{name}' runs inside `tether node twin`")
-    spec = GraphSpec(
+    spec = _graph_spec(
         rig=rig_config, nodes=nodes, obs_mode=obs, store=out / "episodes.zarr", run_dir=out, demos=demos,
         time_scale=time_scale, seed=seed, steering=_residual_steering(base_policy, residual_scale),
         learner_kwargs={"sac": sac, "loop": loop},

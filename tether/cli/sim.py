@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from tether.cli.output import write_json
+from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 from tether.datasets.gym_recorder import StoreRecorder
 
@@ -54,10 +54,12 @@ def expert(
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary here as JSON."),
     out: Path | None = typer.Option(
-        None, "--out", help="Record the episodes (state, task state and camera images) into this store."
+        None, "--out", help="Record the episodes (state, task state and camera images) into this store (appended to if it exists)."
     ),
+    force: bool = ForceOption,
 ) -> None:
     """Run the scripted operator in the twin and report its success rate."""
+    claim_output(json_out, "--json", force=force)
     summary = run_expert(task, rig, episodes, seed, out)
     typer.echo(
         f"{task}: success {summary['success_rate']:.2f} over {episodes} episodes, "
@@ -165,6 +167,7 @@ def sysid(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of CMA-ES."),
     json_out: Path | None = typer.Option(None, "--json", help="Report as JSON (default: next to --out)."),
+    force: bool = ForceOption,
 ) -> None:
     """Fit the twin's dynamics to a logged arm motion; write them into a copy of the rig and report
     trajectory errors before and after on held-out segments."""
@@ -181,14 +184,16 @@ def sysid(
             joint_weight=joint_weight,
         )
         rig_config = load_rig(rig)
+        out = out or Path(f"{rig_config.name}_identified.yaml")
+        json_out = json_out or out.with_name(out.stem + "_sysid.json")
+        claim_output(out, "--out", force=force)
+        claim_output(json_out, "--json", force=force)
         episodes = load_log(log_store, rig_config.arm.control_rate_hz)
         result = identify(rig_config, episodes, config)
     except (ConfigError, LogError, ValueError) as error:
         raise _one_line(error) from None
-    out = out or Path(f"{rig_config.name}_identified.yaml")
     write_fitted_rig(rig, result.fitted, out)
     report = {"log": str(log_store), "rig": rig_config.name, "out": str(out), **result.as_dict(config)}
-    json_out = json_out or out.with_name(out.stem + "_sysid.json")
     write_json(json_out, report)
     fitted = ", ".join(f"{k} {v:.4g}" for k, v in result.fitted.model_dump().items() if v is not None)
     typer.echo(f"fitted ({method}, {result.evaluations} replays, {result.seconds:.1f} s): {fitted}")

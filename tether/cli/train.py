@@ -18,6 +18,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG
 from tether.policies.reward_classifier import ClassifierConfig
 from tether.policies.sac import SACConfig
@@ -215,6 +216,7 @@ def sac_command(
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint if it exists."),
+    force: bool = ForceOption,
     base_policy: Path | None = typer.Option(None, "--base-policy", help="Frozen diffusion checkpoint for SAC to steer."),
     steer: str = typer.Option("residual", "--steer", help="With --base-policy: residual (on its actions) or noise "
                               "(its sampler's initial noise, DSRL)."),
@@ -222,6 +224,10 @@ def sac_command(
     noise_scale: float = typer.Option(1.5, "--noise-scale", min=0.0, help="--steer noise: noise = scale * action."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
+    from tether.policies.checkpoint import TRAINING_FILE
+    from tether.policies.sac_loop import CHECKPOINT_DIR
+
+    claim_output(out, "--out", force=force, resuming=resume and (out / CHECKPOINT_DIR / TRAINING_FILE).is_file())
     if obs not in ("state", "pixels"):
         raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if interventions not in ("none", "scripted"):
@@ -255,11 +261,13 @@ def reward_classifier_command(
     steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps (default from the config)."),
     seed: int = typer.Option(0, "--seed"),
     config: Path | None = typer.Option(None, "--config", help="YAML with a classifier: section of overrides."),
+    force: bool = ForceOption,
 ) -> None:
     """Train the success classifier on frames of a store; reports precision / recall / F1 and the threshold."""
     from tether.datasets.store import EpisodeStore, StoreError
     from tether.policies.reward_classifier import train_reward_classifier
 
+    claim_output(out, "--out", force=force)
     file = read_train_file(config)
     values = {**file.classifier, **({"steps": steps} if steps else {})}
     classifier_config = _validated(ClassifierConfig, values, "classifier")
@@ -298,6 +306,7 @@ def diffusion_command(
     config: Path | None = typer.Option(None, "--config", help="YAML with diffusion: / diffusion_train: sections."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks, two epochs: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last if it exists."),
+    force: bool = ForceOption,
 ) -> None:
     """Train a diffusion policy on a store's windows; twin rollouts pick the best checkpoints.
 
@@ -313,6 +322,7 @@ def diffusion_command(
     from tether.policies.diffusion import DiffusionConfig
     from tether.policies.diffusion_train import TrainConfig, train_diffusion
 
+    claim_output(out, "--out", force=force, resuming=resume and (out / "last").is_dir())
     if obs not in ("state", "pixels"):
         raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if objective not in (None, "ddpm", "flow"):

@@ -23,6 +23,7 @@ from typing import Any
 import typer
 import yaml
 
+from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG, ConfigError, RandomizationConfig, RigConfig, load_rig
 from tether.policies.sac_loop import LoopConfig
 
@@ -142,11 +143,13 @@ def train_sim(
     eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Environment steps between evaluations."),
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: / diffusion: / diffusion_train: sections."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks and cadence: reaches every stage in seconds."),
+    force: bool = ForceOption,
 ) -> None:
     """Train in many randomised twins at once: SAC with a curriculum, or a diffusion policy on scripted demos."""
     from tether.sim2real.profiles import PROFILES, profile_ranges
     from tether.sim2real.twin.tasks import TASKS
 
+    claim_output(out, "--out", force=force)
     if randomize not in PROFILES:
         raise typer.BadParameter(f"'{randomize}': unknown profile (known: {', '.join(PROFILES)})", param_hint="--randomize")
     if policy not in ("sac", "diffusion"):
@@ -191,5 +194,6 @@ def train_diffusion_on_demos(*, task: str, rig_path: Path, episodes: int, seed: 
         raise typer.BadParameter("diffusion needs at least one demo", param_hint="--demo-episodes")
     demos = run_expert(task, str(rig_path), episodes, seed, out=out / DEMO_STORE)
     diffusion_command(data=out / DEMO_STORE, out=out / "diffusion", rig=str(rig_path), task=task, obs=obs,
-                      objective=None, epochs=None, seed=seed, config=config, debug=debug, resume=False)
+                      objective=None, epochs=None, seed=seed, config=config, debug=debug, resume=False,
+                      force=True)  # inside the run folder train-sim has claimed
     return {"demos": demos}
