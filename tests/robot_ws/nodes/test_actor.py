@@ -1,17 +1,22 @@
-"""The actor's observation assembly (stale and missing inputs) and human override, over real topics."""
+"""The actor's observation assembly (stale and missing inputs), human override and what it does when the learner
+is lost, over real topics."""
 
 import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float32, Float32MultiArray
+from std_msgs.msg import Bool, Float32, Float32MultiArray, UInt8MultiArray
 
 from tether import spaces
 from tether.config import load_rig
 from tether.robot_ws import messages, qos
-from tether.robot_ws.nodes.actor import ActorNode
+from tether.datasets.store import EpisodeStore
+from tether.policies.sac import SACAgent, SACConfig
+from tether.robot_ws.graph import Graph, GraphSpec
+from tether.robot_ws.nodes.actor import LEARNER_LOST, ActorNode
 
 KEYS = (spaces.TCP_POSE, spaces.TCP_VEL, spaces.GRIPPER, spaces.JOINTS, "state/cube_pos")
 
@@ -88,3 +93,53 @@ def test_human_overrides_then_hands_back_after_the_sticky_window(actor_setup, wa
     pubs["engaged"].publish(Bool(data=False))
     time.sleep(0.2)
     assert actor._human_action(now()) is None
+
+
+def _weights_msg(agent, version: int):
+    weights = {k: v.detach().numpy().copy() for k, v in agent.state_dict().items()}
+    return messages.weights_msg(weights, version, agent.config_json())
+
+
+def test_learner_loss_holds_then_acts_on_fresh_weights_or_acts_on_the_last(tmp_path, wait_for):
+    """The twin graph with an actor fed weights by hand: `hold` ends the episode (committed, outcome
+    learner_lost) and nothing moves until new weights come; `act` keeps stepping; diagnostics say which."""
+    rig = load_rig("twin_panda")
+    spec = GraphSpec(rig=rig, nodes=("twin", "arm", "teleop", "actor", "recorder"), obs_mode="state",
+                     operator="never", store=tmp_path / "episodes.zarr", time_scale=3.0)
+    with Graph(spec) as graph:
+        actor, recorder = graph.node("actor"), graph.node("recorder")
+        agent = SACAgent(graph.observation_space(), rig.arm.action_dim, SACConfig(hidden_dims=(16,)))
+        learner = graph.plain_node("fake_learner")
+        weights = learner.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
+        statuses: dict[str, DiagnosticStatus] = {}
+        learner.create_subscription(
+            DiagnosticArray, "diagnostics", lambda msg: statuses.update({s.name: s for s in msg.status}), qos.COMMAND
+        )
+        poses: list[np.ndarray] = []
+        learner.create_subscription(PoseStamped, "arm/tcp_pose", lambda m: poses.append(messages.pose_array(m)),
+                                    qos.SENSOR)
+        graph.spinners.add(learner)
+        weights.publish(_weights_msg(agent, 0))
+        assert wait_for(lambda: actor.counters["transitions"] >= 5, timeout_s=60), actor.counters
+
+        actor.learner_lost(hold=True)
+        assert wait_for(lambda: actor.counters["holding_for_learner"] >= 3, timeout_s=30), actor.counters
+        assert actor.episode_results[-1]["outcome"] == LEARNER_LOST
+        assert wait_for(lambda: recorder.committed == 1, timeout_s=10)
+        held_transitions, held_from = actor.counters["transitions"], len(poses)
+        assert wait_for(lambda: actor.counters["holding_for_learner"] >= 20 and len(poses) > held_from + 10, 30)
+        assert actor.counters["transitions"] == held_transitions  # no step, no new episode while held
+        assert np.ptp(np.array(poses[held_from:])[:, :3], axis=0).max() < 1e-3  # and the arm stays put
+        assert wait_for(lambda: statuses.get("actor") is not None and "holding" in statuses["actor"].message, 10)
+        assert statuses["actor"].level == DiagnosticStatus.WARN
+
+        weights.publish(_weights_msg(agent, 1))  # a restarted learner's first weights
+        assert wait_for(lambda: actor.counters["transitions"] >= held_transitions + 5, timeout_s=60)
+        assert actor.learner_present and actor.episode == 2
+
+        actor.learner_lost(hold=False)
+        acting_from = actor.counters["transitions"]
+        assert wait_for(lambda: actor.counters["transitions"] >= acting_from + 10, timeout_s=60)
+        assert not actor.learner_present and actor.weights_version == 1
+        assert wait_for(lambda: "acting on" in statuses["actor"].message, timeout_s=10)
+    assert EpisodeStore(tmp_path / "episodes.zarr").n_episodes >= 1
