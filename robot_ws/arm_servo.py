@@ -22,8 +22,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
-from tether.config import ServoArm
+from tether.config import NetworkConfig, ServoArm
 from tether.robot_ws.interfaces import ArmBackend, ArmState, DeviceError
+from tether.robot_ws.network import init_context
 from tether.safety import limit_norm
 
 STALE_S = 0.5  # a pose older than this means the arm's driver stopped publishing
@@ -48,8 +49,9 @@ def _stamp_seconds(msg: PoseStamped | JointState) -> float:
 class ServoBackend(ArmBackend):
     """Publishes twists for a MoveIt Servo style driver and reads its pose / joint states back."""
 
-    def __init__(self, config: ServoArm) -> None:
+    def __init__(self, config: ServoArm, network: NetworkConfig = NetworkConfig()) -> None:
         self.config = config
+        self.network = network
         self._lock = threading.Lock()
         self._pose: tuple[PoseStamped, float] | None = None  # message and wall time received
         self._joints: JointState | None = None
@@ -62,7 +64,7 @@ class ServoBackend(ArmBackend):
 
     def connect(self) -> None:
         self._context = rclpy.Context()
-        rclpy.init(context=self._context)
+        init_context(self._context, self.network, "/tether/arm_driver")
         self._node = Node("tether_servo_backend", context=self._context)
         reliable = QoSProfile(depth=1)
         self._twist_pub = self._node.create_publisher(TwistStamped, self.config.twist_topic, reliable)

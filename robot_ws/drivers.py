@@ -34,5 +34,5 @@ def make_arm(rig: RigConfig) -> ArmBackend:
     if isinstance(arm, ServoArm):
         from tether.robot_ws.arm_servo import ServoBackend
 
-        return ServoBackend(arm)
+        return ServoBackend(arm, rig.network)
     raise ValueError(f"rig '{rig.name}': arm backend '{arm.backend}' runs in the twin node, not through make_arm")

@@ -27,6 +27,7 @@ from tether import spaces
 from tether.config import RigConfig, TwinArm
 from tether.policies.checkpoint import checkpoint_config
 from tether.policies.residual import BASE_ACTION, base_action_space
+from tether.robot_ws.network import enclave_of, init_context
 from tether.robot_ws.nodes.actor import ActorMode, ActorNode, load_policy
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
@@ -89,7 +90,7 @@ class Graph:
         self.spec = spec
         rig = spec.rig
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        init_context(self.context, rig.network, enclave_of(spec.nodes))
         self.world: TwinWorld | None = None
         self.nodes: dict[str, Node] = {}
         self._stopped = False

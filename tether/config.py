@@ -503,6 +503,48 @@ class TwinDynamics(_Strict):
     """Control periods a command waits before the twin's arm acts on it (on top of randomised latency)."""
 
 
+# --- network ---------------------------------------------------------------------------
+
+
+class SecurityConfig(_Strict):
+    """DDS security (SROS2): only participants with certificates from the rig's keystore join the graph."""
+
+    enabled: bool = False
+    keystore: Path | None = None
+    """SROS2 keystore directory; each process uses the enclave `/tether/<node>` (or `/tether/graph`) in it."""
+    enforce: bool = True
+    """Refuse to start without valid security files (ROS_SECURITY_STRATEGY=Enforce); off falls back to
+    an unsecured participant (Permissive), which is for bring-up only."""
+
+    @model_validator(mode="after")
+    def _keystore_given(self) -> SecurityConfig:
+        if self.enabled and self.keystore is None:
+            raise ValueError("enabled: true needs a keystore directory")
+        return self
+
+
+class NetworkConfig(_Strict):
+    """Who the rig's ROS 2 graph talks to. Closed by default: DDS discovery stays on this host."""
+
+    discovery: Literal["off", "localhost", "subnet"] = "localhost"
+    """Automatic discovery range: `localhost` (this host only), `subnet` (multicast on the local network,
+    for multi-host rigs), or `off` (only the static peers)."""
+    static_peers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", max_length=253)]] = Field(
+        default_factory=list, max_length=32
+    )
+    """Hosts (names or IP addresses) contacted directly whatever the discovery range (ROS_STATIC_PEERS)."""
+    domain_id: int | None = Field(None, ge=0, le=232)
+    """ROS domain; None leaves it to ROS_DOMAIN_ID (or 0). Every host of a multi-host rig needs the same one."""
+    security: SecurityConfig = SecurityConfig()
+
+    @field_validator("static_peers")
+    @classmethod
+    def _unique_peers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a peer is listed twice")
+        return value
+
+
 # --- the rig ---------------------------------------------------------------------------
 
 
@@ -518,6 +560,8 @@ class RigConfig(_Strict):
     twin_dynamics: TwinDynamics = TwinDynamics()
     """Identified dynamics of the twin of this rig's arm."""
     mirror: MirrorConfig = MirrorConfig()
+    network: NetworkConfig = NetworkConfig()
+    """Who the graph talks to: this host only unless the rig opens it (see docs/ros2.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> RigConfig:
