@@ -77,14 +77,14 @@ def enclave_of(nodes: Sequence[str]) -> str:
 def ros_environment(network: NetworkConfig, environ: Mapping[str, str]) -> RosEnvironment:
     """What rcl must read for `network`, given the user's `environ` (which may only narrow it)."""
     variables: dict[str, str | None] = {}
-    warnings: list[str] = []
+    overridden: list[str] = []
 
     rig_range = network.discovery.upper()
     user_range = environ.get(RANGE, "").strip().upper()
     if user_range and user_range not in _WIDTH:
         raise NetworkError(f"{RANGE}={environ[RANGE]!r}: not one of {', '.join(_WIDTH)}")
     if user_range and _WIDTH[user_range] > _WIDTH[rig_range]:
-        warnings.append(f"{RANGE}={user_range} is wider than the rig's network.discovery; using {rig_range}")
+        overridden.append(f"{RANGE}={user_range} is wider than the rig's network.discovery; using {rig_range}")
         user_range = ""
     variables[RANGE] = user_range or rig_range
 
@@ -92,36 +92,36 @@ def ros_environment(network: NetworkConfig, environ: Mapping[str, str]) -> RosEn
     peers = [p for p in user_peers if p in network.static_peers] if user_peers else list(network.static_peers)
     dropped = [p for p in user_peers if p not in network.static_peers]
     if dropped:
-        warnings.append(f"{PEERS}: {', '.join(dropped)} not in the rig's network.static_peers; left out")
+        overridden.append(f"{PEERS}: {', '.join(dropped)} not in the rig's network.static_peers; left out")
     variables[PEERS] = ";".join(peers) or None
 
     if variables[RANGE] in ("OFF", "LOCALHOST") and not peers:
         if environ.get(PROFILES, LOOPBACK_PROFILE) != LOOPBACK_PROFILE or environ.get(BUILTIN_TRANSPORTS):
-            warnings.append(f"{PROFILES} / {BUILTIN_TRANSPORTS} ignored: the rig's graph is closed to the network")
+            overridden.append(f"{PROFILES} / {BUILTIN_TRANSPORTS} ignored: the rig's graph is closed to the network")
         variables |= {PROFILES: LOOPBACK_PROFILE, BUILTIN_TRANSPORTS: None}
     elif environ.get(PROFILES) == LOOPBACK_PROFILE:  # set by a closed graph this process came from
         variables[PROFILES] = None
 
     user_domain = environ.get(DOMAIN, "").strip()
     if user_domain and network.domain_id is not None and user_domain != str(network.domain_id):
-        warnings.append(f"{DOMAIN}={user_domain} overrides the rig's network.domain_id {network.domain_id}")
+        overridden.append(f"{DOMAIN}={user_domain} overrides the rig's network.domain_id {network.domain_id}")
     rig_domain = None if network.domain_id is None else str(network.domain_id)
     variables[DOMAIN] = user_domain or rig_domain
 
     security = network.security
     if security.enabled:
         if environ.get(SECURITY_ENABLE, "true").lower() != "true":
-            warnings.append(f"{SECURITY_ENABLE}={environ[SECURITY_ENABLE]} ignored: the rig enables security")
+            overridden.append(f"{SECURITY_ENABLE}={environ[SECURITY_ENABLE]} ignored: the rig enables security")
         keystore = str(security.keystore)
         if environ.get(SECURITY_KEYSTORE, keystore) != keystore:
-            warnings.append(f"{SECURITY_KEYSTORE} ignored: the rig's keystore is {keystore}")
+            overridden.append(f"{SECURITY_KEYSTORE} ignored: the rig's keystore is {keystore}")
         enforce = security.enforce or environ.get(SECURITY_STRATEGY) == "Enforce"
         variables |= {
             SECURITY_ENABLE: "true",
             SECURITY_KEYSTORE: keystore,
             SECURITY_STRATEGY: "Enforce" if enforce else "Permissive",
         }
-    return RosEnvironment(variables, warnings)
+    return RosEnvironment(variables, overridden)
 
 
 def _set(variables: Mapping[str, str | None]) -> None:
