@@ -31,6 +31,8 @@ RECOVER_ATTEMPTS = 3
 RECOVER_PAUSE_S = 0.5
 GRIPPER_POLL_S = 0.05
 HOME_SETTLE_S = 3.0
+HOME_POLL_S = 0.02  # how often a home looks at its abort event (an e-stop's added delay)
+HOME_STOP_S = 5.0
 HOME_TOLERANCE_RAD = 0.01
 PAYLOAD_INERTIA = (1e-3, 0, 0, 0, 1e-3, 0, 0, 0, 1e-3)  # a small tool: only its mass matters much
 STALE_MOTION_ERRORS = (franky.InvalidMotionTypeException, franky.MotionReuseException)
@@ -123,8 +125,8 @@ class FrankaBackend(ArmBackend):
         self._robot: franky.Robot | None = None
         self._motion: franky.CartesianImpedanceTrackingMotion | None = None
         self._gripper = _GripperWorker(config.host, config.gripper_speed, config.grasp_force)
-        self._clock = DeviceClock(drift=config.clock_drift)
-        self._last_robot_time: tuple[float, float] | None = None  # (robot time, wall time it last changed)
+        self._clock = DeviceClock(drift=config.clock_drift)  # robot time onto the monotonic clock
+        self._last_robot_time: tuple[float, float] | None = None  # (robot time, monotonic time it last changed)
 
     def _error(self, what: str, error: Exception | str) -> DeviceError:
         return DeviceError(f"franka {self.host}: {what}: {error}")
@@ -169,7 +171,9 @@ class FrankaBackend(ArmBackend):
             cartesian = robot.current_cartesian_state
         except franky.Exception as error:
             raise self._error("stopped reporting", error) from None
-        now = time.time()
+        # Timing on the monotonic clock: a wall-clock jump (NTP, a user) must neither stall nor trip the
+        # staleness check nor the clock offset; the stamp moves to the wall clock only at the end.
+        now = time.monotonic()
         robot_time = raw.time.to_sec()
         if self._last_robot_time is None or robot_time != self._last_robot_time[0]:
             self._last_robot_time = (robot_time, now)
@@ -178,7 +182,7 @@ class FrankaBackend(ArmBackend):
         pose = cartesian.pose.end_effector_pose
         twist = cartesian.velocity.end_effector_twist
         return ArmState(
-            stamp=self._clock.to_wall(robot_time, now),
+            stamp=self._clock.to_wall(robot_time, now) + (time.time() - time.monotonic()),
             joint_positions=np.asarray(raw.q, dtype=np.float64),
             joint_velocities=np.asarray(raw.dq, dtype=np.float64),
             joint_efforts=np.asarray(raw.tau_J, dtype=np.float64),
@@ -253,18 +257,27 @@ class FrankaBackend(ArmBackend):
         if command:
             self._gripper.command(command)
 
-    def home(self) -> None:
+    def home(self, abort: threading.Event | None = None) -> None:
         robot = self._require()
         self._stop_motion()
         home = np.asarray(self.config.home_joints)
+        abort = abort if abort is not None else threading.Event()
         try:
-            robot.move(franky.JointMotion(list(home)))
+            robot.move(franky.JointMotion(list(home)), asynchronous=True)
+            while not robot.join_motion(HOME_POLL_S):
+                if abort.is_set():
+                    robot.stop()
+                    robot.join_motion(HOME_STOP_S)
             # The trajectory ends before the joints do; return only once the arm is there.
             deadline = time.monotonic() + HOME_SETTLE_S
             while np.abs(robot.state.q - home).max() > HOME_TOLERANCE_RAD and time.monotonic() < deadline:
-                time.sleep(0.02)
+                if abort.wait(HOME_POLL_S):
+                    break
         except franky.Exception as error:
-            raise self._error("homing failed", error) from None
+            if not abort.is_set():
+                raise self._error("homing failed", error) from None
+        if abort.is_set():
+            raise self._error("homing interrupted", "e-stop")
         error = np.abs(robot.state.q - home).max()
         if error > HOME_TOLERANCE_RAD:
             raise self._error("homing failed", f"stopped {error:.3f} rad from the home joints")

@@ -174,15 +174,18 @@ class ServoBackend(ArmBackend):
         self._gripper_pub.publish(Float32(data=float(command)))
         self._opening = 0.0 if command > 0 else 1.0  # no gripper state topic: report what was asked
 
-    def home(self) -> None:
+    def home(self, abort: threading.Event | None = None) -> None:
         if self._home_client is None:
             raise DeviceError("servo arm: no home_service in the rig, so it cannot be sent home")
         if not self._home_client.wait_for_service(timeout_sec=2.0):
             raise DeviceError(f"servo arm: home service {self.config.home_service} is not available")
         future = self._home_client.call_async(Trigger.Request())
         deadline = time.monotonic() + HOME_TIMEOUT_S
+        abort = abort if abort is not None else threading.Event()
         while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
+            if abort.wait(0.02):  # the driver's home runs on: stop it by zero twists, as an e-stop holds
+                self.hold()
+                raise DeviceError(f"servo arm: home interrupted by e-stop (sent zero twists to {self.config.twist_topic})")
         if not future.done():
             raise DeviceError(f"servo arm: home service {self.config.home_service} did not answer in {HOME_TIMEOUT_S:g} s")
         result = future.result()

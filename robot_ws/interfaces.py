@@ -8,6 +8,7 @@ they are and raise rather than hand back stale data.
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -47,15 +48,17 @@ class ArmBackend(Device):
 
     @abstractmethod
     def hold(self) -> None:
-        """Stay where the arm is now (watchdog, e-stop, rejected command)."""
+        """Stay where the arm is now (watchdog, e-stop, rejected command); forget earlier targets, so
+        nothing later (a gripper command) sends the arm back to one."""
 
     @abstractmethod
     def set_gripper(self, command: int) -> None:
         """+1 close, -1 open, 0 leave as it is; never blocks the control loop."""
 
     @abstractmethod
-    def home(self) -> None:
-        """Move to the rig's home joints (blocking; called from the reset/home services)."""
+    def home(self, abort: threading.Event | None = None) -> None:
+        """Move to the rig's home joints (blocking; called from the reset/home services). Once `abort`
+        is set (an e-stop) the motion stops where it is and this raises DeviceError."""
 
     def recover(self) -> None:
         """Clear a reflex / error state if the hardware has one (default: nothing to do)."""

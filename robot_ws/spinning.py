@@ -7,7 +7,9 @@ one process it took a whole core and ran the actor at 2 steps in 12 s instead of
 nodes run side by side (the GIL is released while they wait) and a slow callback of one
 node (a recorder committing an episode) does not delay another (the arm's watchdog).
 
-Within a node callbacks run one at a time: node callbacks must not block on each other.
+Within a node callbacks run one at a time: node callbacks must not block on each other. A
+node whose callbacks must never wait behind its others (the arm's e-stop behind a home) puts
+them on companion nodes, listed in its `companions` attribute; each spins on a thread of its own.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ class NodeSpinners:
         self._started = self._stopped = False
 
     def add(self, node: Node) -> None:
-        """Spin `node` too (at once, if already started)."""
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(node)
-        self._executors.append((node.get_name(), executor))
-        if self._started:
-            self._start_one(node.get_name(), executor)
+        """Spin `node` and its companions too (at once, if already started)."""
+        for each in (node, *getattr(node, "companions", ())):
+            executor = SingleThreadedExecutor(context=self.context)
+            executor.add_node(each)
+            self._executors.append((each.get_name(), executor))
+            if self._started:
+                self._start_one(each.get_name(), executor)
 
     def start(self) -> None:
         self._started = True

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from tether import spaces
 from tether.config import CameraConfig, RigConfig
@@ -26,6 +27,7 @@ from tether.transforms import quat_xyzw_to_matrix
 log = logging.getLogger(__name__)
 
 PHYSICS_CHUNK_S = 0.01  # sim seconds integrated per loop iteration
+QUEUE_PERIODS = 2  # how far (control periods) a setpoint may wait behind the ramps before it
 EPOCH = 1_700_000_000.0  # sim-time stamps start here so they read as plausible ROS times
 
 
@@ -44,6 +46,7 @@ class TwinWorld:
         self.frame_count = 0
         self.on_tick: list[Callable[[float], None]] = []  # called after each physics chunk with now()
         self._gripper = 0
+        self._ramp_end = 0.0  # sim_clock() at which the arm's current ramp ends
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._frame_due = True
@@ -129,22 +132,33 @@ class TwinWorld:
 
     # --- commands from the arm backend ------------------------------------------------
 
-    def command(self, position: np.ndarray, quat_xyzw: np.ndarray | None, gripper: int | None = None) -> None:
+    def command(
+        self, position: np.ndarray, quat_xyzw: np.ndarray | None, gripper: int | None = None, queued: bool = False
+    ) -> None:
+        """Ramp the arm to a TCP target over one control period of sim time. A `queued` target (the
+        arm node's next setpoint) ramps from where the previous ramp has got to and ends one period
+        after it would have (queued by at most `QUEUE_PERIODS`), so setpoints that reach a lagging physics
+        thread close together are not compressed into a faster motion; a hold or home starts now."""
         with self.lock:
             if gripper is not None:
                 self._gripper = gripper
+            clock, ramp = self.sim_clock(), self.rig.control_dt
+            if queued:
+                ramp += min(max(0.0, self._ramp_end - clock), QUEUE_PERIODS * self.rig.control_dt)
+            self._ramp_end = clock + ramp
             matrix = self.sim.home_tcp_mat if quat_xyzw is None else quat_xyzw_to_matrix(quat_xyzw)
-            self.sim.command(position, matrix, self._gripper, ramp_s=self.rig.control_dt)
+            self.sim.command(position, matrix, self._gripper, ramp_s=ramp)
             self._gripper = 0
 
 
 class TwinArm(ArmBackend):
-    """The arm node's backend on the twin."""
+    """The arm node's backend on the twin. It remembers the last target it sent, so a gripper
+    command keeps the arm there; a hold or home replaces it, so nothing sends the arm back."""
 
     def __init__(self, world: TwinWorld) -> None:
         self.world = world
-        self._target = world.sim.tcp_pose()[0]
         self.rotation_actions = world.rig.arm.rotation_actions
+        self._target: tuple[np.ndarray, np.ndarray | None] = (world.sim.tcp_pose()[0], None)
 
     def connect(self) -> None:
         """The twin is always there."""
@@ -168,19 +182,32 @@ class TwinArm(ArmBackend):
             )
 
     def move_toward(self, position: np.ndarray, quat_xyzw: np.ndarray) -> None:
-        self._target = np.asarray(position, float)
-        self.world.command(self._target, quat_xyzw if self.rotation_actions else None)
+        quat = np.asarray(quat_xyzw, float) if self.rotation_actions else None
+        self._send(np.asarray(position, float), quat, queued=True)
 
     def hold(self) -> None:
-        position, _ = self.world.sim.tcp_pose()
-        self.world.command(position, None)
+        with self.world.lock:
+            position, matrix = self.world.sim.tcp_pose()
+            self._send(position, Rotation.from_matrix(matrix).as_quat() if self.rotation_actions else None)
+
+    def _send(
+        self, position: np.ndarray, quat_xyzw: np.ndarray | None, gripper: int | None = None, queued: bool = False
+    ) -> None:
+        with self.world.lock:
+            self._target = (position, quat_xyzw)
+            self.world.command(position, quat_xyzw, gripper, queued)
 
     def set_gripper(self, command: int) -> None:
-        self.world.command(self._target, None, gripper=command)
+        self._send(*self._target, gripper=command)
 
-    def home(self) -> None:
-        self.world.reset_scene()
-        self._target = self.world.sim.tcp_pose()[0]
+    def home(self, abort: threading.Event | None = None) -> None:
+        """The twin's home is a scene reset: a few ms under the world's lock, so it is over before an
+        e-stop could interrupt it; one that came first stops it from starting."""
+        with self.world.lock:
+            if abort is not None and abort.is_set():
+                raise DeviceError("twin: home interrupted by e-stop")
+            self.world.reset_scene()
+            self._target = (self.world.sim.tcp_pose()[0], None)
 
 
 class TwinCamera(CameraDriver):
@@ -221,3 +248,41 @@ class TwinCamera(CameraDriver):
     @property
     def dropped_frames(self) -> int:
         return self._dropped
+
+
+class TcpTrace:
+    """The twin's TCP position after every physics chunk, on the simulation's clock (a physical
+    clock: the physics thread's lag behind the wall clock does not show as speed): the arm's
+    measured motion, for judging speed limits (tests, benchmarks/safety.py)."""
+
+    def __init__(self, world: TwinWorld) -> None:
+        self.world = world
+        self.samples: list[tuple[float, np.ndarray]] = []
+        world.on_tick.append(self._record)
+
+    def _record(self, now: float) -> None:
+        with self.world.lock:
+            self.samples.append((self.world.sim_clock(), self.world.sim.tcp_pose()[0]))
+
+    def clock(self) -> float:
+        """Now, on the clock of the samples."""
+        return self.world.sim_clock()
+
+    def close(self) -> None:
+        if self._record in self.world.on_tick:
+            self.world.on_tick.remove(self._record)
+
+    def since(self, start: float) -> list[tuple[float, np.ndarray]]:
+        return [(t, p) for t, p in list(self.samples) if t >= start]
+
+    def max_speed(self, window_s: float, start: float = -np.inf, end: float = np.inf) -> float:
+        """The largest mean speed (m/s) over any `window_s` between `start` and `end` (see `clock`)."""
+        samples = [(t, p) for t, p in list(self.samples) if start <= t <= end]
+        best, j = 0.0, 0
+        for t, p in samples:
+            while j < len(samples) and samples[j][0] - t < window_s:
+                j += 1
+            if j == len(samples):
+                break
+            best = max(best, float(np.linalg.norm(samples[j][1] - p)) / (samples[j][0] - t))
+        return best
