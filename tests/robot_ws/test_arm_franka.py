@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from tether.config import RigConfig
+from tether.robot_ws import arm_franka
 from tether.robot_ws.drivers import make_arm
 from tether.robot_ws.franky_server import NO_REALTIME, SimServer, free_loopback_address, sim_rig
 from tether.robot_ws.interfaces import ArmBackend, DeviceError
@@ -95,7 +97,7 @@ def scenario_franka_homes_follows_grips_and_recovers_after_the_server_restarts(s
         wait_until(lambda: arm.state().gripper < 0.05)
 
 
-def scenario_franka_motion_left_running_in_franky_is_a_device_error_and_recovers(sim: SimServer):
+def scenario_franka_motion_left_running_in_franky_is_a_device_error_and_recovers(sim: SimServer, monkeypatch):
     """franky raises InvalidMotionTypeException (not a franky.Exception) when a motion of another type
     still runs in it; that must reach the arm node as a DeviceError it recovers from, not end its executor."""
     import franky
@@ -111,6 +113,43 @@ def scenario_franka_motion_left_running_in_franky_is_a_device_error_and_recovers
         arm.home()
         target, _ = follow(arm, rig, [np.array([0, 0, -rig.arm.action_scale[0]])] * 4)
         assert np.linalg.norm(arm.state().tcp_pose[:3] - target) < 0.005
+
+        # An e-stop during a home: the abort event stops the joint motion where it is.
+        abort, outcome = threading.Event(), []
+        away = arm.state().joint_positions
+        homing = threading.Thread(target=lambda: outcome.append(_raised(lambda: arm.home(abort))))
+        homing.start()
+        time.sleep(0.2)
+        abort.set()
+        homing.join(timeout=10)
+        assert not homing.is_alive() and "homing interrupted" in str(outcome[0])
+        time.sleep(1.0)  # franky ends the joint motion with a short deceleration
+        stopped = arm.state().joint_positions
+        time.sleep(0.3)
+        assert np.abs(arm.state().joint_positions - stopped).max() < 0.002  # it stands still
+        assert np.abs(stopped - np.asarray(rig.arm.home_joints)).max() > 0.01  # short of home
+        assert np.abs(stopped - away).max() > 0.005  # after having started towards it
+
+        # A wall-clock jump: the driver's timing is monotonic, its stamps follow the new wall time at once.
+        class JumpedClock:
+            monotonic, sleep = staticmethod(time.monotonic), staticmethod(time.sleep)
+
+            @staticmethod
+            def time() -> float:
+                return time.time() + 3600.0
+
+        monkeypatch.setattr(arm_franka, "time", JumpedClock)
+        for _ in range(5):
+            assert abs(arm.state().stamp - JumpedClock.time()) < 1.0
+            time.sleep(rig.control_dt)
+
+
+def _raised(call: Callable[[], None]) -> Exception | None:
+    try:
+        call()
+    except DeviceError as error:
+        return error
+    return None
 
 
 def scenario_unreachable_franka_is_one_line():
