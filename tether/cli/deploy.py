@@ -17,6 +17,7 @@ import typer
 from tqdm import tqdm
 
 from tether import spaces
+from tether.cli.eval import load_agent
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
 from tether.policies.residual import BASE_ACTION
@@ -115,6 +116,7 @@ def deploy(
     claim_output(json_out, "--json", force=force)
     if not (policy / "config.json").is_file():
         raise typer.BadParameter(f"{policy}: not a checkpoint folder (no config.json)", param_hint="--policy")
+    load_agent(policy)  # a damaged or foreign checkpoint fails here, before the graph starts or the store is touched
     config = load_rig(rig)
     if task is not None:
         data = config.model_dump(mode="json")

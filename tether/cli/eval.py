@@ -13,6 +13,8 @@ from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 
 if TYPE_CHECKING:
+    from tether.policies.diffusion import DiffusionPolicy
+    from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import EvalResult
 
 log = logging.getLogger(__name__)
@@ -69,23 +71,35 @@ def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
     write_json(json_out, report)
 
 
-def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
-                        record: bool = False) -> EvalResult:
-    """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin: SAC (with the frozen
-    diffusion base it steers, if any) or diffusion (synchronous chunks). Bad checkpoints raise BadParameter."""
-    from tether.policies.checkpoint import checkpoint_config, checkpoint_kind
+def load_agent(policy: Path) -> SACAgent | DiffusionPolicy:
+    """The learner a checkpoint holds (SAC or diffusion); a missing, damaged or foreign one is a bad --policy."""
+    from tether.policies.checkpoint import checkpoint_kind
     from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
     from tether.policies.diffusion import DiffusionPolicy
-    from tether.policies.diffusion_train import rollout
-    from tether.policies.sac import SACAgent, space_to_json
-    from tether.policies.sac_loop import evaluate
-    from tether.policies.steering import Steering
-    from tether.sim2real.twin import make_env
+    from tether.policies.sac import SACAgent
 
     if not policy.is_dir():
         raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
     try:
-        agent = DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
+        return DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--policy") from None
+
+
+def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
+                        record: bool = False) -> EvalResult:
+    """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin: SAC (with the frozen
+    diffusion base it steers, if any) or diffusion (synchronous chunks). Bad checkpoints raise BadParameter."""
+    from tether.policies.checkpoint import checkpoint_config
+    from tether.policies.diffusion import DiffusionPolicy
+    from tether.policies.diffusion_train import rollout
+    from tether.policies.sac import space_to_json
+    from tether.policies.sac_loop import evaluate
+    from tether.policies.steering import Steering
+    from tether.sim2real.twin import make_env
+
+    agent = load_agent(policy)
+    try:
         config = checkpoint_config(policy)
         steering = None if isinstance(agent, DiffusionPolicy) else Steering.from_checkpoint_config(config)
     except (FileNotFoundError, ValueError) as error:

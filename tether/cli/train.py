@@ -227,7 +227,6 @@ def sac_command(
     from tether.policies.checkpoint import TRAINING_FILE
     from tether.policies.sac_loop import CHECKPOINT_DIR
 
-    claim_output(out, "--out", force=force, resuming=resume and (out / CHECKPOINT_DIR / TRAINING_FILE).is_file())
     if obs not in ("state", "pixels"):
         raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if interventions not in ("none", "scripted"):
@@ -245,6 +244,7 @@ def sac_command(
         raise typer.BadParameter("a reward classifier reads camera images: use --obs pixels", param_hint="--classifier")
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, loop_values, "loop")
+    claim_output(out, "--out", force=force, resuming=resume and (out / CHECKPOINT_DIR / TRAINING_FILE).is_file())
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
                      demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
                      resume=resume, base_policy=base_policy, residual_scale=residual_scale, steer=steer,
@@ -267,7 +267,6 @@ def reward_classifier_command(
     from tether.datasets.store import EpisodeStore, StoreError
     from tether.policies.reward_classifier import train_reward_classifier
 
-    claim_output(out, "--out", force=force)
     file = read_train_file(config)
     values = {**file.classifier, **({"steps": steps} if steps else {})}
     classifier_config = _validated(ClassifierConfig, values, "classifier")
@@ -279,6 +278,7 @@ def reward_classifier_command(
     cameras = [k for k in space.spaces if k.startswith("images/")]
     if not cameras:
         raise typer.BadParameter(f"{data}: the store has no camera images", param_hint="--data")
+    claim_output(out, "--out", force=force)
     episodes = [store.episode(i, keys=cameras) for i in range(store.n_episodes)]
     classifier, report = train_reward_classifier(episodes, space, classifier_config, seed=seed)
     classifier.save(out, asdict(report))
@@ -322,7 +322,6 @@ def diffusion_command(
     from tether.policies.diffusion import DiffusionConfig
     from tether.policies.diffusion_train import TrainConfig, train_diffusion
 
-    claim_output(out, "--out", force=force, resuming=resume and (out / "last").is_dir())
     if obs not in ("state", "pixels"):
         raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if objective not in (None, "ddpm", "flow"):
@@ -338,6 +337,7 @@ def diffusion_command(
         store = EpisodeStore(data)
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--data") from None
+    claim_output(out, "--out", force=force, resuming=resume and (out / "last").is_dir())
     env = make_twin(task or load_rig(rig).task.name, obs, rig)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")

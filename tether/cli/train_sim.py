@@ -149,7 +149,6 @@ def train_sim(
     from tether.sim2real.profiles import PROFILES, profile_ranges
     from tether.sim2real.twin.tasks import TASKS
 
-    claim_output(out, "--out", force=force)
     if randomize not in PROFILES:
         raise typer.BadParameter(f"'{randomize}': unknown profile (known: {', '.join(PROFILES)})", param_hint="--randomize")
     if policy not in ("sac", "diffusion"):
@@ -166,6 +165,7 @@ def train_sim(
     if task not in TASKS:
         raise typer.BadParameter(f"'{task}': unknown task (known: {', '.join(TASKS)})", param_hint="--task")
     full = profile_ranges(randomize, rig_config)
+    claim_output(out, "--out", force=force)
     rig_path = write_twin_rig(rig_config, full, out)
     summary: dict[str, Any] = {"task": task, "rig": rig_config.name, "twin_rig": str(rig_path), "randomize": randomize,
                                "policy": policy, "obs": obs, "envs": envs, "seed": seed, "steps": steps}
