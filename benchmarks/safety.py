@@ -241,7 +241,11 @@ def main() -> None:
         f"(control period {period_ms:.0f} ms, max_linear_speed {rig.arm.max_linear_speed} m/s), twin, arm node and "
         "publisher in one process. Speed: the largest mean TCP speed over any control period of the twin's "
         "measured motion (simulation clock), commands at the speed limit. E-stop latency: publication to the "
-        f"hold sent to the backend; 'home in flight' uses a backend whose home takes {SLOW_HOME_S:g} s."
+        f"hold sent to the backend; 'home in flight' uses a backend whose home takes {SLOW_HOME_S:g} s. "
+        "Measured on a shared machine of 2 cores (load average about 5 while it ran). The setpoints "
+        "themselves never move faster than 1/0.95 of the limit (tests/tether/test_safety.py); the 10 Hz row, "
+        "one setpoint per period exactly at the limit, is the twin arm's own tracking overshoot when its "
+        "physics thread is starved, and the faster streams add nothing to it."
     )
     write_results("safety", results, "\n\n".join([speed, latency, dog]), notes)
     print(speed, latency, dog, sep="\n\n")
