@@ -132,7 +132,9 @@ def train_hil(
     the residual corrects it, the operator's takeovers become residual targets). A learner that dies is
     restarted from its last checkpoint while the robot side runs on."""
     from tether.cli.learner_supervisor import LearnerGaveUp
+    from tether.cli.train import learner_configs
 
+    learner_configs(config)  # a bad --config is the user's error here, not a learner that dies after start
     try:
         summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
                           steering=_residual_steering(base_policy, residual_scale), on_learner_loss=on_learner_loss,

@@ -5,9 +5,12 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -19,6 +22,17 @@ from tether.datasets.store import EpisodeStore, StoreError
 
 LEARNER = {"sac": {"hidden_dims": [32, 32], "batch_size": 16}, "loop": {"learning_starts": 20, "checkpoint_every": 25}}
 RESUMED = re.compile(r"resumed from \S+: (\d+) env steps")
+
+
+@contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """train-hil installs SIGINT / SIGTERM handlers (Ctrl-C stops its graph); give pytest its own back."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def _wait(predicate: Callable[[], bool], done: threading.Event, timeout_s: float) -> bool:
@@ -66,18 +80,16 @@ def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_d
     out, config = tmp_path / "hil", tmp_path / "learner.yaml"
     config.write_text(yaml.safe_dump(LEARNER))
     done, seen = threading.Event(), {}
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     killer = threading.Thread(target=_kill_the_learner_then_interrupt, args=(out, done, seen), daemon=True)
     killer.start()
-    try:
-        result = CliRunner().invoke(app, [
-            "train-hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
-        ])
-    finally:
-        done.set()
-        killer.join(timeout=30)
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    with _own_signal_handlers():
+        try:
+            result = CliRunner().invoke(app, [
+                "train-hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
+            ])
+        finally:
+            done.set()
+            killer.join(timeout=30)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "killed" in seen, "the learner never checkpointed"
@@ -91,3 +103,30 @@ def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_d
     resumed_at = int(RESUMED.search((out / "learner.log").read_text()).group(1))
     assert resumed_at >= LEARNER["loop"]["checkpoint_every"]
     assert summary["learner"]["env_steps"] > resumed_at
+
+
+def test_train_hil_gives_up_on_a_learner_that_dies_before_sending_weights_and_stops_cleanly(tmp_path, ros_domain):
+    """A demo store the learner cannot read kills it at start: no restarts, the graph stops, one error line."""
+    not_a_store = tmp_path / "demos.zarr"
+    not_a_store.mkdir()
+    with _own_signal_handlers():
+        result = CliRunner().invoke(app, [
+            "train-hil", "--out", str(tmp_path / "hil"), "--demos", str(not_a_store), "--steps", "100",
+        ])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["learner_restarts"] == 0 and summary["transitions"] == 0
+    assert re.fullmatch(r"learner exited with 2 before it sent weights; see \S+learner.log", summary["error"])
+    assert result.stderr.splitlines()[-1] == f"error: {summary['error']}"  # after the progress bar
+    assert "not a zarr store" in (tmp_path / "hil" / "learner.log").read_text()
+
+
+def test_train_hil_refuses_a_bad_config_before_starting_anything(tmp_path):
+    config = tmp_path / "learner.yaml"
+    config.write_text(yaml.safe_dump({"loop": {"checkpoint_every": 0}}))
+    result = subprocess.run(  # the console entry point, whose error line no terminal width wraps
+        [sys.executable, "-m", "tether.cli", "train-hil", "--out", str(tmp_path / "hil"), "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "loop: checkpoint_every" in result.stderr, result.stderr
+    assert not (tmp_path / "hil").exists()
