@@ -9,13 +9,14 @@ for a fixed camera the hand holds the board facing it.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import numpy as np
 import typer
 from scipy.spatial.transform import Rotation
 
-from tether.config import load_rig, resolve_rig_path
+from tether.config import TwinArm, load_rig, resolve_rig_path
 from tether.robot_ws.calibration import (
     BoardSpec,
     CalibrationError,
@@ -64,6 +65,10 @@ def camera(
     """Calibrate one camera of a rig and write `intrinsics` and `pose` into the rig file."""
     path = resolve_rig_path(rig)
     config = load_rig(path)
+    if isinstance(config.arm, TwinArm):
+        raise typer.BadParameter(f"rig '{config.name}': calibration needs a hardware arm, not the twin", param_hint="--rig")
+    if not re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", squares.lower()):
+        raise typer.BadParameter(f"'{squares}': give the board's squares as ACROSSxDOWN, like 7x5", param_hint="--squares")
     found = [c for c in config.cameras if c.name == camera]
     if not found:
         raise typer.BadParameter(f"rig '{config.name}' has no camera '{camera}'")

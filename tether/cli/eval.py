@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import typer
 
+from tether.cli.options import known_task
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 
@@ -124,7 +125,7 @@ def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0
 def eval_command(
     policy: Path | None = typer.Option(None, "--policy", help="Checkpoint folder: SAC (plain, residual or noise-steered "
                                        "on its frozen diffusion base) or diffusion."),
-    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
+    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),

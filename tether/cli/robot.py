@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from tqdm import tqdm
 
+from tether.cli.options import known_obs
 from tether.config import DEFAULT_RIG, load_rig
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def train_hil(
     out: Path = typer.Option(Path("runs/hil"), "--out", help="Run folder: checkpoint, buffers, episodes."),
     demos: Path | None = typer.Option(None, "--demos", help="Episode store whose episodes seed the demo buffer."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Environment steps to train for."),
-    obs: str = typer.Option("state", "--obs", help="state (twin task state) or pixels."),
+    obs: str = typer.Option("state", "--obs", help="state (twin task state) or pixels.", callback=known_obs),
     config: Path | None = typer.Option(None, "--config", help="YAML with sac: / loop: sections for the learner."),
     base_policy: Path | None = BasePolicyOption,
     residual_scale: float = ResidualScaleOption,
@@ -234,7 +235,7 @@ def up(
     rig: str = RigOption,
     nodes: list[str] | None = typer.Option(None, "--nodes", help="Nodes to run (default: all). Repeat the option."),
     out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
-    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
+    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels.", callback=known_obs),
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
 ) -> None:
@@ -260,7 +261,7 @@ def node(
     name: str = typer.Argument(..., help="twin (with the arm, cameras and teleop of a twin rig), arm, cameras, teleop, actor, learner, recorder or mirror (the live twin of a real arm)."),
     rig: str = RigOption,
     out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
-    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels."),
+    obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels.", callback=known_obs),
     demos: Path | None = typer.Option(None, "--demos", help="Learner: episode store whose episodes seed the demo buffer."),
     config: Path | None = typer.Option(None, "--config", help="Learner: YAML with sac: / loop: sections."),
     utd: int | None = typer.Option(None, "--utd", min=1, help="Learner: critic updates per environment step (overrides --config)."),

@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
+from tether.cli.options import known_obs, known_task
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 from tether.datasets.gym_recorder import StoreRecorder
@@ -16,7 +17,7 @@ from tether.datasets.gym_recorder import StoreRecorder
 app = typer.Typer(help="Twin tools: run the scripted operator, check envs.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
-TaskOption = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.")
+TaskOption = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task)
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 
 
@@ -72,7 +73,7 @@ def expert(
 def check(
     task: str = TaskOption,
     rig: str = RigOption,
-    obs: str = typer.Option("state", "--obs", help="Observation mode: state or pixels."),
+    obs: str = typer.Option("state", "--obs", help="Observation mode: state or pixels.", callback=known_obs),
 ) -> None:
     """Print a twin task's spaces and run gymnasium's env checker on it."""
     from gymnasium.utils.env_checker import check_env

@@ -18,6 +18,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tether.cli.options import known_obs, known_task
 from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG
 from tether.policies.reward_classifier import ClassifierConfig
@@ -201,8 +202,8 @@ DEBUG_LOOP = {"learning_starts": 20, "eval_every": 50, "eval_episodes": 1, "chec
 
 @app.command("sac")
 def sac_command(
-    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert."),
-    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
+    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task),
+    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     demos: Path | None = typer.Option(None, "--demos", help="Episode store (zarr) whose episodes seed the demo buffer."),
     demo_episodes: int = typer.Option(0, "--demo-episodes", min=0, help="Scripted-operator demos to collect first."),
     steps: int = typer.Option(20_000, "--steps", min=1, help="Environment steps."),
@@ -227,8 +228,6 @@ def sac_command(
     from tether.policies.checkpoint import TRAINING_FILE
     from tether.policies.sac_loop import CHECKPOINT_DIR
 
-    if obs not in ("state", "pixels"):
-        raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if interventions not in ("none", "scripted"):
         raise typer.BadParameter(f"'{interventions}': must be none or scripted", param_hint="--interventions")
     if demos is not None and not demos.exists():
@@ -298,8 +297,8 @@ def diffusion_command(
     data: Path = typer.Option(..., "--data", help="Episode store (zarr) of demonstrations."),
     out: Path = typer.Option(Path("runs/diffusion"), "--out", help="Run folder: last/, best/, topk/, report."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path: its twin task evaluates rollouts."),
-    task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task)."),
-    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task).", callback=known_task),
+    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     objective: str | None = typer.Option(None, "--objective", help="ddpm (DDIM sampling) or flow (1-4 step sampler)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs over the training windows."),
     seed: int = typer.Option(0, "--seed"),
@@ -322,8 +321,6 @@ def diffusion_command(
     from tether.policies.diffusion import DiffusionConfig
     from tether.policies.diffusion_train import TrainConfig, train_diffusion
 
-    if obs not in ("state", "pixels"):
-        raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if objective not in (None, "ddpm", "flow"):
         raise typer.BadParameter(f"'{objective}': must be ddpm or flow", param_hint="--objective")
     file = read_train_file(config)

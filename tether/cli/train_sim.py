@@ -23,6 +23,7 @@ from typing import Any
 import typer
 import yaml
 
+from tether.cli.options import known_obs
 from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG, ConfigError, RandomizationConfig, RigConfig, load_rig
 from tether.policies.sac_loop import LoopConfig
@@ -133,7 +134,7 @@ def train_sim(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/train_sim"), "--out", help="Run folder."),
     policy: str = typer.Option("sac", "--policy", help="sac (online RL) or diffusion (scripted demos, then imitation)."),
-    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels."),
+    obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     curriculum: bool = typer.Option(True, "--curriculum/--no-curriculum", help="Widen ranges from nominal as success rises."),
     demo_episodes: int | None = typer.Option(None, "--demo-episodes", min=0,
                                              help="Scripted demos: SAC's demo buffer (default 10), diffusion's data (default 50)."),
@@ -153,8 +154,6 @@ def train_sim(
         raise typer.BadParameter(f"'{randomize}': unknown profile (known: {', '.join(PROFILES)})", param_hint="--randomize")
     if policy not in ("sac", "diffusion"):
         raise typer.BadParameter(f"'{policy}': must be sac or diffusion", param_hint="--policy")
-    if obs not in ("state", "pixels"):
-        raise typer.BadParameter(f"'{obs}': must be state or pixels", param_hint="--obs")
     if reward not in ("shaped", "sparse", "dense", "rig"):
         raise typer.BadParameter(f"'{reward}': must be shaped, sparse, dense or rig", param_hint="--reward")
     try:

@@ -151,6 +151,9 @@ def test_a_damaged_checkpoint_is_one_line_and_exit_2(capfd, tmp_path, checkpoint
         (["up", "--nodes", "juggler"], "nodes ['juggler']: unknown"),
         (["node", "arm"], "'arm' runs inside `tether node twin`"),
         (["eval", "--policy", "/no/such/checkpoint"], "no such checkpoint folder"),
+        (["sim", "expert", "--task", "fly"], "'fly': unknown task (known: pick_cube, peg_insert, reach)"),
+        (["up", "--obs", "depth"], "'depth': must be state or pixels"),
+        (["calibrate", "camera", "--rig", "twin_panda", "--camera", "front"], "calibration needs a hardware arm"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(capfd, tmp_path, args, reason) -> None:

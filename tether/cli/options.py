@@ -1,0 +1,23 @@
+"""Checks of the options several commands share, run by typer as it parses, before a command builds anything."""
+
+from __future__ import annotations
+
+import typer
+
+OBS_MODES = ("state", "pixels")
+
+
+def known_task(value: str | None) -> str | None:
+    """--task: one of the twin's tasks (None: the rig's own)."""
+    from tether.sim2real.twin.tasks import TASKS
+
+    if value is not None and value not in TASKS:
+        raise typer.BadParameter(f"'{value}': unknown task (known: {', '.join(TASKS)})")
+    return value
+
+
+def known_obs(value: str) -> str:
+    """--obs: what a policy observes."""
+    if value not in OBS_MODES:
+        raise typer.BadParameter(f"'{value}': must be {' or '.join(OBS_MODES)}")
+    return value
