@@ -51,6 +51,13 @@ def _pid(out: Path) -> int | None:
         return None
 
 
+def _exists_and(predicate: Callable[[], bool]) -> bool:
+    try:
+        return predicate()
+    except FileNotFoundError:  # caught between the two renames that replace a checkpoint
+        return False
+
+
 def _committed(store: Path) -> int:
     try:
         return EpisodeStore(store).n_episodes
@@ -59,8 +66,8 @@ def _committed(store: Path) -> int:
 
 
 def _kill_the_learner_then_interrupt(out: Path, done: threading.Event, seen: dict) -> None:
-    """Once the learner has checkpointed, SIGKILL it; once it is back and the recorder has committed another
-    episode, Ctrl-C the run (SIGINT to this process, as a user would)."""
+    """Once the learner has checkpointed, SIGKILL it; once it is back, has checkpointed again and the recorder
+    has committed another episode, Ctrl-C the run (SIGINT to this process, as a user would)."""
     try:
         if not _wait(lambda: (out / "checkpoint" / "config.json").exists() and _pid(out), done, 240):
             return
@@ -70,7 +77,10 @@ def _kill_the_learner_then_interrupt(out: Path, done: threading.Event, seen: dic
         if not _wait(back, done, 120):
             return
         seen["committed_when_back"] = committed = _committed(out / "episodes.zarr")
-        _wait(lambda: _committed(out / "episodes.zarr") > committed, done, 120)
+        back_at = time.time()
+        # The restarted learner learns on: it checkpoints again (after checkpoint_every new transitions).
+        checkpointed = lambda: (out / "checkpoint" / "config.json").stat().st_mtime > back_at  # noqa: E731
+        _wait(lambda: _committed(out / "episodes.zarr") > committed and _exists_and(checkpointed), done, 120)
     finally:
         if not done.is_set():
             os.kill(os.getpid(), signal.SIGINT)
