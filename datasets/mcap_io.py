@@ -225,33 +225,43 @@ def _decode_image(topic: str, message: Any) -> np.ndarray:
 def _read_bag(mcap_path: str | os.PathLike[str], namespace: str) -> tuple[dict[str, _Series], list[tuple[int, str]]]:
     """Every sample of the mapped topics under `namespace`, and the episode events (bags are
     converted in memory)."""
+    try:
+        with open(mcap_path, "rb") as stream:
+            return _read_messages(stream, namespace)
+    except (OSError, StoreError):
+        raise
+    except Exception as error:  # the mcap and ROS 2 decoders raise many kinds on a malformed file
+        raise StoreError(f"{mcap_path}: not a readable MCAP file: {type(error).__name__}: {error}") from None
+
+
+def _read_messages(stream: Any, namespace: str) -> tuple[dict[str, _Series], list[tuple[int, str]]]:
+    """The samples and events of an open bag (see `_read_bag`)."""
     series: dict[str, _Series] = {}
     events: list[tuple[int, str]] = []
-    with open(mcap_path, "rb") as stream:
-        for _, channel, raw, message in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
-            topic = channel.topic
-            if not topic.startswith(namespace):
-                continue
-            name = topic[len(namespace) :]
-            header = getattr(message, "header", None)
-            ns = header.stamp.sec * NS + header.stamp.nanosec if header is not None else raw.log_time
-            if name == EVENTS:
-                events.append((ns, message.data))
-                continue
-            state = next((k for k, s in STATE_TOPICS.items() if s.topic == name), None)
-            if state is not None:
-                value = np.asarray(STATE_TOPICS[state].from_msg(message), np.float32)
-            elif name == CMD:
-                twist = message.twist
-                value = np.array([*_xyz(twist.linear), *_xyz(twist.angular)], np.float64)
-            elif name.startswith("cameras/") and name.endswith("/image_raw"):
-                value = _decode_image(topic, message)
-            elif name in (GRIPPER_CMD, ENGAGED):
-                value = np.asarray(message.data)
-            else:
-                continue
-            series.setdefault(name, _Series([], [])).times.append(ns)
-            series[name].values.append(value)
+    for _, channel, raw, message in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+        topic = channel.topic
+        if not topic.startswith(namespace):
+            continue
+        name = topic[len(namespace) :]
+        header = getattr(message, "header", None)
+        ns = header.stamp.sec * NS + header.stamp.nanosec if header is not None else raw.log_time
+        if name == EVENTS:
+            events.append((ns, message.data))
+            continue
+        state = next((k for k, s in STATE_TOPICS.items() if s.topic == name), None)
+        if state is not None:
+            value = np.asarray(STATE_TOPICS[state].from_msg(message), np.float32)
+        elif name == CMD:
+            twist = message.twist
+            value = np.array([*_xyz(twist.linear), *_xyz(twist.angular)], np.float64)
+        elif name.startswith("cameras/") and name.endswith("/image_raw"):
+            value = _decode_image(topic, message)
+        elif name in (GRIPPER_CMD, ENGAGED):
+            value = np.asarray(message.data)
+        else:
+            continue
+        series.setdefault(name, _Series([], [])).times.append(ns)
+        series[name].values.append(value)
     return series, events
 
 

@@ -65,6 +65,15 @@ from zarr.storage import LocalStore, ZipStore
 from tether.config import RigConfig
 from tether.datasets.codecs import IMAGE_CODECS, ImageCodec, image_encoding, number_compressors
 from tether.datasets.episode import EpisodeArrays
+from tether.datasets.integrity import (
+    Damage,
+    array_problems,
+    attr_problems,
+    missing_inner_chunks,
+    repair_hint,
+    storage_units,
+)
+from tether.errors import BadInput
 from tether.spaces import is_image_key
 from tether.types import EPISODE_SOURCES, Observation
 
@@ -109,8 +118,23 @@ EPISODE_COLUMNS: dict[str, tuple[str, Any]] = {  # per-episode metadata: name ->
 }
 
 
-class StoreError(ValueError):
+class StoreError(BadInput):
     """A store that cannot be used as asked; the message is one line naming the store and the reason."""
+
+
+class StoreDamage(StoreError):
+    """A store whose data or metadata is damaged: one line naming the first finding and what
+    `tether data repair` can recover; `damage` holds every finding."""
+
+    def __init__(self, path: Path, damage: list[Damage]) -> None:
+        self.damage = damage
+        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+        super().__init__(f"{path}: damaged: {damage[0].what}{more}; {repair_hint(damage)}")
+
+
+class StoreWriteError(OSError):
+    """Writing to a store failed (a full disk, a lost mount): the episode being written is dropped, the
+    committed ones stay as they were. The message is one line."""
 
 
 @dataclass(frozen=True)
@@ -190,13 +214,23 @@ def _data_path(key: str) -> str:
     return f"data/{key}"
 
 
-def _committed_count(raw_ends: np.ndarray, frame_rows: int, episode_rows: int) -> int:
-    """Length of the prefix of `episode_ends` that is committed: strictly increasing, positive,
-    within the frames on disk, with its per-episode rows written."""
+def _increasing_prefix(raw_ends: np.ndarray) -> int:
+    """Length of the prefix of `episode_ends` that is strictly increasing and positive."""
     previous = np.concatenate([[0], raw_ends[:-1]])
-    ok = (raw_ends > previous) & (raw_ends <= frame_rows)
-    count = int(np.argmin(ok)) if not ok.all() else len(raw_ends)
-    return min(count, episode_rows)
+    ok = raw_ends > previous
+    return int(np.argmin(ok)) if not ok.all() else len(raw_ends)
+
+
+def _read_episode_ends(array: zarr.Array) -> np.ndarray:
+    """`meta/episode_ends` a chunk at a time, up to the chunk holding its first entry that is not a commit:
+    however long the array claims to be, only what was committed (plus one chunk) is read."""
+    step = array.chunks[0]
+    parts: list[np.ndarray] = []
+    for start in range(0, array.shape[0], step):
+        parts.append(np.asarray(array[start : start + step], np.int64))
+        if _increasing_prefix(np.concatenate(parts)) < start + len(parts[-1]):
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def is_zip_store(path: Path) -> bool:
@@ -208,8 +242,12 @@ class EpisodeStore:
     """Read-only view of a store's committed episodes (a directory, or a packed zip file). Safe while
     another process appends to a directory store."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = True) -> None:
+        """With `strict` (readers), a damaged store raises `StoreDamage`. Without it (verify, repair), it opens
+        when its attrs and array metadata are sound: `damage` lists what is wrong with its episode index, and
+        only the episodes before the first damaged one count as committed."""
         self.path = Path(path)
+        self.strict = strict
         self.packed = is_zip_store(self.path)
         if not self.packed and not (self.path / "zarr.json").is_file():
             raise StoreError(f"{self.path}: not a zarr store (no zarr.json) nor a packed .zip store")
@@ -225,6 +263,10 @@ class EpisodeStore:
             raise StoreError(
                 f"{self.path}: schema version {self.attrs.get('schema_version')} is not {SCHEMA_VERSION}"
             )
+        problems = attr_problems(self.attrs)
+        if problems:
+            raise StoreDamage(self.path, [Damage(problem) for problem in problems])
+        self._zip_names = set(zipfile.ZipFile(self.path).namelist()) if self.packed else set()
         self.spec = StoreSpec.from_json(self.attrs)
         self.fps: float = float(self.attrs["fps"])
         self.rig: dict[str, Any] | None = self.attrs.get("rig")
@@ -240,29 +282,41 @@ class EpisodeStore:
 
     def array_paths(self) -> list[str]:
         """Paths of every array the schema has, relative to the store root."""
-        return [
-            *(_data_path(key) for key in self.data_keys),
-            *(f"{FINAL}/{key}" for key in self.spec.obs),
-            *(f"{EPISODES}/{name}" for name in EPISODE_COLUMNS),
-            ENDS,
-        ]
+        return list(self.schema())
+
+    def schema(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Every array of the schema: path -> (dtype, shape of one row)."""
+        actions = (self.spec.action_dim,)
+        return {
+            **{_data_path(key): (dtype, shape) for key, (shape, dtype) in self.spec.obs.items()},
+            **{_data_path(name): (dtype, actions if "action" in name else ()) for name, dtype in STEP_ARRAYS.items()},
+            **{f"{FINAL}/{key}": (dtype, shape) for key, (shape, dtype) in self.spec.obs.items()},
+            **{f"{EPISODES}/{name}": (dtype, ()) for name, (dtype, _) in EPISODE_COLUMNS.items()},
+            ENDS: ("int64", ()),
+        }
 
     @property
     def observation_space(self) -> gym.spaces.Dict:
         return self.spec.observation_space
 
     def refresh(self) -> int:
-        """Re-read the commit point; returns how many episodes are committed now."""
+        """Re-read the commit point; returns how many episodes are committed now. Array metadata is checked
+        against the schema and the index against the arrays before anything is read."""
+        schema = self.schema()
+        # The index first, then the arrays: a writer grows them before it commits, so they cover it.
+        self._arrays = {ENDS: self._open_array(ENDS, *schema[ENDS])}
         try:
-            self._arrays = {p: zarr.open_array(self._store, path=p, mode="r") for p in self.array_paths()}
-        except Exception as error:
-            raise StoreError(f"{self.path}: missing or unreadable array metadata: {error}") from None
-        self.raw_episode_ends = np.asarray(self._arrays[ENDS][:], np.int64)
-        frame_rows = min(self._arrays[_data_path(k)].shape[0] for k in self.data_keys)
-        episode_rows = min(a.shape[0] for p, a in self._arrays.items() if p.startswith(("meta/final", EPISODES)))
-        count = _committed_count(self.raw_episode_ends, frame_rows, episode_rows)
+            self.raw_episode_ends = _read_episode_ends(self._arrays[ENDS])
+        except OSError:
+            raise
+        except Exception as error:  # a damaged index: nothing in the store can be placed
+            raise StoreDamage(self.path, [Damage(f"{ENDS} does not decode: {type(error).__name__}: {error}")]) from None
+        self._arrays |= {p: self._open_array(p, *spec) for p, spec in schema.items() if p != ENDS}
+        count, self.damage = self._index_damage()
+        if self.damage and self.strict:
+            raise StoreDamage(self.path, self.damage)
         self.episode_ends = self.raw_episode_ends[:count]
-        columns = {name: self._arrays[f"{EPISODES}/{name}"][:count] for name in EPISODE_COLUMNS}
+        columns = {name: self.read_rows(f"{EPISODES}/{name}", 0, count) for name in EPISODE_COLUMNS}
         starts = np.concatenate([[0], self.episode_ends[:-1]])
         self.episodes = [
             EpisodeInfo(
@@ -280,6 +334,96 @@ class EpisodeStore:
             for i in range(count)
         ]
         return count
+
+    def _open_array(self, array_path: str, dtype: str, tail: tuple[int, ...]) -> zarr.Array:
+        try:
+            array = zarr.open_array(self._store, path=array_path, mode="r")
+        except Exception as error:  # zarr raises several kinds; all mean the metadata is missing or unreadable
+            raise StoreDamage(self.path, [Damage(f"{array_path}: missing or unreadable array metadata: {error}")]) from None
+        problems = array_problems(array_path, array, dtype, tail)
+        if problems:
+            raise StoreDamage(self.path, [Damage(problem) for problem in problems])
+        return array
+
+    def _index_damage(self) -> tuple[int, list[Damage]]:
+        """How many episodes are whole (index entries increasing, their frames and rows in every array), and
+        what is wrong past them. Zero entries past the last commit are a commit a crash interrupted, not damage."""
+        raw = self.raw_episode_ends
+        count = _increasing_prefix(raw)
+        damage = []
+        if count < len(raw) and raw[count] != 0:
+            before = raw[count - 1] if count else 0
+            damage.append(Damage(f"{ENDS}: entry {count} ({raw[count]}) does not follow {before}", count))
+        claimed = self._arrays[ENDS].shape[0]
+        if claimed > len(raw):  # reading stopped a chunk past the last commit: the rest is a claim, not commits
+            damage.append(Damage(f"{ENDS}: claims {claimed} entries, {count} of them commits", count))
+        short: dict[int, list[str]] = {}  # first episode an array does not hold -> those arrays
+        for path, array in self._arrays.items():
+            held = array.shape[0] if path.startswith("meta/") else int(np.searchsorted(raw[:count], array.shape[0], "right"))
+            if path != ENDS and held < count:
+                short.setdefault(held, []).append(f"{path} ({array.shape[0]} rows)")
+        for episode, paths in sorted(short.items()):
+            named = ", ".join(paths[:2]) + (f" and {len(paths) - 2} more arrays" if len(paths) > 2 else "")
+            damage.append(Damage(f"episode {episode}: the index commits {count} episodes, {int(raw[count - 1])} frames; "
+                                 f"{named} hold less", episode))
+        if damage:
+            count = min(d.episode for d in damage if d.episode is not None)
+        return count, damage
+
+    def _episode_at(self, array_path: str, row: int) -> int:
+        """The episode that row `row` of an array belongs to (rows of meta arrays are episodes)."""
+        return row if array_path.startswith("meta/") else int(np.searchsorted(self.episode_ends, row, side="right"))
+
+    def _where(self, array_path: str, row: int) -> str:
+        episode = self._episode_at(array_path, row)
+        if array_path.startswith("meta/") or episode >= len(self.episode_ends):
+            return f"episode {episode}"
+        start = int(self.episode_ends[episode - 1]) if episode else 0
+        return f"episode {episode} (frames {start}-{int(self.episode_ends[episode]) - 1})"
+
+    def _stored_tail(self, key: str, size: int) -> bytes | None:
+        """The last `size` bytes of a stored object (None when it is not stored)."""
+        if self.packed:
+            if key not in self._zip_names:
+                return None
+            with zipfile.ZipFile(self.path) as archive:
+                return archive.read(key)[-size:]
+        try:
+            with open(self.path / key, "rb") as stored:
+                stored.seek(max(stored.seek(0, os.SEEK_END) - size, 0))
+                return stored.read()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def _storage_damage(self, array_path: str, array: zarr.Array, start: int, stop: int) -> Damage | None:
+        """The first object (chunk, shard, or a chunk inside a shard) of rows [start, stop) that is not stored."""
+        for first, key in storage_units(array, start, stop):
+            where = self._where(array_path, max(first, start))
+            size = (array.shards[0] // array.chunks[0]) * 16 + 4 if array.shards else 0
+            tail = self._stored_tail(f"{array_path}/{key}", size)
+            if tail is None:
+                return Damage(f"{where}: {array_path}: storage file {key} is missing", self._episode_at(array_path, first))
+            missing = missing_inner_chunks(array, tail, first, start, stop) if array.shards else []
+            if missing:
+                return Damage(f"{where}: {array_path}: row {missing[0]} is not in its shard {key}",
+                              self._episode_at(array_path, missing[0]))
+        return None
+
+    def read_rows(self, array_path: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of an array, after checking that every object holding them is stored: zarr would
+        read a missing one as fill values. Raises `StoreDamage` naming the episode and the array."""
+        array = self.array(array_path)
+        damage = self._storage_damage(array_path, array, start, stop)
+        if damage is None:
+            try:
+                return array[start:stop]
+            except OSError:
+                raise
+            except Exception as error:  # a codec's error on bytes that are not what they claim
+                first = storage_units(array, start, stop)[0][0]  # the damage may start before `start`
+                damage = Damage(f"{self._where(array_path, start)}: {array_path} does not decode: "
+                                f"{type(error).__name__}: {error}", self._episode_at(array_path, first))
+        raise StoreDamage(self.path, [damage])
 
     @property
     def n_episodes(self) -> int:
@@ -309,11 +453,11 @@ class EpisodeStore:
         stop = self.n_frames if stop is None else stop
         if not 0 <= start <= stop <= self.n_frames:
             raise StoreError(f"{self.path}: rows [{start}, {stop}) outside the {self.n_frames} committed frames")
-        return self.array(_data_path(key))[start:stop]
+        return self.read_rows(_data_path(key), start, stop)
 
     def final_obs(self, key: str) -> np.ndarray:
         """(E, ...) true final observations of `key`, one per committed episode."""
-        return self.array(f"{FINAL}/{key}")[: self.n_episodes]
+        return self.read_rows(f"{FINAL}/{key}", 0, self.n_episodes)
 
     def episode(self, index: int, keys: list[str] | None = None) -> EpisodeArrays:
         """Episode `index` as arrays (observation `keys` only, if given)."""
@@ -324,7 +468,7 @@ class EpisodeStore:
         rows = {key: self.load(key, info.start, info.stop) for key in [*obs_keys, *STEP_ARRAYS]}
         return EpisodeArrays(
             obs={key: rows[key] for key in obs_keys},
-            final_obs={key: self.array(f"{FINAL}/{key}")[index] for key in obs_keys},
+            final_obs={key: self.read_rows(f"{FINAL}/{key}", index, index + 1)[0] for key in obs_keys},
             **{name: rows[name] for name in STEP_ARRAYS},
         )
 
@@ -341,7 +485,7 @@ class EpisodeStore:
         for run in _consecutive_runs(indices, self.episode_ends, batch_frames):
             first, last = self.episodes[run[0]], self.episodes[run[-1]]
             rows = {key: self.load(key, first.start, last.stop) for key in [*obs_keys, *STEP_ARRAYS]}
-            finals = {key: self.array(f"{FINAL}/{key}")[run[0] : run[-1] + 1] for key in obs_keys}
+            finals = {key: self.read_rows(f"{FINAL}/{key}", run[0], run[-1] + 1) for key in obs_keys}
             for offset, index in enumerate(run):
                 info = self.episodes[index]
                 steps = slice(info.start - first.start, info.stop - first.start)
@@ -383,11 +527,15 @@ class _OpenEpisode:
 class EpisodeWriter:
     """Appends whole episodes to a store; one writer per store at a time (a lock file enforces it)."""
 
-    def __init__(self, path: Path, *, _lock: int) -> None:
+    def __init__(self, path: Path, *, _lock: int, strict: bool = True) -> None:
         """Use `create` or `open`."""
         self.path = path
         self._lock = _lock
-        self._reader = EpisodeStore(path)
+        try:
+            self._reader = EpisodeStore(path, strict=strict)
+        except BaseException:
+            os.close(_lock)
+            raise
         self.spec = self._reader.spec
         self.fps = self._reader.fps
         self.chunk_steps = int(self._reader.attrs["chunk_steps"])
@@ -470,11 +618,14 @@ class EpisodeWriter:
         path: str | os.PathLike[str],
         observation_space: gym.spaces.Dict | None = None,
         action_dim: int | None = None,
+        *,
+        strict: bool = True,
     ) -> EpisodeWriter:
         """An existing store, for appending. Given a space and action_dim, a different spec is refused
-        before anything is written."""
+        before anything is written. A damaged store is refused too, unless not `strict` (repair: only its
+        whole episodes count as committed, so truncating cuts the damage away)."""
         path = Path(path)
-        reader = EpisodeStore(path)
+        reader = EpisodeStore(path, strict=strict)
         if reader.packed:
             raise StoreError(f"{path}: a packed (zip) store is read-only; append to the directory store it came from")
         if observation_space is not None or action_dim is not None:
@@ -490,18 +641,20 @@ class EpisodeWriter:
         except BlockingIOError:
             os.close(fd)
             raise StoreError(f"{path}: another process is writing to this store") from None
-        return cls(path, _lock=fd)
+        return cls(path, _lock=fd, strict=strict)
 
     def close(self) -> None:
         """Release the store; an episode still open is discarded (it was never committed)."""
         if self._lock < 0:
             return
-        if self._episode is not None:
-            log.warning("%s: closing with episode open; discarding its %d steps", self.path, self.steps_in_episode)
-            self.discard_episode()
-        self._pool.shutdown()
-        os.close(self._lock)
-        self._lock = -1
+        try:
+            if self._episode is not None:
+                log.warning("%s: closing with episode open; discarding its %d steps", self.path, self.steps_in_episode)
+                self.discard_episode()
+        finally:  # even when the disk refuses the discard: its frames stay an uncommitted tail
+            self._pool.shutdown()
+            os.close(self._lock)
+            self._lock = -1
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -656,11 +809,15 @@ class EpisodeWriter:
             if array.shape[0] > self._committed:
                 array.resize((self._committed, *array.shape[1:]))
 
-    def truncate_tail(self) -> int:
-        """Cut every array back to the committed episodes (what a crash left past them); returns the
-        number of uncommitted frames dropped."""
+    def truncate_tail(self, keep_episodes: int | None = None) -> int:
+        """Cut every array back to the committed episodes (what a crash left past them), or to the first
+        `keep_episodes` of them; returns the number of frames dropped."""
         if self._episode is not None:
             raise StoreError(f"{self.path}: an episode is open; end or discard it before truncating")
+        if keep_episodes is not None and keep_episodes < self._n_episodes:
+            self._n_episodes = keep_episodes
+            self._committed = self._cursor = int(self._reader.episode_ends[keep_episodes - 1]) if keep_episodes else 0
+            truncate_episode_ends(self._arrays[ENDS], keep_episodes)
         dropped = max(self._array(key).shape[0] for key in self.data_keys) - self._committed
         for path, array in self._arrays.items():
             keep = self._n_episodes if path.startswith("meta/") else self._committed

@@ -1,21 +1,23 @@
 """Checking a store end to end, and repairing what a crash leaves behind.
 
-`verify` decodes every committed chunk and cross-checks the metadata; each problem is one line
-naming the episode and the array. `repair` drops the uncommitted tail (frames past the last
-committed episode, half-made metadata rows, temporary files of interrupted writes); it never
-touches a committed episode.
+`verify` trusts nothing the store says about itself: it checks the attrs' types, every array's dtype,
+row shape and length against the schema and the episode index, and reads every stored chunk of the
+committed range; each problem is one line naming the episode and the array, and the report says what
+`repair` can recover. `repair` drops the uncommitted tail (frames past the last committed episode,
+half-made metadata rows, temporary files of interrupted writes) and never touches a committed episode,
+unless asked to drop damaged ones: then it keeps the episodes before the first damaged one.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tether.datasets.store import ENDS, EPISODES, FINAL, EpisodeStore, EpisodeWriter, StoreError
+from tether.datasets.integrity import Damage, repair_hint
+from tether.datasets.store import ENDS, EPISODES, EpisodeStore, EpisodeWriter, StoreDamage, StoreError
 from tether.types import EPISODE_SOURCES
 
 PARTIAL_SUFFIX = ".partial"  # zarr's LocalStore writes `<key>.<uuid>.partial`, then renames it
@@ -29,6 +31,8 @@ class VerifyReport:
     frames: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    repair: str = ""  # what `tether data repair` can recover, when there are problems
+    first_damaged: int | None = None  # the first episode a problem makes unusable
 
     @property
     def ok(self) -> bool:
@@ -39,6 +43,7 @@ class VerifyReport:
 class RepairReport:
     dropped_frames: int
     removed_files: int
+    kept_episodes: int
 
 
 def _partial_files(path: Path) -> list[Path]:
@@ -46,87 +51,80 @@ def _partial_files(path: Path) -> list[Path]:
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
-    """Decode every committed chunk and check the metadata agrees with itself."""
+    """Check attrs, every array's metadata and length against the episode index and the schema, and read
+    every stored object of the committed range (one chunk or shard at a time, so memory stays bounded)."""
     try:
-        store = EpisodeStore(path)
+        store = EpisodeStore(path, strict=False)
+    except StoreDamage as error:
+        return VerifyReport(problems=[d.what for d in error.damage], repair=repair_hint(error.damage))
     except StoreError as error:
         return VerifyReport(problems=[str(error)])
+    damage = list(store.damage)
     report = VerifyReport(episodes=store.n_episodes, frames=store.n_frames)
-    stored = store.stored_bytes()
     _check_commit_point(store, report)
-    _check_layout(store, stored, report)
+    for array_path in store.array_paths():
+        rows = store.n_episodes if array_path.startswith("meta/") else store.n_frames
+        damage += _read_every_unit(store, array_path, rows)
     for info in store.episodes:
         where = f"episode {info.index} (frames {info.start}-{info.stop - 1})"
         if info.source not in EPISODE_SOURCES:
-            report.problems.append(f"{where}: meta/episodes/source '{info.source}' is not a known source")
-        for key in store.data_keys:
-            try:
-                store.load(key, info.start, info.stop)
-            except Exception as error:  # any decode failure is the finding itself
-                report.problems.append(f"{where}: data/{key} does not decode: {type(error).__name__}: {error}")
-        timestamps = store.load("timestamp", info.start, info.stop)
-        if np.any(np.diff(timestamps) < 0):
-            report.notes.append(f"{where}: data/timestamp goes backwards")
-    for array_path in store.array_paths():
-        if array_path.startswith("meta/"):
-            try:
-                store.array(array_path)[: store.n_episodes]
-            except Exception as error:
-                report.problems.append(f"{array_path} does not decode: {type(error).__name__}: {error}")
-    partial = [key for key in stored if key.endswith(PARTIAL_SUFFIX)]
+            damage.append(Damage(f"{where}: {EPISODES}/source '{info.source}' is not a known source", info.index))
+    timestamps = _readable(store, "timestamp")
+    for info in store.episodes if timestamps is not None else ():
+        if np.any(np.diff(timestamps[info.start : info.stop]) < 0):
+            report.notes.append(f"episode {info.index} (frames {info.start}-{info.stop - 1}): data/timestamp goes backwards")
+    partial = _partial_files(store.path) if not store.packed else []
     if partial:
         report.notes.append(f"{len(partial)} temporary file(s) of interrupted writes; repair removes them")
+    report.problems = [d.what for d in damage]
+    report.repair = repair_hint(damage) if damage else ""
+    if damage and all(d.episode is not None for d in damage):
+        report.first_damaged = min(d.episode for d in damage if d.episode is not None)
     return report
 
 
+def _read_every_unit(store: EpisodeStore, array_path: str, rows: int) -> list[Damage]:
+    """Every stored object holding rows [0, rows) of an array, read and decoded one at a time."""
+    array = store.array(array_path)
+    unit = (array.shards or array.chunks)[0]
+    damage = []
+    for first in range(0, rows, unit):
+        try:
+            store.read_rows(array_path, first, min(first + unit, rows))
+        except StoreDamage as error:
+            damage += error.damage
+    return damage
+
+
+def _readable(store: EpisodeStore, key: str) -> np.ndarray | None:
+    try:
+        return store.load(key)
+    except StoreDamage:
+        return None  # already reported, unit by unit
+
+
 def _check_commit_point(store: EpisodeStore, report: VerifyReport) -> None:
-    raw, count = store.raw_episode_ends, store.n_episodes
-    beyond = raw[count:]
-    if np.any(beyond != 0):
-        before = raw[count - 1] if count else 0
-        report.problems.append(
-            f"{ENDS}: entry {count} ({raw[count]}) does not follow {before} within the frames on disk;"
-            f" it and the {len(beyond) - 1} after it are ignored"
-        )
-    elif len(beyond):
+    beyond = store.raw_episode_ends[store.n_episodes :]
+    if len(beyond) and not beyond.any():
         report.notes.append(f"{ENDS}: {len(beyond)} half-made entry from an interrupted commit; repair drops it")
     tail = max(store.array(f"data/{key}").shape[0] for key in store.data_keys) - store.n_frames
     if tail > 0:
         report.notes.append(f"uncommitted tail of up to {tail} frame(s) past the last episode; repair truncates it")
 
 
-def _check_layout(store: EpisodeStore, stored: dict[str, int], report: VerifyReport) -> None:
-    """Shapes and dtypes agree with the spec, and every storage file of the committed range exists."""
-    expected = {f"data/{key}": spec for key, spec in store.spec.obs.items()}
-    expected |= {f"{FINAL}/{key}": spec for key, spec in store.spec.obs.items()}
-    for array_path in store.array_paths():
-        array = store.array(array_path)
-        if array_path in expected:
-            shape, dtype = expected[array_path]
-            if tuple(array.shape[1:]) != shape or array.dtype != np.dtype(dtype):
-                report.problems.append(
-                    f"{array_path}: {array.dtype} {list(array.shape[1:])} disagrees with the spec {dtype} {list(shape)}"
-                )
-        rows = store.n_episodes if array_path.startswith((FINAL, EPISODES, ENDS)) else store.n_frames
-        unit = (array.shards or array.chunks)[0]
-        for i in range(math.ceil(rows / unit)):
-            key = array.metadata.encode_chunk_key((i, *([0] * (array.ndim - 1))))
-            if f"{array_path}/{key}" not in stored:
-                first = i * unit
-                owner = (
-                    f"episode {int(np.searchsorted(store.episode_ends, first, side='right'))}"
-                    if array_path.startswith("data/")
-                    else f"episodes {first}-{min(first + unit, rows) - 1}"
-                )
-                report.problems.append(f"{owner}: {array_path}: storage file {key} is missing")
-
-
-def repair(path: str | os.PathLike[str]) -> RepairReport:
-    """Truncate the uncommitted tail and delete temporary files; committed episodes stay as they are."""
+def repair(path: str | os.PathLike[str], *, drop_damaged: bool = False) -> RepairReport:
+    """Truncate the uncommitted tail and delete temporary files; committed episodes stay as they are.
+    With `drop_damaged`, a damaged store is cut back to the episodes before its first damaged one (damage
+    to the store as a whole, such as its attrs or array metadata, is refused: there is nothing to cut)."""
     path = Path(path)
-    with EpisodeWriter.open(path) as writer:  # takes the writer lock: no one else is appending
-        dropped = writer.truncate_tail()
+    report = verify(path)
+    if not report.ok and not report.repair:  # not an episode store at all
+        raise StoreError(report.problems[0])
+    if not report.ok and (not drop_damaged or report.first_damaged is None):
+        raise StoreError(f"{path}: damaged: {report.problems[0]}; {report.repair}")
+    with EpisodeWriter.open(path, strict=False) as writer:  # takes the writer lock: no one else is appending
+        dropped = writer.truncate_tail(report.first_damaged)
         partial = _partial_files(path)
         for file in partial:
             file.unlink()
-    return RepairReport(dropped_frames=dropped, removed_files=len(partial))
+    return RepairReport(dropped_frames=dropped, removed_files=len(partial), kept_episodes=writer.n_episodes)

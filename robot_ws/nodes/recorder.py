@@ -3,7 +3,9 @@
 It writes the transition stream frame by frame (observations, executed and proposed actions,
 rewards, intervened flags, acquisition times) and commits an episode when its last
 transition arrives; an episode the operator asked to re-record is discarded, and one still
-open at shutdown is discarded too (a store never holds half an episode).
+open at shutdown is discarded too (a store never holds half an episode). When the store cannot be
+written (a full disk), the episode under way is dropped, the committed ones stay as they are, and
+the recorder stops: `failed` holds the one-line error for whoever runs the graph to raise.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
 from tether.config import RigConfig
-from tether.datasets.store import EpisodeWriter, StoreError, StoreSpec
+from tether.datasets.store import EpisodeWriter, StoreError, StoreSpec, StoreWriteError
 from tether.robot_ws import messages, qos
 from tether.types import Observation
 
@@ -46,6 +48,7 @@ class RecorderNode(Node):
         self._episode: int | None = None
         self._lock = threading.Lock()  # the subscription and close() run on different threads
         self._closed = False
+        self.failed: StoreWriteError | None = None  # set when writing failed; the recorder then stops
         self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
 
     def _open(self, obs: Observation) -> EpisodeWriter:
@@ -66,6 +69,22 @@ class RecorderNode(Node):
             except StoreError as error:  # e.g. another graph on this ROS domain: refuse it, keep recording
                 self.rejected += 1
                 self.get_logger().error(f"transition refused: {error}", throttle_duration_sec=5.0)
+            except OSError as error:  # the disk is full or gone: nothing more can be recorded
+                self._fail(error)
+
+    def _fail(self, error: OSError) -> None:
+        """Stop recording after a write failed: drop the open episode, release the store, keep the reason."""
+        self._closed = True
+        try:
+            self._close_writer()
+        except OSError:
+            self.writer = None  # the discard itself could not be written: the frames stay an uncommitted tail
+        reason = error.strerror or str(error)
+        self.failed = StoreWriteError(
+            f"{self.store}: recording stopped, writing failed ({reason}); the episode under way was dropped,"
+            f" the {self.committed} committed episode(s) are intact"
+        )
+        self.get_logger().error(str(self.failed))
 
     def _write(self, transition, header: dict) -> None:
         if self.writer is None:

@@ -4,37 +4,47 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import uuid
 from collections import Counter
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import typer
 
-from tether.config import DEFAULT_RIG, ConfigError, load_rig
+from tether.config import DEFAULT_RIG, load_rig
+from tether.errors import BadInput
 
 app = typer.Typer(help="Episode stores: info, verify, repair, pack (zip), convert (MCAP <-> zarr), view.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 PathArgument = typer.Argument(..., help="Episode store directory (e.g. demos.zarr).")
+ForceOption = typer.Option(False, "--force", help="Replace the output if it exists (it is replaced only once the new one is whole).")
 
 
-def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """Bad input ends the command with one line on stderr and exit code 2, not a traceback."""
-
-    @wraps(command)
-    def run(*args: Any, **kwargs: Any) -> None:
-        from tether.datasets.store import StoreError
-
-        try:
-            command(*args, **kwargs)
-        except (StoreError, ConfigError, FileNotFoundError) as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
-
-    return run
+@contextmanager
+def replacing(target: Path, force: bool) -> Iterator[Path]:
+    """A temporary path beside `target` (same suffix) for a command to write its output to; it replaces
+    `target` only once written whole. An existing `target` is refused without `force`, before anything is
+    written or deleted."""
+    if target.exists() and not force:
+        raise BadInput(f"{target}: already exists; pass --force to replace it")
+    if not target.parent.is_dir():
+        raise BadInput(f"{target}: its folder {target.parent} does not exist")
+    temporary = target.with_name(f".{target.stem}.writing-{uuid.uuid4().hex[:8]}{target.suffix}")
+    try:
+        yield temporary
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(temporary, target)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        temporary.unlink(missing_ok=True)
 
 
 def store_info(path: Path) -> dict[str, Any]:
@@ -72,7 +82,6 @@ def store_info(path: Path) -> dict[str, Any]:
 
 
 @app.command()
-@_one_line_errors
 def info(
     path: Path = PathArgument,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -98,7 +107,6 @@ def info(
 
 
 @app.command()
-@_one_line_errors
 def verify(path: Path = PathArgument) -> None:
     """Decode every committed chunk and check the metadata; exit 1 on any problem."""
     from tether.datasets.verify import verify as verify_store
@@ -109,66 +117,82 @@ def verify(path: Path = PathArgument) -> None:
     for problem in report.problems:
         typer.echo(f"problem: {problem}", err=True)
     if not report.ok:
+        if report.repair:
+            typer.echo(f"repair: {report.repair}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{path}: ok, {report.episodes} episodes, {report.frames} frames")
 
 
 @app.command()
-@_one_line_errors
-def repair(path: Path = PathArgument) -> None:
-    """Truncate the uncommitted tail a crash left; committed episodes are untouched."""
+def repair(
+    path: Path = PathArgument,
+    drop_damaged: bool = typer.Option(
+        False, "--drop-damaged", help="Cut a damaged store back to the episodes before its first damaged one."
+    ),
+) -> None:
+    """Truncate the uncommitted tail a crash left; committed episodes are untouched unless --drop-damaged."""
     from tether.datasets.verify import repair as repair_store
 
-    result = repair_store(path)
+    result = repair_store(path, drop_damaged=drop_damaged)
     typer.echo(
-        f"{path}: dropped {result.dropped_frames} uncommitted frame(s), removed {result.removed_files} temporary file(s)"
+        f"{path}: dropped {result.dropped_frames} frame(s), removed {result.removed_files} temporary file(s);"
+        f" {result.kept_episodes} episode(s) kept"
     )
 
 
 @app.command()
-@_one_line_errors
 def pack(
     path: Path = PathArgument,
-    out: Path = typer.Argument(..., help="The zip file to write (e.g. demos.zip); it must not exist."),
+    out: Path = typer.Argument(..., help="The zip file to write (e.g. demos.zip)."),
+    force: bool = ForceOption,
 ) -> None:
     """Pack the committed episodes into one zip file for read-only sharing (tether and plain zarr read it)."""
     from tether.datasets.pack import pack as pack_store
 
-    report = pack_store(path, out)
+    with replacing(out, force) as temporary:
+        report = pack_store(path, temporary)
     typer.echo(f"{out}: {report.episodes} episodes, {report.frames} frames, {report.objects} objects, "
                f"{report.bytes / 1e6:.2f} MB")
 
 
 @app.command()
-@_one_line_errors
 def convert(
     source: Path = typer.Argument(..., help="A .mcap bag or a .zarr store."),
-    target: Path = typer.Argument(..., help="The other kind: a .zarr store (created or appended) or a .mcap file."),
+    target: Path = typer.Argument(..., help="The other kind: a .zarr store or a .mcap file."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig for namespace, control rate and action scale."),
     episode_source: str = typer.Option("teleop", "--source", help="Episode source recorded for a bag's episodes."),
     task: str = typer.Option("", "--task", help="Task name recorded for a bag's episodes."),
+    append: bool = typer.Option(False, "--append", help="MCAP to zarr: append to an existing store (same spec)."),
+    force: bool = ForceOption,
 ) -> None:
     """MCAP (ROS 2 bag) to zarr, or zarr to MCAP, by the file extensions."""
     from tether.datasets.mcap_io import export_mcap, import_mcap
 
+    if (source.suffix == ".mcap") == (target.suffix == ".mcap"):
+        raise BadInput(f"{source} -> {target}: exactly one side must be a .mcap file")
+    if append and (force or target.suffix == ".mcap"):
+        raise BadInput("--append: only for a bag into an existing .zarr store, and not with --force")
     rig_config = load_rig(rig)
-    if source.suffix == ".mcap" and target.suffix != ".mcap":
-        count = import_mcap(source, target, rig=rig_config, source=episode_source, task=task)
-        typer.echo(f"{target}: {count} episode(s) imported from {source}")
-    elif source.suffix != ".mcap" and target.suffix == ".mcap":
-        count = export_mcap(source, target, namespace=rig_config.namespace)
+    if target.suffix == ".mcap":
+        with replacing(target, force) as temporary:
+            count = export_mcap(source, temporary, namespace=rig_config.namespace)
         typer.echo(f"{target}: {count} messages from {source}")
+        return
+    if append:
+        count = import_mcap(source, target, rig=rig_config, source=episode_source, task=task)
     else:
-        raise FileNotFoundError(f"{source} -> {target}: exactly one side must be a .mcap file")
+        with replacing(target, force) as temporary:
+            count = import_mcap(source, temporary, rig=rig_config, source=episode_source, task=task)
+    typer.echo(f"{target}: {count} episode(s) imported from {source}")
 
 
 @app.command()
-@_one_line_errors
 def view(
     path: Path = PathArgument,
     episode: int = typer.Option(0, "--episode", "-e", help="Episode index."),
     out: Path = typer.Option(None, "--out", "-o", help="A .png contact sheet (default) or a .rrd rerun recording."),
     frames: int = typer.Option(8, "--frames", help="Frames per camera on a contact sheet."),
+    force: bool = ForceOption,
 ) -> None:
     """An episode as a PNG contact sheet (cameras as rows) or a rerun recording of every frame."""
     from tether.datasets.store import EpisodeStore, StoreError
@@ -176,10 +200,11 @@ def view(
 
     store = EpisodeStore(path)
     out = out or Path(f"{path.name.removesuffix('.zarr')}_episode{episode}.png")
-    if out.suffix == ".rrd":
-        rerun_recording(store, episode, out)
-    elif out.suffix == ".png":
-        contact_sheet(store, episode, out, frames)
-    else:
+    if out.suffix not in (".png", ".rrd"):
         raise StoreError(f"{out}: choose a .png or .rrd output")
+    with replacing(out, force) as temporary:
+        if out.suffix == ".rrd":
+            rerun_recording(store, episode, temporary)
+        else:
+            contact_sheet(store, episode, temporary, frames)
     typer.echo(f"{out}: episode {episode} of {path}")
