@@ -87,11 +87,13 @@ def record_demos(
     with Graph(spec) as graph, tqdm(total=episodes, desc="record", unit="episode", disable=not progress) as bar:
         recorder = graph.node("recorder")
         seen = 0
-        while recorder.committed + recorder.discarded < episodes and not stop.is_set():
-            graph.wait(lambda: recorder.committed != seen or stop.is_set(), timeout_s=1.0)
+        while recorder.committed + recorder.discarded < episodes and not stop.is_set() and recorder.failed is None:
+            graph.wait(lambda: recorder.committed != seen or stop.is_set() or recorder.failed is not None, timeout_s=1.0)
             bar.update(recorder.committed - seen)
             seen = recorder.committed
         committed = recorder.committed
+    if recorder.failed is not None:  # the graph is down (arm held, nodes closed); the committed episodes are intact
+        raise recorder.failed
     results = graph.node("actor").episode_results
     return {"episodes": committed, "successes": sum(r["success"] for r in results[:committed]), "store": str(out)}
 

@@ -6,14 +6,30 @@ from pathlib import Path
 import gymnasium as gym
 import imagecodecs
 import numpy as np
-from typer.testing import CliRunner
+import pytest
+import zarr
 
-from tether.cli import app
+from tether.cli import run
 from tether.config import load_rig
 from tether.datasets.episode import EpisodeArrays
 from tether.datasets.store import EpisodeStore, EpisodeWriter
 
-runner = CliRunner()
+
+class Result:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+        self.output = stdout + stderr
+
+
+@pytest.fixture
+def tether(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201 - a command runner
+    """`tether ...` through the real entry point (its error boundary included), output captured."""
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+    return invoke
 
 
 def _store(path: Path, lengths: list[int]) -> None:
@@ -46,68 +62,122 @@ def _store(path: Path, lengths: list[int]) -> None:
             writer.write_episode(episode, source="teleop" if i else "scripted", success=i != 1, task="pick_cube")
 
 
-def test_info_verify_repair_and_view(tmp_path: Path) -> None:
+def test_info_verify_repair_and_view(tmp_path: Path, tether) -> None:
     path = tmp_path / "demo.zarr"
     _store(path, [5, 3, 8])
-    result = runner.invoke(app, ["data", "info", str(path), "--json"])
+    result = tether(*["data", "info", str(path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["episodes"], summary["frames"], summary["rig"]) == (3, 16, "twin_panda")
     assert summary["success_rate"] == 2 / 3 and summary["sources"] == {"scripted": 1, "teleop": 2}
     assert summary["arrays"]["images/front"]["shape"] == [16, 12, 16, 3]
-    table = runner.invoke(app, ["data", "info", str(path)])
+    table = tether(*["data", "info", str(path)])
     assert "3 episodes, 16 frames" in table.output and "data/images/front" in table.output
 
     sheet = tmp_path / "sheet.png"
-    viewed = runner.invoke(app, ["data", "view", str(path), "--episode", "2", "--out", str(sheet), "--frames", "4"])
+    viewed = tether(*["data", "view", str(path), "--episode", "2", "--out", str(sheet), "--frames", "4"])
     assert viewed.exit_code == 0, viewed.output
     image = imagecodecs.png_decode(sheet.read_bytes())
     assert image.shape == (12, 4 * 16 + 3 * 2, 3)
     np.testing.assert_array_equal(image[:, :16], EpisodeStore(path).load("images/front", 8, 9)[0])
     rrd = tmp_path / "episode.rrd"
-    assert runner.invoke(app, ["data", "view", str(path), "-e", "1", "-o", str(rrd)]).exit_code == 0
+    assert tether(*["data", "view", str(path), "-e", "1", "-o", str(rrd)]).exit_code == 0
     assert rrd.stat().st_size > 1000
 
-    repaired = runner.invoke(app, ["data", "repair", str(path)])
-    assert repaired.exit_code == 0 and "dropped 0 uncommitted frame(s)" in repaired.output
+    repaired = tether(*["data", "repair", str(path)])
+    assert repaired.exit_code == 0 and "dropped 0 frame(s)" in repaired.output and "3 episode(s) kept" in repaired.output
 
-    assert runner.invoke(app, ["data", "verify", str(path)]).exit_code == 0
+    assert tether(*["data", "verify", str(path)]).exit_code == 0
     (path / "data/action/c/1/0").write_bytes(b"not a chunk")  # rows 4-7: episodes 0 and 1
-    broken = runner.invoke(app, ["data", "verify", str(path)])
+    broken = tether(*["data", "verify", str(path)])
     assert broken.exit_code == 1
     assert "problem: episode 0 (frames 0-4): data/action does not decode" in broken.output
+    assert "repair: `tether data repair --drop-damaged` keeps none of its episodes" in broken.output
+    zarr.open_array(str(path), path="data/reward", mode="r+").resize((6,))  # and the index commits 16 frames
+    for command in (["info", str(path)], ["view", str(path), "-e", "0", "-o", str(tmp_path / "damaged.png")]):
+        refused = tether("data", *command)
+        assert refused.exit_code == 2 and refused.stdout == "" and len(refused.stderr.splitlines()) == 1, refused.output
+        assert refused.stderr.startswith(f"error: {path}: damaged: ") and not (tmp_path / "damaged.png").exists()
 
 
-def test_convert_round_trip_and_one_line_errors(tmp_path: Path) -> None:
+def test_convert_round_trip_and_one_line_errors(tmp_path: Path, tether) -> None:
     path = tmp_path / "demo.zarr"
     _store(path, [4, 6])
     bag = tmp_path / "demo.mcap"
-    assert runner.invoke(app, ["data", "convert", str(path), str(bag)]).exit_code == 0
+    assert tether(*["data", "convert", str(path), str(bag)]).exit_code == 0
     back = tmp_path / "back.zarr"
-    converted = runner.invoke(app, ["data", "convert", str(bag), str(back), "--source", "teleop"])
+    converted = tether(*["data", "convert", str(bag), str(back), "--source", "teleop"])
     assert converted.exit_code == 0, converted.output and "2 episode(s)" in converted.output
     np.testing.assert_array_equal(EpisodeStore(back).load("action"), EpisodeStore(path).load("action"))
 
-    missing = runner.invoke(app, ["data", "info", str(tmp_path / "nope.zarr")])
+    missing = tether(*["data", "info", str(tmp_path / "nope.zarr")])
     assert missing.exit_code == 2 and missing.output.strip().count("\n") == 0
     assert "nope.zarr: not a zarr store" in missing.output
-    wrong = runner.invoke(app, ["data", "convert", str(path), str(tmp_path / "x.zarr")])
+    wrong = tether(*["data", "convert", str(path), str(tmp_path / "x.zarr")])
     assert wrong.exit_code == 2 and "exactly one side must be a .mcap file" in wrong.output
-    bad_view = runner.invoke(app, ["data", "view", str(path), "--episode", "9"])
+    bad_view = tether(*["data", "view", str(path), "--episode", "9"])
     assert bad_view.exit_code == 2 and "no episode 9" in bad_view.output
 
 
-def test_pack_then_info_and_verify_read_the_zip(tmp_path: Path) -> None:
+def test_pack_then_info_and_verify_read_the_zip(tmp_path: Path, tether) -> None:
     path, out = tmp_path / "demo.zarr", tmp_path / "demo.zip"
     _store(path, [5, 3, 8])
-    result = runner.invoke(app, ["data", "pack", str(path), str(out)])
+    result = tether(*["data", "pack", str(path), str(out)])
     assert result.exit_code == 0 and "3 episodes, 16 frames" in result.output, result.output
-    summary = json.loads(runner.invoke(app, ["data", "info", str(out), "--json"]).output)
+    summary = json.loads(tether(*["data", "info", str(out), "--json"]).output)
     assert (summary["episodes"], summary["frames"]) == (3, 16)
     assert summary["bytes"] > summary["arrays"]["images/front"]["bytes"] > 16 * 12 * 16 * 3 * 0.9
-    assert runner.invoke(app, ["data", "verify", str(out)]).exit_code == 0
-    again = runner.invoke(app, ["data", "pack", str(path), str(out)])
-    assert again.exit_code == 2 and again.output.strip() == f"error: {out}: already exists; choose a new file"
-    refused = runner.invoke(app, ["data", "repair", str(out)])
+    assert tether(*["data", "verify", str(out)]).exit_code == 0
+    again = tether(*["data", "pack", str(path), str(out)])
+    assert again.exit_code == 2 and again.output.strip() == f"error: {out}: already exists; pass --force to replace it"
+    refused = tether(*["data", "repair", str(out)])
     assert refused.exit_code == 2 and "a packed (zip) store is read-only" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_outputs_are_replaced_only_with_force(tmp_path: Path, tether) -> None:
+    path = tmp_path / "demo.zarr"
+    _store(path, [4, 6])
+    (tmp_path / "out").mkdir()
+    bag, store, sheet, packed = (tmp_path / "out" / name for name in ("demo.mcap", "back.zarr", "sheet.png", "demo.zip"))
+    bag.write_bytes(b"someone's bag")
+    sheet.write_bytes(b"someone's picture")
+    packed.write_bytes(b"someone's zip")
+    _store(store, [2])
+    before = _snapshot(tmp_path / "out")
+    refusals = {
+        bag: ["convert", str(path), str(bag)],
+        store: ["convert", str(tmp_path / "in.mcap"), str(store)],
+        sheet: ["view", str(path), "-o", str(sheet)],
+        packed: ["pack", str(path), str(packed)],
+    }
+    assert tether("data", "convert", str(path), str(tmp_path / "in.mcap")).exit_code == 0
+    for target, command in refusals.items():
+        refused = tether("data", *command)
+        assert refused.exit_code == 2 and refused.stderr.strip() == f"error: {target}: already exists; pass --force to replace it"
+        assert _snapshot(tmp_path / "out") == before  # nothing written, nothing deleted, no temporary left
+    for target, command in refusals.items():
+        assert tether("data", *command, "--force").exit_code == 0
+    assert EpisodeStore(store).n_episodes == 2 and EpisodeStore(packed).n_episodes == 2
+    assert imagecodecs.png_decode(sheet.read_bytes()).ndim == 3 and bag.read_bytes() != b"someone's bag"
+    appended = tether("data", "convert", str(tmp_path / "in.mcap"), str(store), "--append")
+    assert appended.exit_code == 0 and EpisodeStore(store).n_episodes == 4
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["back.zarr", "demo.mcap", "demo.zip", "sheet.png"]
+
+
+def test_malformed_mcap_is_one_line_and_writes_nothing(tmp_path: Path, tether) -> None:
+    path = tmp_path / "demo.zarr"
+    _store(path, [4])
+    good = tmp_path / "good.mcap"
+    assert tether("data", "convert", str(path), str(good)).exit_code == 0
+    for name, content in {"garbage.mcap": b"not a bag at all", "cut.mcap": good.read_bytes()[: len(good.read_bytes()) // 2]}.items():
+        bag = tmp_path / name
+        bag.write_bytes(content)
+        result = tether("data", "convert", str(bag), str(tmp_path / "imported.zarr"))
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+        assert result.stderr.startswith(f"error: {bag}: not a readable MCAP file: ")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["demo.zarr", "good.mcap", *[n for n in ("garbage.mcap", "cut.mcap") if (tmp_path / n).exists()]])
