@@ -1,12 +1,13 @@
-"""Gradient updates per second of the SAC learner on this machine, batched ensemble vs a naive loop.
+"""Gradient updates per second of the SAC learner on this machine, stacked ensemble vs a naive loop.
 
 One update = one critic step (+ grasp critic) and one actor + temperature step on a batch of 256,
-with random-shift augmentation for images. Configurations: state only, one 128x128 camera, two
-cameras; critic ensembles of 2 and 10 (REDQ target pair). The naive variant swaps the batched
-critic ensemble for a Python loop over E separate MLPs (same sizes, same init scheme), everything
-else identical, and is timed in the same process right after the batched one.
+with random-shift augmentation for images. Configurations: state only (24-D), one 128x128 camera,
+two cameras; critic ensembles of 2 and 10 (REDQ target pair). The naive variant swaps the agent's
+stacked critic ensemble for E separate MLP modules (same sizes, same init scheme), everything else
+identical (same optimiser, same REDQ subset evaluation), and is timed in the same process in
+alternating rounds with the agent.
 
-    .venv/bin/python -m benchmarks.learner [--threads 1] [--seconds 4]
+    .venv/bin/python -m benchmarks.learner [--threads 1 2] [--cameras 0 1 2] [--seconds 6]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 import gymnasium as gym
@@ -23,7 +25,7 @@ from torch import nn
 
 from benchmarks.report import markdown_table, write_results
 from tether.policies.networks import mlp
-from tether.policies.sac import SACAgent, SACConfig
+from tether.policies.sac import SACAgent, SACConfig, adam
 from tether.spaces import GRIPPER, JOINTS, TCP_POSE, TCP_VEL
 from tether.types import Batch
 
@@ -40,9 +42,12 @@ class LoopEnsemble(nn.Module):
             mlp(feature_dim + action_dim, hidden_dims, 1, layer_norm=True) for _ in range(members)
         )
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, action: torch.Tensor, members: list[int] | None = None
+    ) -> torch.Tensor:
         x = torch.cat([features, action], dim=-1)
-        return torch.stack([member(x).squeeze(-1) for member in self.members])
+        chosen = range(len(self.members)) if members is None else members
+        return torch.stack([self.members[e](x).squeeze(-1) for e in chosen])
 
 
 def make_space(cameras: int) -> gym.spaces.Dict:
@@ -64,65 +69,78 @@ def make_batch(space: gym.spaces.Dict, rng: np.random.Generator) -> Batch:
 
 
 def make_naive(agent: SACAgent) -> SACAgent:
-    """Swap the batched ensemble (and its target and optimiser) for the per-member loop."""
+    """Swap the stacked ensemble (and its target and optimiser) for the per-member modules."""
     config = agent.config
     agent.critic = LoopEnsemble(config.num_critics, agent.encoder.feature_dim, agent.arm_dim, config.hidden_dims)
     agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
     encoder_params = [p for p in agent.encoder.parameters() if p.requires_grad]
-    agent.critic_optimizer = torch.optim.Adam([*encoder_params, *agent.critic.parameters()], lr=config.lr)
+    agent.critic_optimizer = adam([*encoder_params, *agent.critic.parameters()], config.lr)
     return agent
 
 
-def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -> list[tuple[float, int]]:
-    """Updates/s of each agent, measured in alternating rounds so that a change of machine load
-    (other processes on a shared CPU) hits every variant alike."""
+def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -> list[tuple[float, float, int]]:
+    """Updates/s, process CPU ms per update and update count of each agent, measured in alternating
+    rounds so that a change of machine load (other processes on a shared CPU) hits every variant alike."""
     for agent in agents:
         agent.update(batch)  # warm-up: allocator, oneDNN kernels
-    counts, elapsed = [0] * len(agents), [0.0] * len(agents)
+    counts, elapsed, cpu = [0] * len(agents), [0.0] * len(agents), [0.0] * len(agents)
     for _ in range(rounds):
         for i, agent in enumerate(agents):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             while True:
                 agent.update(batch)
                 counts[i] += 1
                 if time.perf_counter() - start >= seconds / rounds:
                     break
             elapsed[i] += time.perf_counter() - start
-    return [(n / t, n) for n, t in zip(counts, elapsed)]
+            cpu[i] += time.process_time() - start_cpu
+    return [(n / t, 1e3 * c / n, n) for n, t, c in zip(counts, elapsed, cpu)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch intra-op thread counts (the learner node uses 1)")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2],
+                        help="observations to time: 0 state only, 1 or 2 cameras")
     parser.add_argument("--seconds", type=float, default=6.0, help="timing window per variant and configuration")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating batched/naive rounds per window")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating agent/naive rounds per window")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows, results = [], []
     load_before = os.getloadavg()
-    for cameras, label in ((0, "state"), (1, "1 camera 128x128"), (2, "2 cameras 128x128")):
-        space = make_space(cameras)
-        batch = make_batch(space, rng)
-        for members in (2, 10):
-            config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None)
-            agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
-            (batched, n_batched), (naive, n_naive) = compare(agents, batch, args.seconds, args.rounds)
-            results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
-                            "batched_updates_per_s": batched, "naive_updates_per_s": naive,
-                            "speedup": batched / naive, "timed_updates": [n_batched, n_naive]})
-            rows.append([label, members, f"{batched:.2f}", f"{naive:.2f}", f"{batched / naive:.2f}x"])
-            print(f"{label:>18} E={members:<2}  batched {batched:7.2f}/s  naive {naive:7.2f}/s  x{batched / naive:.2f}")
-    table = markdown_table(["observation", "ensemble", "batched updates/s", "naive loop updates/s", "speed-up"], rows)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for cameras in args.cameras:
+            label = f"{cameras} camera(s) 128x128" if cameras else "state"
+            space = make_space(cameras)
+            batch = make_batch(space, rng)
+            for members in (2, 10):
+                config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None)
+                agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
+                (ours, ours_cpu, n_ours), (naive, naive_cpu, n_naive) = compare(agents, batch, args.seconds, args.rounds)
+                results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
+                                "threads": threads, "updates_per_s": ours, "naive_updates_per_s": naive,
+                                "cpu_ms_per_update": ours_cpu, "naive_cpu_ms_per_update": naive_cpu,
+                                "speedup": ours / naive, "timed_updates": [n_ours, n_naive]})
+                rows.append([label, members, threads, f"{ours:.2f}", f"{naive:.2f}", f"{ours / naive:.2f}x",
+                             f"{ours_cpu:.1f}", f"{naive_cpu:.1f}"])
+                print(f"{label:>18} E={members:<2} threads {threads}  tether {ours:7.2f}/s  naive {naive:7.2f}/s  "
+                      f"x{ours / naive:.2f}  cpu ms {ours_cpu:.1f} / {naive_cpu:.1f}")
+    table = markdown_table(["observation", "ensemble", "threads", "updates/s", "naive loop updates/s", "speed-up",
+                            "CPU ms/update", "naive CPU ms/update"], rows)
     notes = (f"Gradient updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs 256x256 with "
              f"LayerNorm, one critic + grasp-critic + actor + temperature step per update, random-shift aug on "
-             f"images), torch {torch.__version__} CPU with {args.threads} thread(s). 'naive' replaces the batched "
-             "critic ensemble with a Python loop over separate MLPs, timed in the same run in alternating rounds. "
-             "`.venv/bin/python -m benchmarks.learner`")
+             f"images), torch {torch.__version__} CPU; the learner node runs 1 thread. 'naive' replaces the "
+             "stacked critic ensemble with separate MLP modules, timed in the same run in alternating rounds. "
+             "CPU ms/update is process CPU time (all threads), which moves less with machine load than wall "
+             f"time. OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (with 'passive', threads "
+             "that wait sleep instead of spinning, which decides the 2-thread figure when another process holds "
+             f"a core). `.venv/bin/python -m benchmarks.learner {' '.join(sys.argv[1:])}`")
     load = [round(x, 1) for x in (*load_before, *os.getloadavg())]
     notes += (f" Machine load average (1/5/15 min) before and after: {load[:3]} / {load[3:]}; on a shared CPU the "
-              "absolute figures move with other work, the alternating batched/naive rounds keep the ratio fair.")
-    write_results("learner", {"threads": args.threads, "load_average": load, "results": results}, table, notes)
+              "absolute figures move with other work, the alternating agent/naive rounds keep the ratio fair.")
+    write_results("learner", {"load_average": load, "results": results}, table, notes)
 
 
 if __name__ == "__main__":

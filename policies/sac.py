@@ -3,9 +3,10 @@
 One module holds the algorithm: config, agent (networks + optimisers + counters), the update, and
 acting. Plumbing shared with other learners lives in `networks` and `checkpoint`.
 
-- Critic: an ensemble of E fully independent Q-networks evaluated as one batched computation
-  (batched weights, `networks.EnsembleMLP`), with LayerNorm; the target is the minimum over all
-  members, or over a random subset of `critic_subsample` of them (REDQ, as RLPD/SERL do with 10).
+- Critic: an ensemble of E fully independent Q-networks with stacked weights
+  (`networks.EnsembleMLP`), with LayerNorm; the target is the minimum over all members, or over a
+  random subset of `critic_subsample` of them (REDQ, as RLPD/SERL do with 10), and only that subset
+  of the target ensemble is evaluated.
 - Actor: tanh-squashed Gaussian; learned temperature with target entropy -|A|/2.
 - Images: one conv encoder per camera, shared by critic and actor; the critic loss trains it,
   the actor reads it detached unless `actor_trains_encoder` (DrQ). Random-shift augmentation is
@@ -140,10 +141,16 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
 
 
 def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau online, for every parameter."""
-    with torch.no_grad():
-        for t, o in zip(target.parameters(), online.parameters(), strict=True):
-            t.lerp_(o, tau)
+    """target <- (1 - tau) target + tau online, for every parameter, in one multi-tensor kernel."""
+    targets = list(target.parameters())
+    if targets:  # a state-only encoder has none
+        with torch.no_grad():
+            torch._foreach_lerp_(targets, list(online.parameters()), tau)
+
+
+def adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters per step instead of a dozen ops per tensor."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def space_to_json(space: gym.spaces.Dict) -> dict[str, dict[str, Any]]:
@@ -212,11 +219,11 @@ class SACAgent(nn.Module):
         self.to(self.device)
 
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        self.critic_optimizer = torch.optim.Adam([*encoder_params, *self.critic.parameters()], lr=config.lr)
+        self.critic_optimizer = adam([*encoder_params, *self.critic.parameters()], config.lr)
         actor_params = list(self.actor.parameters()) + (encoder_params if config.actor_trains_encoder else [])
-        self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.lr)
-        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
-        self.grasp_optimizer = torch.optim.Adam(self.grasp.parameters(), lr=config.lr) if self.grasp is not None else None
+        self.actor_optimizer = adam(actor_params, config.lr)
+        self.temperature_optimizer = adam([self.log_alpha], config.lr)
+        self.grasp_optimizer = adam(list(self.grasp.parameters()), config.lr) if self.grasp is not None else None
         self.generator = torch.Generator(self.device).manual_seed(seed + 1)
 
     # --- inputs ------------------------------------------------------------------------
@@ -262,7 +269,7 @@ class SACAgent(nn.Module):
     def update(self, batch: Batch) -> dict[str, float]:
         """`utd_ratio` critic steps over equal slices of `batch`, actor steps every `critic_actor_ratio`.
 
-        Returns the metrics of the last step of each kind.
+        Returns the metrics of the last step of each kind, read out of the tensors once at the end.
         """
         size = batch.action.shape[0]
         utd = self.config.utd_ratio
@@ -274,7 +281,7 @@ class SACAgent(nn.Module):
         done = torch.as_tensor(batch.terminated, dtype=torch.float32, device=self.device)
         human = torch.as_tensor(batch.intervened, dtype=torch.bool, device=self.device)
         step = size // utd
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         for i in range(utd):
             part = slice(i * step, (i + 1) * step)
             mb_obs = {k: v[part] for k, v in obs.items()}
@@ -285,9 +292,10 @@ class SACAgent(nn.Module):
                 if self.config.actor_trains_encoder:  # the critic's backward freed its graph: encode afresh
                     features = self._features(self.encoder, mb_obs, augment=True)
                 metrics.update(self._actor_step(features, action[part], human[part]))
-        metrics["critic_updates"] = float(self.critic_updates)
-        metrics["actor_updates"] = float(self.actor_updates)
-        return metrics
+        metrics["critic_updates"] = self.critic_updates
+        metrics["actor_updates"] = self.actor_updates
+        values = torch.stack([value.detach().to(torch.float64) for value in metrics.values()]).tolist()
+        return dict(zip(metrics, values))
 
     def _critic_step(
         self,
@@ -296,7 +304,7 @@ class SACAgent(nn.Module):
         action: torch.Tensor,
         reward: torch.Tensor,
         done: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One TD step of the ensemble (and of the grasp critic); returns the obs features it computed."""
         config = self.config
         features = self._features(self.encoder, obs, augment=True)
@@ -304,10 +312,11 @@ class SACAgent(nn.Module):
             # The target encoder's features serve both the next action and the target Q (one pass, not two).
             next_features = self._features(self.target_encoder, next_obs, augment=True)
             next_action, next_log_prob = self.actor(next_features, self.generator)
-            next_q = self.target_critic(next_features, next_action)  # (E, B)
+            members = None
             if config.critic_subsample is not None:
-                members = torch.randperm(config.num_critics, generator=self.generator, device=self.device)
-                next_q = next_q[members[: config.critic_subsample]]
+                draw = torch.randperm(config.num_critics, generator=self.generator, device=self.device)
+                members = draw[: config.critic_subsample].tolist()
+            next_q = self.target_critic(next_features, next_action, members)  # (E or subsample, B)
             next_v = next_q.min(dim=0).values
             if config.backup_entropy:
                 next_v = next_v - self.alpha * next_log_prob
@@ -321,7 +330,7 @@ class SACAgent(nn.Module):
         polyak_update(self.target_critic, self.critic, config.tau)
         polyak_update(self.target_encoder, self.encoder, config.tau)
         self.critic_updates += 1
-        metrics = {"critic_loss": loss.item() / config.num_critics, "q_mean": q.mean().item()}
+        metrics = {"critic_loss": loss.detach() / config.num_critics, "q_mean": q.detach().mean()}
         if self.grasp is not None:
             metrics.update(self._grasp_step(features.detach(), next_features, obs, next_obs, action, reward, done))
         return features, metrics
@@ -335,7 +344,7 @@ class SACAgent(nn.Module):
         action: torch.Tensor,
         reward: torch.Tensor,
         done: torch.Tensor,
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """Double DQN over open/stay/close: online argmax at s', target network's value of it."""
         config = self.config
         classes = grasp_class(action[:, -1])
@@ -351,9 +360,11 @@ class SACAgent(nn.Module):
         loss.backward()
         self.grasp_optimizer.step()
         polyak_update(self.target_grasp, self.grasp, config.tau)
-        return {"grasp_loss": loss.item(), "grasp_q_mean": q.mean().item()}
+        return {"grasp_loss": loss.detach(), "grasp_q_mean": q.detach().mean()}
 
-    def _actor_step(self, features: torch.Tensor, taken: torch.Tensor, human: torch.Tensor) -> dict[str, float]:
+    def _actor_step(
+        self, features: torch.Tensor, taken: torch.Tensor, human: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Maximise mean ensemble Q minus alpha log pi (plus the BC term on `human` rows' `taken` actions),
         then move the temperature toward the target entropy."""
         if not self.config.actor_trains_encoder:
@@ -377,10 +388,10 @@ class SACAgent(nn.Module):
         self.temperature_optimizer.step()
         self.actor_updates += 1
         return {
-            "actor_loss": actor_loss.item(),
-            "bc_loss": bc_loss.item(),
-            "alpha": self.alpha.item(),
-            "entropy": -log_prob.mean().item(),
+            "actor_loss": actor_loss.detach(),
+            "bc_loss": bc_loss.detach(),
+            "alpha": self.alpha.detach(),
+            "entropy": -log_prob.detach().mean(),
         }
 
     # --- checkpoints -------------------------------------------------------------------

@@ -74,6 +74,33 @@ def test_ensemble_matches_members_evaluated_one_by_one() -> None:
         torch.testing.assert_close(critic(features, action)[e], expected)
 
 
+def test_ensemble_evaluates_a_subset_of_members_as_the_full_ensemble_does() -> None:
+    # REDQ's target reads only the drawn members; they must be the same members, in the order drawn.
+    torch.manual_seed(0)
+    critic = CriticEnsemble(5, 4, 2, (8, 8), layer_norm=True)
+    features, action = torch.randn(7, 4), torch.randn(7, 2)
+    torch.testing.assert_close(critic(features, action, [3, 0]), critic(features, action)[[3, 0]])
+
+
+def test_redq_target_is_the_min_over_the_drawn_pair(h) -> None:
+    config = redq_config(**SMALL, grasp_critic=False, discount=0.5)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config, seed=0)
+    batch = h.random_batch(h.state_space(), 16, np.random.default_rng(0))
+    obs, next_obs = agent._tensors(batch.obs), agent._tensors(batch.next_obs)
+    generator_state = agent.generator.get_state()
+    with torch.no_grad():
+        next_features = agent._features(agent.target_encoder, next_obs, augment=True)
+        next_action, _ = agent.actor(next_features, agent.generator)
+        pair = torch.randperm(10, generator=agent.generator)[:2]
+        next_v = agent.target_critic(next_features, next_action)[pair].min(dim=0).values
+    agent.generator.set_state(generator_state)
+    reward, done = torch.as_tensor(batch.reward), torch.as_tensor(batch.terminated, dtype=torch.float32)
+    q = agent.critic(agent._features(agent.encoder, obs, augment=False), torch.as_tensor(batch.action)).detach()
+    _, metrics = agent._critic_step(obs, next_obs, torch.as_tensor(batch.action), reward, done)
+    expected = (q - (reward + 0.5 * (1 - done) * next_v)).pow(2).mean()
+    torch.testing.assert_close(metrics["critic_loss"], expected)
+
+
 def test_polyak_moves_target_by_tau() -> None:
     online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = [p.clone() for p in target.parameters()]
@@ -164,10 +191,10 @@ def test_grasp_penalty_only_when_a_command_moves_the_gripper(h) -> None:
     features = agent._features(agent.encoder, obs, augment=False)
     next_features = agent._features(agent.target_encoder, next_obs, augment=False)
     q_before = agent.grasp(features).gather(-1, grasp_class(torch.as_tensor(batch.action[:, -1]))[:, None]).squeeze(-1)
-    loss = agent._grasp_step(
+    loss = float(agent._grasp_step(
         features.detach(), next_features, obs, next_obs, torch.as_tensor(batch.action),
         torch.zeros(4), torch.ones(4),  # reward 0, terminated: the target is the penalty alone
-    )["grasp_loss"]
+    )["grasp_loss"])
     target = torch.tensor([config.grasp_penalty, 0.0, 0.0, 0.0])
     assert loss == pytest.approx((q_before - target).pow(2).mean().item(), rel=1e-5)
 
