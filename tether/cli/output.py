@@ -12,11 +12,13 @@ import typer
 ForceOption = typer.Option(False, "--force", help="Overwrite outputs that exist already.")
 
 
-def claim_output(path: Path | None, option: str, *, force: bool, resuming: bool = False) -> None:
+def claim_output(
+    path: Path | None, option: str, *, force: bool, resuming: bool = False, remedy: str = "give --force to overwrite it"
+) -> None:
     """Refuse, before anything is written, to write `path` (a file, or a folder the command fills) if it exists.
 
     An empty folder is free; so is one the command continues (`resuming`: it holds the run's resume point).
-    `force` allows overwriting; nothing is deleted here either way.
+    `force` allows overwriting; nothing is deleted here either way. `remedy` is what the refusal tells the user to do.
     """
     if path is None or not (path.exists() or path.is_symlink()) or resuming:
         return
@@ -24,7 +26,7 @@ def claim_output(path: Path | None, option: str, *, force: bool, resuming: bool 
         return
     if not force:
         what = "a folder that is not empty" if path.is_dir() else "a file"
-        raise typer.BadParameter(f"{path}: exists already ({what}); give --force to overwrite it", param_hint=option)
+        raise typer.BadParameter(f"{path}: exists already ({what}); {remedy}", param_hint=option)
 
 
 def write_json(path: Path | None, data: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import typer
 from tqdm import tqdm
 
 from tether.cli.options import known_obs
+from tether.cli.output import claim_output
 from tether.config import DEFAULT_RIG, load_rig
 
 if TYPE_CHECKING:
@@ -125,6 +126,9 @@ def train_hil(
     learner_restarts: int = typer.Option(
         5, "--learner-restarts", min=0, help="Restarts of a dying learner (back-off 1 s, doubling) before giving up."
     ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out: its learner checkpoint and buffers, and append to its episodes."
+    ),
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
@@ -138,6 +142,7 @@ def train_hil(
     from tether.cli.train import learner_configs
 
     learner_configs(config)  # a bad --config is the user's error here, not a learner that dies after start
+    claim_output(out, "--out", force=False, resuming=resume, remedy="give --resume to continue that run")
     try:
         summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
                           steering=_residual_steering(base_policy, residual_scale), on_learner_loss=on_learner_loss,
@@ -236,7 +241,7 @@ def run_hil(
 def up(
     rig: str = RigOption,
     nodes: list[str] | None = typer.Option(None, "--nodes", help="Nodes to run (default: all). Repeat the option."),
-    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
+    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store (continued and appended to if it exists)."),
     obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels.", callback=known_obs),
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
@@ -262,7 +267,7 @@ def up(
 def node(
     name: str = typer.Argument(..., help="twin (with the arm, cameras and teleop of a twin rig), arm, cameras, teleop, actor, learner, recorder or mirror (the live twin of a real arm)."),
     rig: str = RigOption,
-    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store."),
+    out: Path = typer.Option(Path("runs/up"), "--out", help="Run folder for the learner and the recorder's store (continued and appended to if it exists)."),
     obs: str = typer.Option("state", "--obs", help="Policy observation: state or pixels.", callback=known_obs),
     demos: Path | None = typer.Option(None, "--demos", help="Learner: episode store whose episodes seed the demo buffer."),
     config: Path | None = typer.Option(None, "--config", help="Learner: YAML with sac: / loop: sections."),

@@ -205,6 +205,9 @@ def test_existing_outputs_are_refused_without_force(capfd, tmp_path, checkpoint,
     shutil.copytree(checkpoint, finished / "checkpoint")
     line = _fails(capfd, tmp_path, BAD_INPUT, "train", "sac", "--out", str(finished), "--no-resume")
     assert f"{finished}: exists already" in line
+    # A HIL run is continued only when asked: its learner resumes and its episode store grows.
+    line = _fails(capfd, tmp_path, BAD_INPUT, "train-hil", "--out", str(run_dir))
+    assert "exists already" in line and "give --resume to continue that run" in line
 
 
 def test_claim_output_allows_new_empty_resumed_and_forced_outputs(tmp_path) -> None:
