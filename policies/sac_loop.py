@@ -11,15 +11,16 @@ Per environment step:
     then, once `learning_starts` online transitions exist:
          utd_ratio minibatches of batch_size, each demo_fraction from demos ──► agent.update
 
-RLIF option: at the step the expert takes over, the policy's rejected proposal is stored as a
-terminal transition with reward -rlif_penalty, so interventions teach what not to do.
+Buffers, RLIF, the update schedule, metrics and checkpoints are the learner core's
+(`tether.policies.learner.Learner`); this loop only steps the env, asks the intervention rule who
+acts, evaluates and writes the learning curve. (`CHECKPOINT_DIR`, `LoopConfig` and
+`rlif_transition` are re-exported from the core for this loop's callers.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,13 +28,10 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-from pydantic import Field
 from tqdm import tqdm
 
-from tether.datasets.replay import MixedSampler, ReplayBuffer
-from tether.datasets.replay_io import load_replay, save_replay
-from tether.policies.checkpoint import TRAINING_FILE, load_checkpoint
-from tether.policies.networks import StrictConfig
+from tether.datasets.replay import ReplayBuffer
+from tether.policies.learner import CHECKPOINT_DIR, DemoLoad, Learner, LoopConfig, rlif_transition  # noqa: F401
 from tether.policies.sac import SACAgent
 from tether.spaces import gripper_command
 from tether.types import Observation, Transition
@@ -43,41 +41,6 @@ logger = logging.getLogger(__name__)
 Policy = Callable[[Observation], np.ndarray]
 CURVE_JSON = "curve.json"
 CURVE_PNG = "curve.png"
-CHECKPOINT_DIR = "checkpoint"
-REPLAY_DIR = "replay"
-ONLINE_STORE = "online.zarr"
-DEMO_STORE = "demos.zarr"
-
-
-class LoopConfig(StrictConfig):
-    """Settings of the online loop (the agent's own hyper-parameters are in SACConfig)."""
-
-    steps: int = Field(20_000, ge=1)
-    """Environment steps to run."""
-    learning_starts: int = Field(100, ge=1)
-    """Online transitions collected before the first update."""
-    random_steps: int = Field(0, ge=0)
-    """Initial steps with uniformly random actions (RLPD uses none when demos are given)."""
-    demo_fraction: float = Field(0.5, ge=0, le=1)
-    """Share of every batch drawn from the demo buffer (RLPD/HIL-SERL: 50/50)."""
-    buffer_capacity: int = Field(200_000, ge=2)
-    """Slots of the online buffer and of the demo buffer."""
-    rlif_penalty: float = Field(0.0, ge=0)
-    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 switches it off."""
-    eval_every: int = Field(1_000, ge=1)
-    """Environment steps between evaluations (one also runs at the end)."""
-    eval_episodes: int = Field(10, ge=1)
-    """Episodes per evaluation, with the deterministic policy."""
-    checkpoint_every: int = Field(5_000, ge=1)
-    """Environment steps between checkpoints, taken at the next episode end (one is also written at the end)."""
-
-
-def rlif_transition(takeover: Transition, penalty: float) -> Transition:
-    """RLIF: the proposal the human rejected at a takeover, as a terminal transition worth exactly -penalty."""
-    if takeover.policy_action is None:
-        raise ValueError("rlif_transition: the takeover step carries no policy proposal")
-    proposal = takeover.policy_action
-    return Transition(takeover.obs, proposal, -penalty, takeover.next_obs, True, False, False, proposal)
 
 
 class Expert(Protocol):
@@ -227,6 +190,13 @@ class TrainResult:
     update_seconds: float
     interventions: int
 
+    @classmethod
+    def of(cls, learner: Learner, curve: list[dict[str, float]]) -> TrainResult:
+        state = learner.state
+        return cls(curve=curve, env_steps=state.env_steps, learning_steps=state.learning_steps,
+                   critic_updates=learner.critic_updates, update_seconds=state.update_seconds,
+                   interventions=state.interventions)
+
     @property
     def updates_per_second(self) -> float:
         return self.critic_updates / self.update_seconds if self.update_seconds else 0.0
@@ -239,19 +209,11 @@ class TrainResult:
 
 @dataclass
 class LoopState:
-    """The loop's own counters; checkpointed with the agent so a run resumes where it stopped."""
+    """The loop's own resume state, checkpointed beside the learner's counters."""
 
-    env_steps: int = 0
     episode: int = 0
-    learning_steps: int = 0
-    """Environment steps taken since updates began: the denominator of the achieved UTD."""
-    interventions: int = 0
-    update_seconds: float = 0.0
-    updates_at_start: int = 0
     last_checkpoint: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
-    rng: dict[str, Any] = field(default_factory=dict)
-    """numpy bit-generator state of the loop's RNG (random actions, batch sampling)."""
     expert_rng: dict[str, Any] = field(default_factory=dict)
     """State of the intervening expert's RNG as the current episode began (before its reset)."""
 
@@ -264,6 +226,7 @@ def train_sac(
     seed: int,
     demos: ReplayBuffer | None = None,
     online: ReplayBuffer | None = None,
+    demo_load: DemoLoad | None = None,
     intervention: Intervention | None = None,
     eval_env: gym.Env | None = None,
     out_dir: Path | None = None,
@@ -273,12 +236,13 @@ def train_sac(
 ) -> TrainResult:
     """Train `agent` online in `env`; evaluate in `eval_env` every `eval_every` steps; write to `out_dir`.
 
-    `demos` and `online` default to empty buffers of `buffer_capacity`; pass them to start from (or
-    inspect) their contents. Interventions are added to both.
+    The loop steps the env and decides who acts; the `Learner` does the rest. `demos` and `online`
+    default to empty buffers of `buffer_capacity`; pass them to start from (or inspect) their contents
+    (`demo_load` says how `demos` was filled, for the metrics). Interventions are added to both.
 
-    Checkpoints (agent, loop counters and RNG, both buffers) are written at the first episode end
-    after every `checkpoint_every` steps, and at the last step. With `resume` and a checkpoint in
-    `out_dir`, the run continues from it; resuming from an episode-end checkpoint repeats the
+    Checkpoints (agent, learner and loop counters and RNG, both buffers) are written at the first
+    episode end after every `checkpoint_every` steps, and at the last step. With `resume` and a checkpoint
+    in `out_dir`, the run continues from it; resuming from an episode-end checkpoint repeats the
     uninterrupted run exactly, interventions included when the expert keeps its randomness in `rng`.
     `checkpoint_config` (JSON) goes into every checkpoint's config.json, e.g. the frozen base policy that
     `env` steers, which a loader needs to act.
@@ -286,119 +250,77 @@ def train_sac(
     action_dim = env.action_space.shape[0]
     if action_dim != agent.action_dim:
         raise ValueError(f"env action_dim {action_dim} differs from the agent's {agent.action_dim}")
-    rng = np.random.default_rng(seed)
-    online = online if online is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
-    demos = demos if demos is not None else ReplayBuffer(env.observation_space, action_dim, config.buffer_capacity)
-    state = LoopState(updates_at_start=int(agent.critic_updates))
+    learner = Learner(agent, config, seed=seed, run_dir=out_dir, online=online, demos=demos,
+                      fps=env.metadata.get("render_fps", 10))
+    state = LoopState()
     expert_rng = _rng_of(intervention)
-    if resume and out_dir is not None and (out_dir / CHECKPOINT_DIR / TRAINING_FILE).is_file():
-        state, online, demos = _restore(agent, out_dir, rng)
+    saved = learner.resume() if resume else None
+    if saved is not None:
+        state = LoopState(**saved)
         if expert_rng is not None and state.expert_rng:
             expert_rng.bit_generator.state = state.expert_rng
-        logger.info("resuming %s at step %d (episode %d)", out_dir, state.env_steps, state.episode)
-    batch_size = agent.config.utd_ratio * agent.config.batch_size
-    was_intervening = False
+        logger.info("resuming %s at step %d (episode %d)", out_dir, learner.state.env_steps, state.episode)
+    elif demo_load is not None:
+        learner.note_demos(demo_load)
 
-    obs, _ = env.reset(seed=seed + state.episode)
-    if intervention is not None:
-        if expert_rng is not None:
-            state.expert_rng = expert_rng.bit_generator.state
-        intervention.reset()
-    bar = tqdm(range(state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
+    def new_episode() -> Observation:
+        obs, _ = env.reset(seed=seed + state.episode)
+        if intervention is not None:
+            if expert_rng is not None:
+                state.expert_rng = expert_rng.bit_generator.state
+            intervention.reset()
+        return obs
+
+    obs = new_episode()
+    bar = tqdm(range(learner.state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
     for step in bar:
-        state.env_steps = step
         if step <= config.random_steps:
-            proposal = rng.uniform(-1, 1, action_dim).astype(np.float32)
+            proposal = learner.rng.uniform(-1, 1, action_dim).astype(np.float32)
         else:
             proposal = agent.act(obs)
         human = intervention(obs, proposal) if intervention is not None else None
         action = proposal if human is None else human
         next_obs, reward, terminated, truncated, info = env.step(action)
-        if human is not None:
-            state.interventions += 1
-        transition = Transition(obs, action, float(reward), next_obs, terminated, truncated,
-                                intervened=human is not None, policy_action=proposal)
-        if human is not None and config.rlif_penalty > 0 and not was_intervening:
-            online.add(rlif_transition(transition, config.rlif_penalty))
-        online.add(transition)
-        if human is not None:
-            demos.add(transition)
-        was_intervening = human is not None
+        learner.add(Transition(obs, action, float(reward), next_obs, terminated, truncated,
+                               intervened=human is not None, policy_action=proposal))
         obs = next_obs
         episode_ended = terminated or truncated
         if episode_ended:
             state.episode += 1
-            obs, _ = env.reset(seed=seed + state.episode)
-            was_intervening = False
-            if intervention is not None:
-                if expert_rng is not None:
-                    state.expert_rng = expert_rng.bit_generator.state
-                intervention.reset()
-
-        if len(online) >= config.learning_starts:
-            state.learning_steps += 1
-            use_demos = len(demos) > 0 and config.demo_fraction > 0
-            sampler = (MixedSampler([online, demos], [1 - config.demo_fraction, config.demo_fraction])
-                       if use_demos else MixedSampler([online]))
-            batch = sampler.sample(batch_size, rng, minibatches=agent.config.utd_ratio)
-            start = time.perf_counter()
-            agent.update(batch)
-            state.update_seconds += time.perf_counter() - start
+            obs = new_episode()
+        learner.update_if_due()
 
         if eval_env is not None and (step % config.eval_every == 0 or step == config.steps):
-            point = _evaluate_point(agent, eval_env, config, state, seed)
+            point = _evaluate_point(learner, eval_env, state, seed)
             bar.set_postfix(success=f"{point['success_rate']:.2f}")
             if out_dir is not None:
                 write_curve(state.curve, out_dir)
         due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
         if out_dir is not None and (due or step == config.steps):
             state.last_checkpoint = step
-            _checkpoint(agent, config, state, rng, online, demos, out_dir, seed,
-                        fps=env.metadata.get("render_fps", 10), extra=checkpoint_config)
-    return TrainResult(curve=state.curve, env_steps=state.env_steps, learning_steps=state.learning_steps,
-                       critic_updates=int(agent.critic_updates) - state.updates_at_start,
-                       update_seconds=state.update_seconds, interventions=state.interventions)
+            learner.checkpoint(extra_config=checkpoint_config, driver_state=asdict(state))
+    learner.flush_metrics()
+    learner.close()
+    return TrainResult.of(learner, state.curve)
 
 
-def _evaluate_point(agent: SACAgent, eval_env: gym.Env, config: LoopConfig, state: LoopState,
-                    seed: int) -> dict[str, float]:
-    """Evaluate the deterministic policy and append a point to the learning curve."""
+def _evaluate_point(learner: Learner, eval_env: gym.Env, state: LoopState, seed: int) -> dict[str, float]:
+    """Evaluate the deterministic policy, append a point to the learning curve and the metrics."""
+    agent, config, counters = learner.agent, learner.config, learner.state
     result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes, seed=1_000_000 + seed)
-    updates = int(agent.critic_updates) - state.updates_at_start
     point = {
-        "env_steps": state.env_steps, "success_rate": result.success_rate, "mean_length": result.mean_length,
-        "critic_updates": updates, "utd_achieved": updates / max(state.learning_steps, 1),
-        "updates_per_s": updates / state.update_seconds if state.update_seconds else 0.0,
-        "intervention_rate": state.interventions / state.env_steps, "episodes": state.episode,
+        "env_steps": counters.env_steps, "success_rate": result.success_rate, "mean_length": result.mean_length,
+        "critic_updates": learner.critic_updates, "utd_achieved": learner.critic_updates / max(counters.learning_steps, 1),
+        "updates_per_s": learner.updates_per_second,
+        "intervention_rate": counters.interventions / counters.env_steps, "episodes": state.episode,
     }
     state.curve.append(point)
+    learner.log({"eval/success_rate": result.success_rate, "eval/mean_length": result.mean_length,
+                 "eval/mean_return": result.mean_return})
     logger.info("step %d: success %.2f, length %.1f, %.1f updates/s, UTD %.2f, interventions %.2f",
-                state.env_steps, result.success_rate, result.mean_length, point["updates_per_s"],
+                counters.env_steps, result.success_rate, result.mean_length, point["updates_per_s"],
                 point["utd_achieved"], point["intervention_rate"])
     return point
-
-
-def _checkpoint(agent: SACAgent, config: LoopConfig, state: LoopState, rng: np.random.Generator,
-                online: ReplayBuffer, demos: ReplayBuffer, out_dir: Path, seed: int, fps: float,
-                extra: dict[str, Any] | None) -> None:
-    """Buffers first, then the agent checkpoint that refers to them (its rename is the commit point)."""
-    state.rng = rng.bit_generator.state
-    save_replay(online, out_dir / REPLAY_DIR / ONLINE_STORE, source="policy", fps=fps)
-    save_replay(demos, out_dir / REPLAY_DIR / DEMO_STORE, source="hil", fps=fps)
-    agent.save(out_dir / CHECKPOINT_DIR,
-               extra_config={"loop": json.loads(config.model_dump_json()), "env_steps": state.env_steps, "seed": seed,
-                             **(extra or {})},
-               extra_meta={"loop_state": asdict(state)})
-
-
-def _restore(agent: SACAgent, out_dir: Path, rng: np.random.Generator) -> tuple[LoopState, ReplayBuffer, ReplayBuffer]:
-    checkpoint = load_checkpoint(out_dir / CHECKPOINT_DIR, training=True)
-    agent.restore(checkpoint, training=True)
-    state = LoopState(**checkpoint.training_meta["loop_state"])
-    rng.bit_generator.state = state.rng
-    online = load_replay(out_dir / REPLAY_DIR / ONLINE_STORE)
-    demos = load_replay(out_dir / REPLAY_DIR / DEMO_STORE)
-    return state, online, demos
 
 
 def write_curve(curve: list[dict[str, float]], out_dir: Path, title: str = "SAC") -> None:
