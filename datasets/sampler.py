@@ -46,7 +46,7 @@ def _take(array: ArrayLike, rows: np.ndarray) -> np.ndarray:
 def _frames(store: EpisodeStore, keys: Sequence[str], cache: bool) -> dict[str, ArrayLike]:
     if cache:
         return {key: store.load(key) for key in keys}
-    return {key: store.array(f"data/{key}") for key in keys}
+    return {key: store.lazy(key) for key in keys}
 
 
 def _obs_keys(store: EpisodeStore, obs_keys: Sequence[str] | None) -> list[str]:

@@ -448,6 +448,16 @@ class EpisodeStore:
             raise StoreError(f"{self.path}: no array '{path}' (known: {', '.join(self._arrays)})")
         return self._arrays[path]
 
+    def lazy(self, key: str) -> zarr.Array:
+        """The per-step array `key` for reading rows on demand (a sampler over images too big to load), after
+        checking once that every object holding its committed rows is stored. Raises `StoreDamage`."""
+        path = _data_path(key)
+        array = self.array(path)
+        damage = self._storage_damage(path, array, 0, self.n_frames)
+        if damage is not None:
+            raise StoreDamage(self.path, [damage])
+        return array
+
     def load(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Committed rows [start, stop) of the per-step array `key` (e.g. `images/front`, `action`)."""
         stop = self.n_frames if stop is None else stop

@@ -15,6 +15,7 @@ import zarr
 from tether.config import load_rig
 from tether.datasets.mcap_io import export_mcap
 from tether.datasets.replay_io import replay_from_store
+from tether.datasets.sampler import TransitionSampler
 from tether.datasets.store import EpisodeStore, EpisodeWriter, StoreError
 from tether.datasets.verify import repair, verify
 from tether.datasets.view import contact_sheet
@@ -71,13 +72,17 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, int | None]] = {
 }
 
 
-def _readers(path: Path, tmp_path: Path) -> dict[str, Callable[[], object]]:
-    """Every way a store is read: open and iterate, replay fill, MCAP export, the view."""
+def _readers(path: Path, tmp_path: Path, kind: str) -> dict[str, Callable[[], object]]:
+    """Every way a store is read: open and iterate, replay fill, MCAP export, the view, and a sampler that
+    reads rows on demand (it checks that every chunk is stored when it starts; a chunk that is stored but
+    does not decode shows only when a batch reads it)."""
     def iterate() -> None:
         store = EpisodeStore(path)
         list(store.iter_episodes())
         [store.episode(i) for i in range(store.n_episodes)]
-    return {
+    on_demand = {} if kind == "undecodable chunk" else {
+        "lazy sampler": lambda: TransitionSampler(EpisodeStore(path), cache=False)}
+    return on_demand | {
         "iter_episodes": iterate,
         "replay fill": lambda: replay_from_store(path),
         "MCAP export": lambda: export_mcap(path, tmp_path / "out.mcap"),
@@ -96,7 +101,7 @@ def test_damage_is_named_by_verify_and_refused_by_every_reader(kind: str, tmp_pa
     assert report.first_damaged == first_damaged
     expected_hint = "cannot fix" if first_damaged is None else "--drop-damaged"
     assert expected_hint in report.repair
-    for reader, read in _readers(path, tmp_path).items():
+    for reader, read in _readers(path, tmp_path, kind).items():
         with pytest.raises(StoreError) as refused:
             read()
         message = str(refused.value)
