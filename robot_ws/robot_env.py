@@ -1,0 +1,294 @@
+"""`RobotEnv`: a running tether graph as a gymnasium env, so any gymnasium-speaking learner trains on a rig.
+
+It is one more node on the graph, `robot_env`, in a ROS context of its own (spun on its own thread by
+`NodeSpinners`), so it runs the same in the process of a `Graph` (beside its nodes, found over DDS like
+any other) or in a process of its own; `close()` destroys the node and shuts its context down. It takes
+the actor's place: never both on one graph.
+
+    reset():  hold ──► arm/reset (Trigger) ──► "reset" on episode/events ──► first fresh observation
+    step(a):  arm/cmd (velocity) + gripper/cmd ──► wait for the next control tick ──► fresh observation
+              ──► reward / termination from twin/success and episode/events
+
+- Actions are the normalised convention of DESIGN.md; `tether.robot_ws.messages.action_to_velocity`
+  turns them into the `arm/cmd` velocity, so the arm node applies `action_scale` per control period.
+  Commands go through the arm node like anyone's: clipping, speed limits, e-stop and the watchdog hold
+  whatever RobotEnv does (an agent that stops calling `step` leaves the arm holding).
+- Observations have the keys, shapes and dtypes of `tether.robot_ws.graph.observation_space_of` (the
+  actor's), hence of the in-process twin env for the same rig and `obs_mode`. Every input must be
+  younger than the rig's `safety.staleness_s` on the node's clock: `step` waits for fresh data up to that
+  bound past the tick, then raises `StaleObservation` naming the topic, never returning old data.
+- Steps are paced on the node's clock at the rig's control rate (`sim_time=True` follows the twin's
+  /clock, for graphs run with a time scale other than 1). A step that starts late re-anchors the pace.
+- Reward is sparse: 1 on success, from the graph's task judge (`twin/success`: the twin, or the reach
+  node on a real arm) or a `success` event (an operator's key). `failure` ends the episode as terminated;
+  `stop` / `rerecord` and the rig's `task.episode_length` truncate it. A reward classifier is a wrapper
+  (`tether.policies.reward_classifier.ClassifierReward`), as for the twin.
+- `reset(seed=...)` seeds `np_random` only: a robot (or a graph's twin) draws its own scenes, which is
+  why the env's spec says `nondeterministic`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float32, Float32MultiArray, String
+from std_srvs.srv import Trigger
+
+import rclpy
+from tether import spaces
+from tether.config import RigConfig
+from tether.robot_ws import messages, qos
+from tether.robot_ws.graph import GraphSpec, observation_space_of
+from tether.robot_ws.network import enclave_of, init_context
+from tether.robot_ws.spinning import NodeSpinners
+from tether.types import DeviceError, Observation
+
+NODE_NAME = "robot_env"
+TASK_STATE = "twin/task_state"
+SUCCESS = "twin/success"
+WAIT_POLL_S = 0.002  # wall seconds between looks at the node's clock while waiting (sim time moves without callbacks)
+
+T = TypeVar("T")
+
+
+class StaleObservation(DeviceError):
+    """An input topic delivered nothing younger than the rig's staleness bound."""
+
+
+# Proprioception: observation key -> (topic, message type, message -> vector).
+PROPRIO_SOURCES: dict[str, tuple[str, type, Callable[[Any], np.ndarray]]] = {
+    spaces.TCP_POSE: ("arm/tcp_pose", PoseStamped, messages.pose_array),
+    spaces.TCP_VEL: ("arm/tcp_twist", TwistStamped, messages.twist_array),
+    spaces.JOINTS: ("arm/joint_states", JointState, lambda msg: np.asarray(msg.position)),
+    spaces.GRIPPER: ("gripper/state", Float32, lambda msg: np.array([msg.data])),
+}
+
+
+def image_topic(key: str) -> str:
+    return f"cameras/{key[len(spaces.IMAGES):]}/image_raw"
+
+
+class RobotEnv(gym.Env):
+    """The rig behind a running graph (arm node, cameras, a task judge) as a gymnasium env."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        rig: RigConfig,
+        obs_mode: Literal["state", "pixels", "all"] = "state",
+        *,
+        sim_time: bool = False,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """`sim_time`: the graph runs on the twin's /clock (a time scale other than 1). `timeout_s`: the most
+        wall time one call waits on the graph (the reset service, a first observation, a clock that stopped)."""
+        self.rig = rig
+        self.timeout_s = timeout_s
+        self.observation_space = observation_space_of(GraphSpec(rig=rig, nodes=(), obs_mode=obs_mode))
+        self.action_space = spaces.action_space(rig)
+        self.episode_length = rig.task.episode_length
+        self.metadata = {**self.metadata, "render_fps": rig.arm.control_rate_hz}
+        self.spec = EnvSpec("tether/RobotEnv-v0", entry_point=f"{__name__}:RobotEnv", nondeterministic=True)
+        self._topics = {key: self._topic_of(key) for key in self.observation_space.spaces}
+        self._latest: dict[str, tuple[Any, float]] = {}  # topic -> (message, acquisition time on the node's clock)
+        self._events: list[str] = []
+        self._events_since_ns = time.time_ns()  # events published before the episode began are not its own
+        self._changed = threading.Condition()
+        self._episode_start = 0.0
+        self._tick = 0.0
+        self._steps: int | None = None  # None until the first reset
+        self._closed = False
+
+        self.context = rclpy.Context()
+        init_context(self.context, rig.network, enclave_of((NODE_NAME,)))
+        overrides = [Parameter("use_sim_time", Parameter.Type.BOOL, True)] if sim_time else []
+        self.node = Node(NODE_NAME, namespace=rig.namespace, context=self.context, parameter_overrides=overrides)
+        kinds = {topic: kind for topic, kind, _ in PROPRIO_SOURCES.values()}
+        for topic in {*self._topics.values(), SUCCESS}:
+            kind = Image if topic.startswith("cameras/") else kinds.get(topic, Float32MultiArray)
+            kind = Bool if topic == SUCCESS else kind
+            self.node.create_subscription(kind, topic, lambda msg, topic=topic: self._store(topic, msg), qos.SENSOR)
+        self.node.create_subscription(String, "episode/events", self._on_event, qos.EVENTS)
+        self.cmd_pub = self.node.create_publisher(TwistStamped, "arm/cmd", qos.COMMAND)
+        self.gripper_pub = self.node.create_publisher(Float32, "gripper/cmd", qos.COMMAND)
+        self.events_pub = self.node.create_publisher(String, "episode/events", qos.EVENTS)
+        self.reset_client = self.node.create_client(Trigger, "arm/reset")
+        self.spinners = NodeSpinners(self.context)
+        self.spinners.add(self.node)
+        self.spinners.start()
+
+    @staticmethod
+    def _topic_of(key: str) -> str:
+        if key in PROPRIO_SOURCES:
+            return PROPRIO_SOURCES[key][0]
+        return image_topic(key) if spaces.is_image_key(key) else TASK_STATE
+
+    # --- inputs (executor thread) -----------------------------------------------------
+
+    def _now(self) -> float:
+        """The node's clock, s (0 on sim time until the first /clock)."""
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _store(self, topic: str, msg: Any) -> None:
+        header = getattr(msg, "header", None)
+        stamp = messages.from_stamp(header.stamp) if header is not None else self._now()
+        with self._changed:
+            self._latest[topic] = (msg, stamp)
+            self._changed.notify_all()
+
+    def _on_event(self, msg: String, info: dict) -> None:
+        with self._changed:
+            if info["source_timestamp"] >= self._events_since_ns:
+                self._events.append(msg.data)
+
+    # --- gymnasium API ----------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._check_open()
+        self._send(None)
+        if not self.reset_client.wait_for_service(timeout_sec=self.timeout_s):
+            raise DeviceError(f"arm/reset: no arm node answered within {self.timeout_s:g} s")
+        future = self.reset_client.call_async(Trigger.Request())
+        result = self._wait(lambda now: future.result() if future.done() else None, "arm/reset answered")
+        if not result.success:
+            raise DeviceError(f"arm/reset failed: {result.message}")
+        with self._changed:  # nothing from before the reset may reach the new episode
+            self._latest.clear()
+            self._events.clear()
+            self._events_since_ns = time.time_ns()
+        self._episode_start = self._wait(lambda now: now, "clock on the graph")
+        self.events_pub.publish(String(data="reset"))
+        obs = self._fresh_observation(None)
+        self._tick, self._steps = self._now(), 0
+        return obs, {"success": False, "action_rejected": False}
+
+    def step(self, action: np.ndarray):
+        self._check_open()
+        if self._steps is None:
+            raise RuntimeError("RobotEnv: step() before reset()")
+        action = np.asarray(action, dtype=np.float32)
+        finite = bool(np.all(np.isfinite(action)))
+        self._send(np.clip(action, -1.0, 1.0))  # a non-finite action goes to the arm node, which rejects it and holds
+        dt = self.rig.control_dt
+        target = self._tick + dt
+        now = self._wait(lambda now: now if now >= target else None, "the next control tick (has the clock stopped?)")
+        self._tick = target if now - target < dt else now  # a step that started late re-anchors the pace
+        obs = self._fresh_observation(self._tick)
+        self._steps += 1
+
+        with self._changed:
+            events, self._events = self._events, []
+        success = self._judged_success(now) or "success" in events
+        terminated = success or "failure" in events
+        stop = "stop" in events or "rerecord" in events
+        truncated = not terminated and (self._steps >= self.episode_length or stop)
+        if terminated or truncated:
+            self._send(None)
+        return obs, float(success), terminated, truncated, {"success": success, "action_rejected": not finite}
+
+    def close(self) -> None:
+        """Hold the arm, destroy the node, shut the context down; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.context.ok():
+            self._send(None)
+        self.spinners.shutdown()
+        self.node.destroy_node()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("RobotEnv: used after close()")
+
+    def _send(self, action: np.ndarray | None) -> None:
+        """One command on arm/cmd (and gripper/cmd); None holds (zero velocity, gripper left as it is)."""
+        stamp = self._now()
+        if stamp == 0:  # no clock yet on sim time: nothing was commanded by this node, and the arm holds by itself
+            return
+        if action is None:
+            self.cmd_pub.publish(messages.twist_msg(np.zeros(6), stamp))
+            return
+        self.cmd_pub.publish(messages.twist_msg(messages.action_to_velocity(action, self.rig), stamp))
+        self.gripper_pub.publish(Float32(data=float(action[-1])))
+
+    def _wait(self, until: Callable[[float], T | None], what: str) -> T:
+        """Wait until `until(now)` (node clock, once it runs) returns something, at most `timeout_s` of wall time."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            now = self._now()
+            found = until(now) if now > 0 else None
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise StaleObservation(f"RobotEnv: no {what} within {self.timeout_s:g} s")
+            with self._changed:
+                self._changed.wait(WAIT_POLL_S)
+
+    def _fresh_observation(self, tick: float | None) -> Observation:
+        """The observation once every input is fresh; raises naming the stale input once the node's clock
+        passes `tick + staleness_s` (after a reset, `tick` None: once `timeout_s` of wall time has passed)."""
+        limit = None if tick is None else tick + self.rig.safety.staleness_s
+        stale = ""
+
+        def ready(now: float) -> Observation | bool | None:
+            nonlocal stale
+            obs, stale = self._observation(now)
+            return obs if obs is not None else (True if limit is not None and now > limit else None)
+
+        try:
+            found = self._wait(ready, "fresh observation")
+        except StaleObservation as error:
+            raise StaleObservation(f"{error}: {stale}" if stale else str(error)) from None
+        if found is True:
+            raise StaleObservation(stale)
+        return found
+
+    def _observation(self, now: float) -> tuple[Observation | None, str]:
+        """The observation, or None and why: the first input with no message younger than `staleness_s`."""
+        bound = self.rig.safety.staleness_s
+        with self._changed:
+            latest = dict(self._latest)
+        for topic in dict.fromkeys(self._topics.values()):
+            if topic not in latest:
+                return None, f"{topic}: no message since the reset"
+            age = now - latest[topic][1]
+            if age > bound:
+                return None, f"{topic}: newest message is {age:.2f} s old (safety.staleness_s is {bound:g} s)"
+        obs: Observation = {}
+        task_state = messages.task_state_from_msg(latest[TASK_STATE][0]) if TASK_STATE in latest else {}
+        for key, topic in self._topics.items():
+            msg = latest[topic][0]
+            if key in PROPRIO_SOURCES:
+                obs[key] = PROPRIO_SOURCES[key][2](msg).astype(np.float32)
+            elif spaces.is_image_key(key):
+                obs[key] = messages.image_array(msg).copy()
+            else:
+                name = key[len(spaces.STATE):]
+                if name not in task_state:
+                    raise KeyError(f"observation key '{key}': not published on {TASK_STATE}")
+                obs[key] = task_state[name].copy()
+        return obs, ""
+
+    def _judged_success(self, now: float) -> bool:
+        """The task judge's flag, if it was sent in this episode (after the reset) and is fresh."""
+        with self._changed:
+            latest = self._latest.get(SUCCESS)
+        if latest is None:
+            return False
+        msg, stamp = latest
+        fresh = now - stamp <= self.rig.safety.staleness_s
+        return bool(msg.data) and fresh and stamp > self._episode_start + 0.5 * self.rig.control_dt
