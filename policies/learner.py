@@ -332,6 +332,9 @@ class Learner:
         if not self.has_checkpoint():
             return None
         saved = load_checkpoint(self.checkpoint_dir, training=True)
+        if LEARNER_STATE not in saved.training_meta:
+            raise ValueError(f"{self.checkpoint_dir}: no learner state in its training metadata (written by an "
+                             "older layout); start the run over in a new folder")
         with self.agent_lock, self.data_lock:
             self.agent.restore(saved, training=True)
             self.state = LearnerState(**saved.training_meta[LEARNER_STATE])

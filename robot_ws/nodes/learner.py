@@ -1,10 +1,12 @@
-"""Learner node: replay buffers fed by the actor's transitions, SAC updates on their own thread.
+"""Learner node: the learner core fed by the actor's transitions, its updates on their own thread.
 
-Updates run at the agent's update-to-data ratio (one `agent.update` per received environment
-step, each doing `utd_ratio` critic steps), never faster than data arrives. Weights go out on
+The core (`tether.policies.learner.Learner`) does the buffers, interventions, the update schedule
+(one `agent.update` per received environment step once learning starts, never faster than data
+arrives), metrics and checkpoints; this node is its ROS plumbing. Weights go out on
 `learner/weights` (transient-local, so an actor that starts or restarts later gets the latest)
-every `publish_every` updates. The run directory holds the checkpoint and the buffers; a
-restarted learner resumes from them, and one is written periodically and on shutdown.
+every `publish_every` updates. The run directory has the core's layout (docs/learner.md); a
+restarted learner resumes from it; a checkpoint is written every `checkpoint_every` steps and on
+shutdown.
 
 Intake refuses what must never reach a buffer: transitions that do not fit it (another graph on
 the domain) and transitions with a NaN or inf anywhere (a sensor glitch, a diverged policy), each
@@ -17,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,23 +29,18 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
 from tether.config import RigConfig
-from tether.datasets.replay import MixedSampler, ReplayBuffer
-from tether.datasets.replay_io import fill_replay, load_replay, replay_from_store, save_replay
-from tether.datasets.store import EpisodeStore
-from tether.policies.checkpoint import load_checkpoint
+from tether.datasets.episode import EpisodeArrays
+from tether.datasets.replay import ReplayBuffer
+from tether.policies.checkpoint import TRAINING_FILE
+from tether.policies.learner import CHECKPOINT_DIR, Learner, LoopConfig
 from tether.policies.residual import BASE_ACTION, residual_episode
-from tether.policies.sac import SACAgent, SACConfig, space_from_json
-from tether.policies.sac_loop import LoopConfig, rlif_transition
+from tether.policies.sac import SACAgent, SACConfig
 from tether.policies.steering import CONFIG_KEY, Steering
 from tether.robot_ws import messages, qos
 from tether.types import Transition
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint"
-ONLINE = "online.zarr"
-DEMOS = "demos.zarr"
-ENV_STEPS = "learner.env_steps"
 STATS = "learner_stats.json"
 
 
@@ -62,6 +60,8 @@ def non_finite_parts(transition: Transition) -> list[str]:
 
 
 class LearnerNode(Node):
+    """The learner core (`tether.policies.learner.Learner`) behind ROS 2 topics: transitions in, weights out."""
+
     def __init__(
         self,
         rig: RigConfig,
@@ -81,41 +81,25 @@ class LearnerNode(Node):
         self.loop = loop or LoopConfig()
         self.run_dir = Path(run_dir)
         self.publish_every = publish_every
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0
-        self.updates = 0
         self.rejected = 0
         self.non_finite = 0
-        self.update_seconds = 0.0
-        self._data_lock = threading.Lock()  # buffers and counters: held briefly by the subscription
-        self._agent_lock = threading.Lock()  # the networks: held for an update or a weights snapshot
         self._stop = threading.Event()
-        self._was_intervened = False
         self.steering = steering
-        action_dim = rig.arm.action_dim
-        checkpoint = self.run_dir / CHECKPOINT
-        if (checkpoint / "config.json").exists():
-            saved = load_checkpoint(checkpoint, training=True)
-            self.agent = SACAgent(
-                space_from_json(saved.config["observation_space"]), saved.config["action_dim"],
-                SACConfig.model_validate(saved.config["sac"]),
-            )
-            self.agent.restore(saved, training=True)
-            self.env_steps = int(saved.training_meta.get(ENV_STEPS, 0))
-            self.online = load_replay(self.run_dir / ONLINE)
-            self.demos = load_replay(self.run_dir / DEMOS)
+        checkpoint = self.run_dir / CHECKPOINT_DIR
+        resuming = (checkpoint / TRAINING_FILE).is_file()
+        agent = (SACAgent.load(checkpoint) if resuming
+                 else SACAgent(observation_space, rig.arm.action_dim, sac, seed=seed))
+        self.learner = Learner(agent, self.loop, seed=seed, run_dir=self.run_dir, online_source="hil",
+                               fps=rig.arm.control_rate_hz)
+        if self.learner.resume() is not None:
             self.get_logger().info(
-                f"resumed from {checkpoint}: {self.env_steps} env steps, {int(self.agent.critic_updates)} critic updates, "
+                f"resumed from {checkpoint}: {self.env_steps} env steps, {int(agent.critic_updates)} critic updates, "
                 f"{len(self.online)} online and {len(self.demos)} demo transitions"
             )
-        else:
-            self.agent = SACAgent(observation_space, action_dim, sac, seed=seed)
-            capacity = self.loop.buffer_capacity
-            self.online = ReplayBuffer(observation_space, action_dim, capacity)
-            self.demos = ReplayBuffer(observation_space, action_dim, capacity)
-            if demos is not None:
-                added = self._fill_demos(demos, seed)
-                self.get_logger().info(f"{added} demo transitions from {demos}")
+        elif demos is not None:
+            loaded = self.learner.add_demos(demos, self._residual_of(seed))
+            self.get_logger().info(f"{loaded.transitions} demo transitions ({loaded.episodes} episodes) from {demos}; "
+                                   f"{loaded.skipped} failed or unlabelled episodes skipped")
         self.weights_pub = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
         self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.STREAM)
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
@@ -124,16 +108,29 @@ class LearnerNode(Node):
         self._thread = threading.Thread(target=self._train, name="learner-updates", daemon=True)
         self._thread.start()
 
-    def _fill_demos(self, demos: Path, seed: int) -> int:
-        """The demo buffer from a store; steering a base policy, each episode as the residual learner sees it."""
+    def _residual_of(self, seed: int) -> Callable[[EpisodeArrays], EpisodeArrays] | None:
+        """Steering a base policy, each demo episode as the residual learner sees it."""
         if self.steering is None:
-            return fill_replay(self.demos, EpisodeStore(demos))
+            return None
         residual = self.steering.residual(seed=seed, asynchronous=False)
-        keys = tuple(k for k in self.demos.observation_space.spaces if k != BASE_ACTION)
-        before = len(self.demos)
-        for episode in replay_from_store(demos).episodes():
-            self.demos.add_episode(residual_episode(episode, residual, keys))
-        return len(self.demos) - before
+        keys = tuple(k for k in self.learner.demos.observation_space.spaces if k != BASE_ACTION)
+        return lambda episode: residual_episode(episode, residual, keys)
+
+    @property
+    def online(self) -> ReplayBuffer:
+        return self.learner.online
+
+    @property
+    def demos(self) -> ReplayBuffer:
+        return self.learner.demos
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.state.env_steps
+
+    @property
+    def updates(self) -> int:
+        return self.learner.state.updates
 
     # --- data in ----------------------------------------------------------------------
 
@@ -152,76 +149,39 @@ class LearnerNode(Node):
                 f"transition dropped: non-finite {', '.join(bad)} ({self.non_finite} so far)", throttle_duration_sec=5.0
             )
             return
-        takeover = transition.intervened and not self._was_intervened and transition.policy_action is not None
-        with self._data_lock:
-            if takeover and self.loop.rlif_penalty > 0:
-                self.online.add(rlif_transition(transition, self.loop.rlif_penalty))
-            self.online.add(transition)
-            if transition.intervened:
-                self.demos.add(transition)  # interventions teach like demonstrations (HIL-SERL)
-            self.env_steps += 1
-            due = self.env_steps % self.loop.checkpoint_every == 0
-        self._was_intervened = transition.intervened and not (transition.terminated or transition.truncated)
-        if due:
+        self.learner.add(transition)
+        if self.env_steps % self.loop.checkpoint_every == 0:
             self.checkpoint()
 
     # --- updates ----------------------------------------------------------------------
 
     def _train(self) -> None:
-        batch_size = self.agent.config.utd_ratio * self.agent.config.batch_size
-        updates_owed_from = self.env_steps  # only data that arrives while we run earns updates
         while not self._stop.is_set():
-            with self._data_lock:
-                ready = len(self.online) >= self.loop.learning_starts
-                owed = self.env_steps - updates_owed_from - self.updates
-                if ready and owed > 0:
-                    use_demos = len(self.demos) > 0 and self.loop.demo_fraction > 0
-                    sampler = (
-                        MixedSampler([self.online, self.demos], [1 - self.loop.demo_fraction, self.loop.demo_fraction])
-                        if use_demos
-                        else MixedSampler([self.online])
-                    )
-                    batch = sampler.sample(batch_size, self.rng, minibatches=self.agent.config.utd_ratio)
-            if not ready:
-                updates_owed_from = self.env_steps
-            if not (ready and owed > 0):
+            if self.learner.update_if_due() is None:
                 time.sleep(0.002)
-                continue
-            start = time.perf_counter()
-            with self._agent_lock:
-                self.agent.update(batch)
-            self.update_seconds += time.perf_counter() - start
-            self.updates += 1
-            if self.updates % self.publish_every == 0:
+            elif self.updates % self.publish_every == 0:
                 self._publish_weights()
 
     def _publish_weights(self) -> None:
-        with self._agent_lock:
-            weights = {k: v.detach().cpu().numpy().copy() for k, v in self.agent.state_dict().items()}
-            config = self.agent.config_json()
-            version = int(self.agent.critic_updates)
+        weights, config, version = self.learner.policy_weights()
         self.weights_pub.publish(messages.weights_msg(weights, version, config))
 
     # --- persistence ------------------------------------------------------------------
 
     def checkpoint(self) -> Path:
         """Agent (weights, optimisers, RNG, counters) and both buffers into the run directory."""
-        with self._agent_lock, self._data_lock:
-            # Buffers first, the agent last: a checkpoint whose config.json exists has its buffers.
-            save_replay(self.online, self.run_dir / ONLINE, source="hil", fps=self.rig.arm.control_rate_hz)
-            save_replay(self.demos, self.run_dir / DEMOS, source="hil", fps=self.rig.arm.control_rate_hz)
-            steering = {CONFIG_KEY: self.steering.to_json()} if self.steering is not None else None
-            return self.agent.save(self.run_dir / CHECKPOINT, extra_meta={ENV_STEPS: self.env_steps},
-                                   extra_config=steering)
+        steering = {CONFIG_KEY: self.steering.to_json()} if self.steering is not None else None
+        return self.learner.checkpoint(extra_config=steering)
 
     def stats(self) -> dict[str, float]:
         return {
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "critic_updates": int(self.agent.critic_updates),
-            "updates_per_s": self.updates / self.update_seconds if self.update_seconds else 0.0,
+            "critic_updates": int(self.learner.agent.critic_updates),
+            "updates_per_s": self.learner.updates_per_second,
             "online_transitions": len(self.online),
             "demo_transitions": len(self.demos),
+            "demo_episodes_skipped": self.learner.state.demos_skipped,
             "rejected_transitions": self.rejected,
             "non_finite_transitions": self.non_finite,
         }
@@ -242,4 +202,6 @@ class LearnerNode(Node):
         self._stop.set()
         self._thread.join(timeout=10.0)
         self.checkpoint()
+        self.learner.flush_metrics()
+        self.learner.close()
         (self.run_dir / STATS).write_text(json.dumps(self.stats(), indent=2))

@@ -40,7 +40,9 @@ def test_episode_ends_updates_and_curve(tmp_path):
     # Random targets are not reached by an untrained policy in 5 steps: every episode is truncated, both envs
     # end together every 5 vector steps (10 env steps), and env i's end is counted at its own env step.
     assert listener.ends == [(False, s) for k in range(1, 4) for s in (10 * k - 1, 10 * k)]
-    assert result.env_steps == 30 and result.learning_steps == 22 and result.critic_updates == 22
+    # One update per env step from the one that brings the buffer to learning_starts (the 10th) on: 21.
+    assert result.env_steps == 30 and result.learning_steps == 21 and result.critic_updates == 21
     assert [p["env_steps"] for p in result.curve] == [20, 30]
     assert [p["episodes_seen"] for p in result.curve] == [4, 6]
     assert (tmp_path / "checkpoint" / "model.safetensors").is_file() and (tmp_path / "curve.json").is_file()
+    assert (tmp_path / "replay" / "online.zarr").is_dir() and (tmp_path / "metrics.jsonl").is_file()

@@ -56,7 +56,7 @@ def test_hil_with_a_base_policy_learns_the_residual_and_commands_base_plus_resid
         # Demos were replayed through the base: each operator action became the residual that reproduces it
         # as closely as the bound allows (exactly, in every dimension where it is within SCALE of the base).
         stored = EpisodeStore(tmp_path / "demos.zarr")
-        with learner._data_lock:  # interventions join the demo buffer as the graph runs: the demos come first
+        with learner.learner.data_lock:  # interventions join the demo buffer as the graph runs: the demos come first
             demos = [episode for _, episode in zip(range(stored.n_episodes), learner.demos.episodes())]
         assert sum(len(episode) for episode in demos) == demo_steps
         for index, episode in enumerate(demos):

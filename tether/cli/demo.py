@@ -153,6 +153,7 @@ def demo(
                            time_scale=time_scale)
 
     console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
+    console.print(f"    metrics: tensorboard --logdir {out / 'hil'}  (and {out / 'hil' / 'metrics.jsonl'})")
     with _timed(phase_s, "hil_training"):
         hil = run_hil(rig, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
                       time_scale=time_scale)

@@ -23,7 +23,8 @@ from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG
 from tether.policies.reward_classifier import ClassifierConfig
 from tether.policies.sac import SACConfig
-from tether.policies.sac_loop import LoopConfig, TrainResult
+from tether.policies.learner import LoopConfig
+from tether.policies.sac_loop import TrainResult
 
 app = typer.Typer(help="Train learners: SAC in the twin, the reward classifier from a store.", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -138,8 +139,8 @@ def run_sac(
     classifier's reward and episode ends instead of the twin's; evaluation still counts true success.
     """
     from tether.datasets.replay import ReplayBuffer
-    from tether.datasets.replay_io import fill_replay
-    from tether.datasets.store import EpisodeStore, StoreError
+    from tether.datasets.store import StoreError
+    from tether.policies.learner import load_demos
     from tether.policies.reward_classifier import ClassifierReward, RewardClassifier
     from tether.policies.sac import SACAgent
     from tether.policies.sac_loop import ExpertTakeover, collect_demos, result_json, train_sac
@@ -164,13 +165,12 @@ def run_sac(
         env, eval_env = (steered_env(e, steering, seed) for e in (env, eval_env))
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
-    if demos is not None:
+    demo_load = None
+    if demos is not None:  # successful episodes only: load_demos logs how many it skipped
         try:
-            store = EpisodeStore(demos)
-            fill_replay(demo_buffer, store)
+            demo_load = load_demos(demo_buffer, demos)
         except StoreError as error:
             raise typer.BadParameter(str(error), param_hint="--demos") from None
-        log.info("demos: %d episodes, %d transitions from %s", store.n_episodes, len(demo_buffer), demos)
     if demo_episodes:
         collect_demos(env, scripted_operator(env, seed + 1), demo_episodes, demo_buffer, seed=2_000_000 + seed)
         log.info("demos: %d scripted episodes, %d transitions", demo_episodes, len(demo_buffer))
@@ -181,14 +181,15 @@ def run_sac(
         log.info("reward: classifier %s (threshold %.3f)", classifier, float(env.classifier.threshold))
     agent = SACAgent(env.observation_space, action_dim, sac, seed=seed)
     result = train_sac(agent, env, loop.model_copy(update={"steps": steps}), seed=seed, demos=demo_buffer,
-                       intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
+                       demo_load=demo_load, intervention=intervention, eval_env=eval_env, out_dir=out, resume=resume,
                        progress=progress,
                        checkpoint_config={CONFIG_KEY: steering.to_json()} if steering is not None else None)
     if out is not None:
         summary = {"task": task, "obs": obs_mode, "seed": seed, "intervention_mode": interventions,
                    "base_policy": str(base_policy) if base_policy else None, "residual_scale": residual_scale,
                    "steer": steer if base_policy else None, "noise_scale": noise_scale,
-                   "demo_transitions": len(demo_buffer), **result_json(result)}
+                   "demo_transitions": len(demo_buffer),
+                   "demo_episodes_skipped": demo_load.skipped if demo_load is not None else 0, **result_json(result)}
         (out / RESULT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     env.close()
     eval_env.close()
@@ -226,7 +227,7 @@ def sac_command(
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
     from tether.policies.checkpoint import TRAINING_FILE
-    from tether.policies.sac_loop import CHECKPOINT_DIR
+    from tether.policies.learner import CHECKPOINT_DIR
 
     if interventions not in ("none", "scripted"):
         raise typer.BadParameter(f"'{interventions}': must be none or scripted", param_hint="--interventions")

@@ -26,7 +26,7 @@ import yaml
 from tether.cli.options import known_obs
 from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG, ConfigError, RandomizationConfig, RigConfig, load_rig
-from tether.policies.sac_loop import LoopConfig
+from tether.policies.learner import LoopConfig
 
 log = logging.getLogger(__name__)
 
