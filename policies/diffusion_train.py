@@ -31,10 +31,10 @@ from tqdm import tqdm
 from tether.datasets.sampler import SequenceSampler
 from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import load_checkpoint, optimizer_from_tensors, optimizer_to_tensors
-from tether.policies.chunking import ChunkedExecutor
 from tether.policies.diffusion import (DiffusionConfig, DiffusionPolicy, chunked_policy, ema_copy, ema_decay,
                                       ema_update)
 from tether.policies.networks import StrictConfig
+from tether.policies.registry import ResetOnEpisode
 from tether.policies.sac_loop import EvalResult, evaluate
 
 log = logging.getLogger(__name__)
@@ -121,22 +121,10 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class _ResetOnEpisode(gym.Wrapper):
-    """Tells a stateful policy that an episode starts, so `evaluate` can drive it like a stateless one."""
-
-    def __init__(self, env: gym.Env, executor: ChunkedExecutor) -> None:
-        super().__init__(env)
-        self.executor = executor
-
-    def reset(self, **kwargs):
-        self.executor.reset()
-        return self.env.reset(**kwargs)
-
-
 def rollout(policy: DiffusionPolicy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
     """Success of `policy` over `episodes` episodes (seeds seed, seed + 1, ...) with synchronous chunks."""
     executor = chunked_policy(policy, asynchronous=False, seed=seed)
-    return evaluate(executor.act, _ResetOnEpisode(env, executor), episodes, seed=seed, record=record)
+    return evaluate(executor.act, ResetOnEpisode(env, executor), episodes, seed=seed, record=record)
 
 
 def train_diffusion(

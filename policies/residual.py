@@ -11,11 +11,13 @@ Scripted interventions and demos act in the env's own action space; `ResidualExp
 residual space (the residual that reproduces the expert's action as closely as the bound allows).
 
 `Residual` is the same bookkeeping without gymnasium, for the ROS 2 actor (the HIL loop on a robot) and
-for converting recorded demonstrations (`residual_episode`).
+for converting recorded demonstrations (`residual_episode`); `ResidualPolicy` is a trained residual and its
+base as one policy (evaluation and deployment, through `tether.policies.registry.load_policy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -33,6 +35,8 @@ class BasePolicy(Protocol):
     def reset(self) -> None: ...
 
     def act(self, obs: Observation) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 def base_action_space(action_dim: int) -> gym.spaces.Box:
@@ -71,6 +75,27 @@ class Residual:
 
     def residual_of(self, obs: Observation, action: np.ndarray) -> np.ndarray:
         return residual_for(obs[BASE_ACTION], action, self.scale)
+
+    def close(self) -> None:
+        self.base.close()
+
+
+class ResidualPolicy:
+    """A trained residual `actor` (it reads the observation plus `state/base_action`) and its base as one policy:
+    each tick the base proposes, the actor corrects, and the bounded sum is the action."""
+
+    def __init__(self, actor: Callable[[Observation], np.ndarray], residual: Residual) -> None:
+        self.actor, self.residual = actor, residual
+
+    def reset(self) -> None:
+        self.residual.reset()
+
+    def act(self, obs: Observation) -> np.ndarray:
+        obs = self.residual.observe(obs)
+        return self.residual.execute(obs, self.actor(obs))
+
+    def close(self) -> None:
+        self.residual.close()
 
 
 def residual_episode(episode: EpisodeArrays, residual: Residual, keys: tuple[str, ...]) -> EpisodeArrays:

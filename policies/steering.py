@@ -1,7 +1,9 @@
 """SAC on a frozen diffusion policy, either way this stack offers: a bounded residual added to the base's
 actions (`tether.policies.residual`, ResFiT-style) or the initial noise of the base's sampler
-(`tether.policies.noise_steering`, DSRL). The same `Steering` builds the env the RL actor sees when it
-trains and when it is evaluated or deployed, and travels in the SAC checkpoint's config.json:
+(`tether.policies.noise_steering`, DSRL). The same `Steering` builds the env the RL actor sees while it
+trains (`wrap`), the per-tick policy of actor and base that `tether.policies.registry.load_policy` returns
+for evaluation and deployment (`policy`), and the base the actor node runs while a residual trains on the
+robot (`residual`). It travels in the SAC checkpoint's config.json:
 
     config.json  "base_policy": {"path": "/abs/dp/best", "steer": "residual" | "noise", "scale": 0.2}
 
@@ -10,19 +12,22 @@ trains and when it is evaluated or deployed, and travels in the SAC checkpoint's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 
 from tether.policies.diffusion import DiffusionPolicy, chunked_policy
-from tether.policies.noise_steering import NoiseSteeringEnv
-from tether.policies.residual import Residual, ResidualEnv
+from tether.policies.noise_steering import NoiseDecoder, NoiseSteeredPolicy, NoiseSteeringEnv
+from tether.policies.registry import STEERING_KEY as CONFIG_KEY
+from tether.policies.registry import STEERS
+from tether.policies.residual import Residual, ResidualEnv, ResidualPolicy
+from tether.types import Observation
 
 Steer = Literal["residual", "noise"]
-STEERS: tuple[str, ...] = ("residual", "noise")
-CONFIG_KEY = "base_policy"
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,13 @@ class Steering:
             return None
         return cls(base=Path(entry["path"]), steer=entry["steer"], scale=float(entry["scale"]))
 
+    def load_base(self) -> DiffusionPolicy:
+        """The frozen base from its checkpoint (errors name it and the reason)."""
+        return DiffusionPolicy.load(self.base)
+
     def wrap(self, env: gym.Env, seed: int) -> gym.Env:
-        """`env` as the RL actor sees it; the base is loaded from its checkpoint (errors name it and the reason)."""
-        policy = DiffusionPolicy.load(self.base)
+        """`env` as the RL actor sees it while it trains."""
+        policy = self.load_base()
         missing = [k for k in policy.observation_keys if k not in env.observation_space.spaces]
         if missing:
             raise ValueError(f"{self.base}: needs observation {missing}, which this env lacks")
@@ -58,10 +67,21 @@ class Steering:
             return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), self.scale)
         return NoiseSteeringEnv(env, policy, noise_scale=self.scale)
 
+    def policy(self, actor: Callable[[Observation], np.ndarray], base: DiffusionPolicy, *, seed: int,
+               asynchronous: bool) -> ResidualPolicy | NoiseSteeredPolicy:
+        """The trained `actor` and `base` as one per-tick policy acting in the env's own action space
+        (what `tether.policies.registry` loads for evaluation and deployment)."""
+        if self.steer == "residual":
+            return ResidualPolicy(actor, self._residual(base, seed=seed, asynchronous=asynchronous))
+        return NoiseSteeredPolicy(actor, NoiseDecoder(base, self.scale))
+
     def residual(self, *, seed: int, asynchronous: bool = True) -> Residual:
-        """The base and bound as the robot's actor node applies them: residual steering only, the base chunked
-        (asynchronously by default, so its inference never stalls the control loop)."""
+        """The base and bound as the robot's actor node applies them while the learner trains the residual: residual
+        steering only, the base chunked (asynchronously by default, so its inference never stalls the control loop)."""
         if self.steer != "residual":
-            raise ValueError(f"{self.base}: '{self.steer}' steering runs in the twin only (tether eval, tether train "
-                             "sac); the actor node applies residual steering")
-        return Residual(chunked_policy(DiffusionPolicy.load(self.base), asynchronous=asynchronous, seed=seed), self.scale)
+            raise ValueError(f"{self.base}: '{self.steer}' steering trains in the twin only (tether train sac); "
+                             "the actor node trains residual steering")
+        return self._residual(self.load_base(), seed=seed, asynchronous=asynchronous)
+
+    def _residual(self, base: DiffusionPolicy, *, seed: int, asynchronous: bool) -> Residual:
+        return Residual(chunked_policy(base, asynchronous=asynchronous, seed=seed), self.scale)

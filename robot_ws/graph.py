@@ -25,10 +25,10 @@ from rclpy.parameter import Parameter
 
 from tether import spaces
 from tether.config import RigConfig, TwinArm
-from tether.policies.checkpoint import checkpoint_config
+from tether.policies.registry import load_policy
 from tether.policies.residual import BASE_ACTION, base_action_space
 from tether.robot_ws.network import enclave_of, init_context
-from tether.robot_ws.nodes.actor import ActorMode, ActorNode, load_policy
+from tether.robot_ws.nodes.actor import ActorMode, ActorNode
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
 from tether.robot_ws.nodes.teleop import TeleopNode
@@ -53,7 +53,7 @@ class GraphSpec:
     obs_mode: Literal["state", "pixels", "all"] = "state"
     """state: proprio + twin task state; pixels: proprio + cameras; all (recording): every one of them."""
     policy: Path | None = None
-    """A checkpoint the actor acts with from the start (eval / deploy) instead of waiting for the learner."""
+    """A checkpoint or run folder the actor acts with from the start (eval / deploy) instead of waiting for the learner."""
     actor_mode: ActorMode = "hil"
     operator: OperatorMode = "takeover"
     store: Path | None = None
@@ -66,7 +66,7 @@ class GraphSpec:
     learner_kwargs: dict = field(default_factory=dict)
     steering: Steering | None = None
     """A frozen diffusion policy the actor's SAC policy corrects (residual RL; `tether train-hil --base-policy`).
-    A SAC `policy` checkpoint trained that way brings its own steering."""
+    A `policy` checkpoint trained that way needs none: it loads with its base (`load_policy`)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.nodes) - set(NODE_NAMES))
@@ -149,9 +149,9 @@ class Graph:
 
             self.nodes["mirror"] = MirrorNode(rig, **self._kwargs())
         if "actor" in names:
-            policy = load_policy(spec.policy, deterministic=spec.actor_mode == "eval") if spec.policy else None
-            steering = steering_of(spec)
-            residual = steering.residual(seed=spec.seed) if steering is not None else None
+            policy = None if spec.policy is None else load_policy(
+                spec.policy, deterministic=spec.actor_mode == "eval", asynchronous=True, seed=spec.seed)
+            residual = spec.steering.residual(seed=spec.seed) if spec.steering is not None else None
             # The actor assembles (and records) the spec's observation and whatever its policy and base need.
             keys = tuple(self.observation_space().spaces)
             for needs in (policy, residual.base if residual is not None else None):
@@ -272,15 +272,6 @@ def observation_space_of(spec: GraphSpec):
     if spec.steering is None:
         return space
     return gym.spaces.Dict({**space.spaces, BASE_ACTION: base_action_space(rig.arm.action_dim)})
-
-
-def steering_of(spec: GraphSpec) -> Steering | None:
-    """The spec's own steering, else the one a SAC `policy` checkpoint was trained with."""
-    from tether.policies.steering import Steering
-
-    if spec.steering is not None or spec.policy is None:
-        return spec.steering
-    return Steering.from_checkpoint_config(checkpoint_config(spec.policy))
 
 
 def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:

@@ -17,10 +17,13 @@ watchdog keeps the arm holding. Whether the weights in hand are fresh is on `dia
 Modes: `hil` (policy acts, human may take over), `teleop` (only the human acts: recording
 demos) and `eval` (policy alone, deterministic).
 
-With a `residual` (a frozen base policy, `tether.policies.residual.Residual`) the policy is a residual
-learner: the observation gains the base's proposal (`state/base_action`), the policy's output is a
-bounded correction, the arm receives base + correction, and transitions carry the residual (a
-human's command is mapped to the residual that reproduces it), so the learner trains the residual.
+The policy is one of `tether.policies.registry.load_policy` (any kind, for eval and deployment), else the
+SAC policy built from the learner's weights. A trained residual or noise-steered checkpoint loads as one
+policy that already runs its base. While a residual is being trained on the robot (`tether train-hil
+--base-policy`), the actor gets the `residual` (a frozen base policy, `tether.policies.residual.Residual`)
+and the policy is the residual learner: the observation gains the base's proposal (`state/base_action`),
+the policy's output is a bounded correction, the arm receives base + correction, and transitions carry
+the residual (a human's command is mapped to the residual that reproduces it), so the learner trains it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -53,48 +55,13 @@ LEARNER_LOST = "learner_lost"
 
 
 class Policy(Protocol):
+    """What the actor needs of a policy: `tether.policies.registry.load_policy`'s, or SAC from the learner's weights."""
+
     observation_keys: tuple[str, ...]
 
     def act(self, obs: Observation) -> np.ndarray: ...
 
-
-class SACPolicy:
-    """A SAC agent as the actor's policy."""
-
-    def __init__(self, agent: Any, deterministic: bool) -> None:
-        self.agent = agent.eval()
-        self.observation_keys = tuple(agent.observation_space.spaces)
-        self.deterministic = deterministic
-
-    @classmethod
-    def from_weights(cls, weights: dict[str, np.ndarray], config: dict[str, Any], deterministic: bool) -> SACPolicy:
-        """Built from the learner's weights message."""
-        import torch
-
-        from tether.policies.sac import SACAgent, SACConfig, space_from_json
-
-        agent = SACAgent(
-            space_from_json(config["observation_space"]), config["action_dim"], SACConfig.model_validate(config["sac"])
-        )
-        agent.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-        return cls(agent, deterministic)
-
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.agent.act(obs, deterministic=self.deterministic)
-
-
-def load_policy(checkpoint: Path, deterministic: bool) -> Policy:
-    """A policy from a checkpoint directory on disk, by the checkpoint's kind. A diffusion policy runs chunked:
-    it keeps its observation history and infers the next chunk on a background thread."""
-    from tether.policies.checkpoint import checkpoint_kind
-    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
-    from tether.policies.diffusion import DiffusionPolicy, chunked_policy
-    from tether.policies.sac import SACAgent
-
-    if checkpoint_kind(Path(checkpoint)) == DIFFUSION:
-        return chunked_policy(DiffusionPolicy.load(Path(checkpoint)), asynchronous=True)
-    agent = SACAgent.load(Path(checkpoint))
-    return SACPolicy(agent, deterministic)
+    def reset(self) -> None: ...
 
 
 @dataclass
@@ -216,6 +183,8 @@ class ActorNode(Node):
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         """Decode on this thread; the control loop swaps the new policy in at its next tick."""
+        from tether.policies.registry import SACPolicy  # torch loads in actors that receive weights only
+
         weights, version, config = messages.weights_from_msg(msg)
         policy = SACPolicy.from_weights(weights, config, deterministic=self.mode == "eval")
         with self._policy_lock:
@@ -350,7 +319,7 @@ class ActorNode(Node):
             self._events.clear()
         self.events_pub.publish(String(data="reset"))
         self._override.reset()
-        if hasattr(self.policy, "reset"):  # a stateful policy (chunked diffusion) starts its history afresh
+        if self.policy is not None:  # a stateful policy (action chunks) starts its history afresh
             self.policy.reset()
         if self.residual is not None:
             self.residual.reset()

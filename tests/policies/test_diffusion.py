@@ -320,7 +320,7 @@ def test_train_diffusion_debug_from_pixels_reaches_rollouts_checkpoints_report_a
 def test_flow_policy_learns_pick_cube_from_twenty_scripted_demos(tmp_path: Path) -> None:
     """A small flow-matching policy on privileged state: clearly better than the same network untrained."""
     from tether.policies.diffusion_train import rollout
-    from tether.robot_ws.nodes.actor import load_policy
+    from tether.policies.registry import load_policy
     from tether.sim2real.twin import make_env
 
     store = _demo_store(tmp_path / "demos.zarr", 20)
@@ -345,12 +345,13 @@ def test_flow_policy_learns_pick_cube_from_twenty_scripted_demos(tmp_path: Path)
     evaluated = tmp_path / "eval.json"
     _invoke("eval", "--policy", str(out / "best"), "--task", "pick_cube", "-n", "2", "--json", str(evaluated))
     assert json.loads(evaluated.read_text())["episodes"] == 2
-    # The actor node loads the same checkpoint as a chunked policy with background inference.
-    deployed = load_policy(out / "best", deterministic=True)
+    # The actor node loads the run's best checkpoint as a chunked policy with background inference.
+    deployed = load_policy(out, asynchronous=True)
     try:
         obs, _ = env.reset(seed=0)
-        assert isinstance(deployed, ChunkedExecutor) and deployed.asynchronous
-        action = deployed.act({key: obs[key] for key in deployed.observation_keys})
+        assert deployed.checkpoint == out / "best" and deployed.kind == "diffusion"
+        assert isinstance(deployed.controller, ChunkedExecutor) and deployed.controller.asynchronous
+        action = deployed.act(obs)
         assert action.shape == (4,) and np.all(np.abs(action) <= 1.0 + 1e-5)
     finally:
         deployed.close()

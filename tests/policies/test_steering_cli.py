@@ -4,7 +4,6 @@ residual|noise` trains end to end in the twin, and `tether eval` runs the result
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 from pathlib import Path
@@ -57,9 +56,9 @@ def test_noise_steering_trains_from_the_command_line_and_evaluates(base: Path, t
     assert saved["action_dim"] == diffusion["horizon"] * 4  # the actor's action is a whole chunk's noise
     assert saved["sac"]["grasp_critic"] is False and saved["critic_updates"] > 0
     summary = _eval(tmp_path / "dsrl" / "checkpoint", tmp_path / "dsrl_eval.json")
-    chunks = math.ceil(load_rig("twin_panda").task.episode_length / diffusion["n_action_steps"])
     assert summary["episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0
-    assert all(1 <= n <= chunks for n in summary["lengths"])  # the evaluated env steps a chunk at a time
+    # Evaluated as deployed, one control tick at a time: the actor picks a noise every n_action_steps ticks.
+    assert all(1 <= n <= load_rig("twin_panda").task.episode_length for n in summary["lengths"])
     assert Path(summary["contact_sheet"]).is_file()
 
 

@@ -17,10 +17,9 @@ import typer
 from tqdm import tqdm
 
 from tether import spaces
-from tether.cli.eval import load_agent
+from tether.cli.eval import load_checked
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
-from tether.policies.residual import BASE_ACTION
 
 REACH_TARGET = spaces.STATE + "target_pos"
 
@@ -29,8 +28,7 @@ def deploy_nodes(rig: RigConfig, policy_keys: tuple[str, ...]) -> tuple[tuple[st
     """The graph's nodes and observation mode for a policy observing `policy_keys` on `rig`."""
     pixels = any(spaces.is_image_key(k) for k in policy_keys)
     twin = isinstance(rig.arm, TwinArm)
-    computed = (*spaces.PROPRIO_DIMS, BASE_ACTION)  # from the arm's state, or by the actor from a steered base
-    task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in computed)
+    task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS)
     if task_keys and not twin and rig.task.name != "reach":
         raise ValueError(
             f"rig '{rig.name}': the policy observes {task_keys}, which only the twin (or the reach node, for task reach) provides"
@@ -68,14 +66,16 @@ def run_deploy(
     policy: Path, rig: RigConfig, episodes: int, out: Path, *, seed: int = 0, time_scale: float = 1.0,
     timeout_s: float | None = None, progress: bool = True,
 ) -> dict:
-    """Run `episodes` episodes of a checkpoint on a rig; returns success and tracking figures."""
+    """Run `episodes` episodes of a checkpoint (or a run's) on a rig; returns success and tracking figures."""
     from tether.cli.robot import _stop_event
     from tether.datasets.store import EpisodeStore
-    from tether.policies.checkpoint import checkpoint_config
+    from tether.policies.registry import find_checkpoint
     from tether.robot_ws.graph import Graph, GraphSpec
 
-    keys = tuple(checkpoint_config(policy).get("observation_space", {}))
-    nodes, obs_mode = deploy_nodes(rig, keys)
+    policy = find_checkpoint(policy)
+    loaded = load_checked(policy)
+    loaded.close()
+    nodes, obs_mode = deploy_nodes(rig, loaded.observation_keys)
     before = EpisodeStore(out).n_episodes if (out / "zarr.json").exists() else 0
     spec = GraphSpec(
         rig=rig, nodes=nodes, obs_mode=obs_mode, policy=policy, actor_mode="eval", store=out, source="policy",
@@ -102,7 +102,7 @@ def run_deploy(
 
 
 def deploy(
-    policy: Path = typer.Option(..., "--policy", help="SAC or diffusion checkpoint folder (model + config.json)."),
+    policy: Path = typer.Option(..., "--policy", help="Checkpoint (model + config.json) or run folder of any policy kind."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path."),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Episodes to run."),
     out: Path = typer.Option(Path("runs/deploy/episodes.zarr"), "--out", help="Episode store the runs are recorded into (appended to if it exists)."),
@@ -114,9 +114,7 @@ def deploy(
 ) -> None:
     """Run a checkpoint on a rig (arm safety layer, eval actor, recorder) and report success and tracking."""
     claim_output(json_out, "--json", force=force)
-    if not (policy / "config.json").is_file():
-        raise typer.BadParameter(f"{policy}: not a checkpoint folder (no config.json)", param_hint="--policy")
-    load_agent(policy)  # a damaged or foreign checkpoint fails here, before the graph starts or the store is touched
+    load_checked(policy).close()  # a damaged or foreign checkpoint fails here, before the graph starts or the store is touched
     config = load_rig(rig)
     if task is not None:
         data = config.model_dump(mode="json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -14,8 +14,7 @@ from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 
 if TYPE_CHECKING:
-    from tether.policies.diffusion import DiffusionPolicy
-    from tether.policies.sac import SACAgent
+    from tether.policies.registry import Policy
     from tether.policies.sac_loop import EvalResult
 
 log = logging.getLogger(__name__)
@@ -72,59 +71,44 @@ def gap_command(rig: str, log_store: Path, json_out: Path | None) -> None:
     write_json(json_out, report)
 
 
-def load_agent(policy: Path) -> SACAgent | DiffusionPolicy:
-    """The learner a checkpoint holds (SAC or diffusion); a missing, damaged or foreign one is a bad --policy."""
-    from tether.policies.checkpoint import checkpoint_kind
-    from tether.policies.diffusion import CHECKPOINT_KIND as DIFFUSION
-    from tether.policies.diffusion import DiffusionPolicy
-    from tether.policies.sac import SACAgent
+def load_checked(policy: Path, **options: Any) -> Policy:
+    """`load_policy` for a command's --policy (a checkpoint or run folder): anything that cannot act is a bad
+    --policy, one line naming it and the reason."""
+    from tether.policies.registry import load_policy
 
-    if not policy.is_dir():
-        raise typer.BadParameter(f"{policy}: no such checkpoint folder", param_hint="--policy")
     try:
-        return DiffusionPolicy.load(policy) if checkpoint_kind(policy) == DIFFUSION else SACAgent.load(policy)
+        return load_policy(policy, **options)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
 
 
 def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
                         record: bool = False) -> EvalResult:
-    """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin: SAC (with the frozen
-    diffusion base it steers, if any) or diffusion (synchronous chunks). Bad checkpoints raise BadParameter."""
-    from tether.policies.checkpoint import checkpoint_config
-    from tether.policies.diffusion import DiffusionPolicy
-    from tether.policies.diffusion_train import rollout
+    """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin, whatever its kind
+    (chunked policies run synchronously). Bad checkpoints raise BadParameter."""
+    import gymnasium as gym
+
+    from tether.policies.registry import ResetOnEpisode
     from tether.policies.sac import space_to_json
     from tether.policies.sac_loop import evaluate
-    from tether.policies.steering import Steering
     from tether.sim2real.twin import make_env
 
-    agent = load_agent(policy)
-    try:
-        config = checkpoint_config(policy)
-        steering = None if isinstance(agent, DiffusionPolicy) else Steering.from_checkpoint_config(config)
-    except (FileNotFoundError, ValueError) as error:
-        raise typer.BadParameter(str(error), param_hint="--policy") from None
-    pixels = any(k.startswith("images/") for k in agent.observation_space.spaces)
+    loaded = load_checked(policy, deterministic=True, seed=seed)
+    pixels = any(k.startswith("images/") for k in loaded.observation_keys)
     env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
-    if steering is not None:  # residual or noise-space SAC: the frozen base it steers acts too
-        try:
-            env = steering.wrap(env, seed)
-        except (FileNotFoundError, ValueError) as error:
-            raise typer.BadParameter(f"{policy}: its base policy: {error}", param_hint="--policy") from None
-    if space_to_json(env.observation_space) != space_to_json(agent.observation_space):  # checkpoints keep no bounds
-        raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
-    if isinstance(agent, DiffusionPolicy):
-        result = rollout(agent, env, episodes, seed=seed, record=record)
-    else:
-        result = evaluate(lambda obs: agent.act(obs, deterministic=True), env, episodes, seed=seed, record=record)
-    env.close()
-    return result
+    try:
+        provided = {k: v for k, v in env.observation_space.spaces.items() if k in loaded.observation_space.spaces}
+        if space_to_json(gym.spaces.Dict(provided)) != space_to_json(loaded.observation_space):  # no bounds kept
+            raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
+        return evaluate(loaded.act, ResetOnEpisode(env, loaded), episodes, seed=seed, record=record)
+    finally:
+        env.close()
+        loaded.close()
 
 
 def eval_command(
-    policy: Path | None = typer.Option(None, "--policy", help="Checkpoint folder: SAC (plain, residual or noise-steered "
-                                       "on its frozen diffusion base) or diffusion."),
+    policy: Path | None = typer.Option(None, "--policy", help="Checkpoint or run folder: SAC (plain, residual or "
+                                       "noise-steered on its frozen diffusion base) or diffusion."),
     task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task),
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),

@@ -12,9 +12,8 @@ from tether.config import load_rig, parse_rig
 
 def twin_replay_command(policy: Path, store_path: Path, rig: str | None, episodes: int, json_out: Path | None) -> None:
     """Replay up to `episodes` logged episodes through the mirror twin and report action and success agreement."""
+    from tether.cli.eval import load_checked
     from tether.datasets.store import EpisodeStore, StoreError
-    from tether.policies.checkpoint import checkpoint_config
-    from tether.robot_ws.nodes.actor import load_policy
     from tether.sim2real.mirror import MirrorTwin
     from tether.sim2real.twin_replay import replay_episode, summarise
 
@@ -28,21 +27,18 @@ def twin_replay_command(policy: Path, store_path: Path, rig: str | None, episode
         rig_config = parse_rig(store.rig, f"{store_path} (rig snapshot)")
     else:
         raise typer.BadParameter(f"{store_path}: holds no rig snapshot; give --rig", param_hint="--rig")
-    keys = tuple(checkpoint_config(policy).get("observation_space", {}))
-    chosen = load_policy(policy, deterministic=True)
+    chosen = load_checked(policy, deterministic=True)
     mirror = MirrorTwin(rig_config)
     results = []
     try:
         for index in range(min(episodes, store.n_episodes)):
-            if hasattr(chosen, "reset"):  # a chunked diffusion policy starts each episode afresh
-                chosen.reset()
-            results.append(replay_episode(store, index, mirror, chosen.act, keys))
+            chosen.reset()  # a chunked policy starts each episode afresh
+            results.append(replay_episode(store, index, mirror, chosen.act, chosen.observation_keys))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--twin-replay") from None
     finally:
         mirror.close()
-        if hasattr(chosen, "close"):
-            chosen.close()
+        chosen.close()
     if not results:
         raise typer.BadParameter(f"{store_path}: no committed episodes", param_hint="--twin-replay")
     summary = {"policy": str(policy), "store": str(store_path), "rig": rig_config.name, **summarise(results)}

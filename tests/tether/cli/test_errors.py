@@ -127,7 +127,7 @@ DAMAGE = {
                           "not a readable safetensors file"),
     "corrupt_config": (lambda p: (p / CONFIG_FILE).write_text('{"kind": "sac", '), "invalid JSON"),
     "foreign_kind": (lambda p: (p / CONFIG_FILE).write_text('{"kind": "reward_classifier"}'),
-                     "kind is 'reward_classifier', not 'sac'"),
+                     "kind 'reward_classifier' is a reward classifier"),
 }
 
 
