@@ -5,8 +5,8 @@ It is one more node on the graph, `robot_env`, in a ROS context of its own (spun
 any other) or in a process of its own; `close()` destroys the node and shuts its context down. It takes
 the actor's place: never both on one graph.
 
-    reset():  hold ──► arm/reset (Trigger) ──► "reset" on episode/events ──► first fresh observation
-    step(a):  arm/cmd (velocity) + gripper/cmd ──► wait for the next control tick ──► fresh observation
+    reset():  hold ──► arm/reset (Trigger) ──► "reset" on episode/events ──► first fresh obs
+    step(a):  arm/cmd (velocity) + gripper/cmd ──► wait for the next control tick ──► fresh obs
               ──► reward / termination from twin/success and episode/events
 
 - Actions are the normalised convention of DESIGN.md; `tether.robot_ws.messages.action_to_velocity`
@@ -36,6 +36,7 @@ from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
+import rclpy
 from gymnasium.envs.registration import EnvSpec
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
@@ -44,19 +45,20 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 
-import rclpy
 from tether import spaces
 from tether.config import RigConfig
 from tether.robot_ws import messages, qos
 from tether.robot_ws.graph import GraphSpec, observation_space_of
 from tether.robot_ws.network import enclave_of, init_context
 from tether.robot_ws.spinning import NodeSpinners
+from tether.sim2real.twin.tasks import make_task
 from tether.types import DeviceError, Observation
 
 NODE_NAME = "robot_env"
 TASK_STATE = "twin/task_state"
 SUCCESS = "twin/success"
-WAIT_POLL_S = 0.002  # wall seconds between looks at the node's clock while waiting (sim time moves without callbacks)
+WAIT_POLL_S = 0.002
+"""Wall seconds between looks at the node's clock while waiting (sim time moves without callbacks here)."""
 
 T = TypeVar("T")
 
@@ -74,8 +76,13 @@ PROPRIO_SOURCES: dict[str, tuple[str, type, Callable[[Any], np.ndarray]]] = {
 }
 
 
-def image_topic(key: str) -> str:
-    return f"cameras/{key[len(spaces.IMAGES):]}/image_raw"
+def source_of(key: str) -> tuple[str, type]:
+    """The topic an observation key comes from, and its message type."""
+    if key in PROPRIO_SOURCES:
+        return PROPRIO_SOURCES[key][:2]
+    if spaces.is_image_key(key):
+        return f"cameras/{key[len(spaces.IMAGES):]}/image_raw", Image
+    return TASK_STATE, Float32MultiArray
 
 
 class RobotEnv(gym.Env):
@@ -91,8 +98,10 @@ class RobotEnv(gym.Env):
         sim_time: bool = False,
         timeout_s: float = 5.0,
     ) -> None:
-        """`sim_time`: the graph runs on the twin's /clock (a time scale other than 1). `timeout_s`: the most
-        wall time one call waits on the graph (the reset service, a first observation, a clock that stopped)."""
+        """`sim_time`: the graph runs on the twin's /clock (a time scale other than 1). `timeout_s`: the
+        most wall time a call waits on the graph (the reset service, a first observation, a stopped clock)."""
+        if obs_mode not in ("state", "pixels", "all"):
+            raise ValueError(f"obs_mode '{obs_mode}': must be 'state', 'pixels' or 'all'")
         self.rig = rig
         self.timeout_s = timeout_s
         self.observation_space = observation_space_of(GraphSpec(rig=rig, nodes=(), obs_mode=obs_mode))
@@ -100,10 +109,10 @@ class RobotEnv(gym.Env):
         self.episode_length = rig.task.episode_length
         self.metadata = {**self.metadata, "render_fps": rig.arm.control_rate_hz}
         self.spec = EnvSpec("tether/RobotEnv-v0", entry_point=f"{__name__}:RobotEnv", nondeterministic=True)
-        self._topics = {key: self._topic_of(key) for key in self.observation_space.spaces}
-        self._latest: dict[str, tuple[Any, float]] = {}  # topic -> (message, acquisition time on the node's clock)
+        self._topics = {key: source_of(key)[0] for key in self.observation_space.spaces}
+        self._latest: dict[str, tuple[Any, float]] = {}  # topic -> (message, acquisition time, node clock)
         self._events: list[str] = []
-        self._events_since_ns = time.time_ns()  # events published before the episode began are not its own
+        self._events_since_ns = time.time_ns()  # events sent before the episode began are not its own
         self._changed = threading.Condition()
         self._episode_start = 0.0
         self._tick = 0.0
@@ -113,12 +122,12 @@ class RobotEnv(gym.Env):
         self.context = rclpy.Context()
         init_context(self.context, rig.network, enclave_of((NODE_NAME,)))
         overrides = [Parameter("use_sim_time", Parameter.Type.BOOL, True)] if sim_time else []
-        self.node = Node(NODE_NAME, namespace=rig.namespace, context=self.context, parameter_overrides=overrides)
-        kinds = {topic: kind for topic, kind, _ in PROPRIO_SOURCES.values()}
-        for topic in {*self._topics.values(), SUCCESS}:
-            kind = Image if topic.startswith("cameras/") else kinds.get(topic, Float32MultiArray)
-            kind = Bool if topic == SUCCESS else kind
-            self.node.create_subscription(kind, topic, lambda msg, topic=topic: self._store(topic, msg), qos.SENSOR)
+        self.node = Node(
+            NODE_NAME, namespace=rig.namespace, context=self.context, parameter_overrides=overrides
+        )
+        for topic, kind in {*map(source_of, self.observation_space.spaces), (SUCCESS, Bool)}:
+            store = lambda msg, topic=topic: self._store(topic, msg)  # noqa: E731
+            self.node.create_subscription(kind, topic, store, qos.SENSOR)
         self.node.create_subscription(String, "episode/events", self._on_event, qos.EVENTS)
         self.cmd_pub = self.node.create_publisher(TwistStamped, "arm/cmd", qos.COMMAND)
         self.gripper_pub = self.node.create_publisher(Float32, "gripper/cmd", qos.COMMAND)
@@ -127,12 +136,6 @@ class RobotEnv(gym.Env):
         self.spinners = NodeSpinners(self.context)
         self.spinners.add(self.node)
         self.spinners.start()
-
-    @staticmethod
-    def _topic_of(key: str) -> str:
-        if key in PROPRIO_SOURCES:
-            return PROPRIO_SOURCES[key][0]
-        return image_topic(key) if spaces.is_image_key(key) else TASK_STATE
 
     # --- inputs (executor thread) -----------------------------------------------------
 
@@ -161,7 +164,7 @@ class RobotEnv(gym.Env):
         if not self.reset_client.wait_for_service(timeout_sec=self.timeout_s):
             raise DeviceError(f"arm/reset: no arm node answered within {self.timeout_s:g} s")
         future = self.reset_client.call_async(Trigger.Request())
-        result = self._wait(lambda now: future.result() if future.done() else None, "arm/reset answered")
+        result = self._wait(lambda now: future.result() if future.done() else None, "arm/reset answer")
         if not result.success:
             raise DeviceError(f"arm/reset failed: {result.message}")
         with self._changed:  # nothing from before the reset may reach the new episode
@@ -179,11 +182,14 @@ class RobotEnv(gym.Env):
         if self._steps is None:
             raise RuntimeError("RobotEnv: step() before reset()")
         action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape:
+            shape = self.action_space.shape
+            raise ValueError(f"action of shape {action.shape}: rig '{self.rig.name}' takes {shape}")
         finite = bool(np.all(np.isfinite(action)))
-        self._send(np.clip(action, -1.0, 1.0))  # a non-finite action goes to the arm node, which rejects it and holds
+        self._send(np.clip(action, -1.0, 1.0))  # a non-finite one: the arm node rejects it and holds
         dt = self.rig.control_dt
         target = self._tick + dt
-        now = self._wait(lambda now: now if now >= target else None, "the next control tick (has the clock stopped?)")
+        now = self._wait(lambda now: now if now >= target else None, "next control tick (a stopped clock?)")
         self._tick = target if now - target < dt else now  # a step that started late re-anchors the pace
         obs = self._fresh_observation(self._tick)
         self._steps += 1
@@ -217,7 +223,7 @@ class RobotEnv(gym.Env):
     def _send(self, action: np.ndarray | None) -> None:
         """One command on arm/cmd (and gripper/cmd); None holds (zero velocity, gripper left as it is)."""
         stamp = self._now()
-        if stamp == 0:  # no clock yet on sim time: nothing was commanded by this node, and the arm holds by itself
+        if stamp == 0:  # no clock yet on sim time: this node commanded nothing, the arm holds by itself
             return
         if action is None:
             self.cmd_pub.publish(messages.twist_msg(np.zeros(6), stamp))
@@ -226,7 +232,7 @@ class RobotEnv(gym.Env):
         self.gripper_pub.publish(Float32(data=float(action[-1])))
 
     def _wait(self, until: Callable[[float], T | None], what: str) -> T:
-        """Wait until `until(now)` (node clock, once it runs) returns something, at most `timeout_s` of wall time."""
+        """Wait until `until(now)` (node clock, once it runs) gives something; at most `timeout_s` (wall)."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             now = self._now()
@@ -234,28 +240,29 @@ class RobotEnv(gym.Env):
             if found is not None:
                 return found
             if time.monotonic() > deadline:
-                raise StaleObservation(f"RobotEnv: no {what} within {self.timeout_s:g} s")
+                raise DeviceError(f"RobotEnv: no {what} within {self.timeout_s:g} s")
             with self._changed:
                 self._changed.wait(WAIT_POLL_S)
 
     def _fresh_observation(self, tick: float | None) -> Observation:
-        """The observation once every input is fresh; raises naming the stale input once the node's clock
-        passes `tick + staleness_s` (after a reset, `tick` None: once `timeout_s` of wall time has passed)."""
+        """The observation once every input is fresh. Raises naming the stale input once the node's clock
+        passes `tick + staleness_s`, or (after a reset: `tick` None; a stopped clock) after `timeout_s`."""
         limit = None if tick is None else tick + self.rig.safety.staleness_s
-        stale = ""
+        why = ""
 
-        def ready(now: float) -> Observation | bool | None:
-            nonlocal stale
-            obs, stale = self._observation(now)
-            return obs if obs is not None else (True if limit is not None and now > limit else None)
+        def ready(now: float) -> Observation | None:
+            nonlocal why
+            obs, why = self._observation(now)
+            if obs is None and limit is not None and now > limit:
+                raise StaleObservation(why)
+            return obs
 
         try:
-            found = self._wait(ready, "fresh observation")
-        except StaleObservation as error:
-            raise StaleObservation(f"{error}: {stale}" if stale else str(error)) from None
-        if found is True:
-            raise StaleObservation(stale)
-        return found
+            return self._wait(ready, "fresh observation")
+        except StaleObservation:
+            raise
+        except DeviceError as error:
+            raise StaleObservation(f"{error}: {why}" if why else str(error)) from None
 
     def _observation(self, now: float) -> tuple[Observation | None, str]:
         """The observation, or None and why: the first input with no message younger than `staleness_s`."""
@@ -267,7 +274,7 @@ class RobotEnv(gym.Env):
                 return None, f"{topic}: no message since the reset"
             age = now - latest[topic][1]
             if age > bound:
-                return None, f"{topic}: newest message is {age:.2f} s old (safety.staleness_s is {bound:g} s)"
+                return None, f"{topic}: newest message is {age:.2f} s old (safety.staleness_s: {bound:g} s)"
         obs: Observation = {}
         task_state = messages.task_state_from_msg(latest[TASK_STATE][0]) if TASK_STATE in latest else {}
         for key, topic in self._topics.items():
@@ -279,7 +286,7 @@ class RobotEnv(gym.Env):
             else:
                 name = key[len(spaces.STATE):]
                 if name not in task_state:
-                    raise KeyError(f"observation key '{key}': not published on {TASK_STATE}")
+                    raise ValueError(f"observation key '{key}': not published on {TASK_STATE}")
                 obs[key] = task_state[name].copy()
         return obs, ""
 
@@ -292,3 +299,23 @@ class RobotEnv(gym.Env):
         msg, stamp = latest
         fresh = now - stamp <= self.rig.safety.staleness_s
         return bool(msg.data) and fresh and stamp > self._episode_start + 0.5 * self.rig.control_dt
+
+
+class ExpertView:
+    """A RobotEnv observation as the twin the scripted operator (`tether.sim2real.twin.expert`) reads:
+    TCP, gripper opening and task state, so the twin's expert drives a rig through RobotEnv (state obs)."""
+
+    def __init__(self, rig: RigConfig, obs: Observation) -> None:
+        self.rig = rig
+        self.task = make_task(rig.task.name, rig.arm.workspace)
+        self.obs = obs
+
+    def tcp_pose(self) -> tuple[np.ndarray, None]:
+        return self.obs[spaces.TCP_POSE][:3].astype(float), None  # the operator's plans use the position
+
+    def gripper_opening(self) -> float:
+        return float(self.obs[spaces.GRIPPER][0])
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        return {name: self.obs[spaces.STATE + name] for name in self.task.state_dims}
+

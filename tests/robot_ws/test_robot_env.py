@@ -9,16 +9,14 @@ import logging
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
-from tether import spaces
 from tether.config import RigConfig, load_rig
 from tether.robot_ws import qos
 from tether.robot_ws.graph import Graph, GraphSpec
-from tether.robot_ws.robot_env import RobotEnv, StaleObservation
+from tether.robot_ws.robot_env import ExpertView, RobotEnv, StaleObservation
 from tether.sim2real.twin.env import TwinEnv
 from tether.sim2real.twin.expert import ScriptedOperator
-from tether.sim2real.twin.tasks import make_task
 from tether.types import Observation
 
 log = logging.getLogger(__name__)
@@ -32,25 +30,6 @@ def twin_graph(rig: RigConfig, *nodes: str) -> Graph:
 
 def layout(obs: Observation) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return {key: (value.shape, value.dtype) for key, value in obs.items()}
-
-
-class ObservedTwin:
-    """What the scripted expert reads of the twin (TCP, gripper, task state), taken from RobotEnv's
-    observation instead of the simulation."""
-
-    def __init__(self, rig: RigConfig, obs: Observation) -> None:
-        self.rig = rig
-        self.task = make_task(rig.task.name, rig.arm.workspace)
-        self.obs = obs
-
-    def tcp_pose(self) -> tuple[np.ndarray, None]:
-        return self.obs[spaces.TCP_POSE][:3].astype(float), None  # the expert's plans use the position only
-
-    def gripper_opening(self) -> float:
-        return float(self.obs[spaces.GRIPPER][0])
-
-    def task_state(self) -> dict[str, np.ndarray]:
-        return {name: self.obs[spaces.STATE + name] for name in self.task.state_dims}
 
 
 @pytest.fixture
@@ -71,9 +50,30 @@ def test_gymnasium_checks_and_the_twin_envs_layout(rig):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert layout(obs) == layout(twin_obs) and obs in env.observation_space
         assert (reward, terminated, truncated, info["action_rejected"]) == (0.0, False, False, False)
+        with pytest.raises(ValueError, match=r"action of shape \(3,\): rig 'twin_panda' takes \(4,\)"):
+            env.step(np.zeros(3, np.float32))
     env.close()  # a second close is allowed; stepping after it is not
     with pytest.raises(RuntimeError, match="after close"):
         env.step(env.action_space.sample())
+    with pytest.raises(ValueError, match="obs_mode 'depth'"):
+        RobotEnv(rig, "depth")
+
+
+def test_episode_events_end_episodes(rig):
+    """An operator's events: failure terminates, stop truncates; events from before the reset do not count."""
+    zero = np.zeros(rig.arm.action_dim, np.float32)
+    with twin_graph(rig) as graph, RobotEnv(rig, "state", sim_time=True) as env:
+        operator = graph.plain_node("operator")
+        events = operator.create_publisher(String, "episode/events", qos.EVENTS)
+        events.publish(String(data="success"))  # the previous episode's
+        env.reset()
+        assert env.step(zero)[1:4] == (0.0, False, False)
+        events.publish(String(data="failure"))
+        assert graph.wait(lambda: env.step(zero)[2], timeout_s=10)
+        env.reset()
+        events.publish(String(data="stop"))
+        assert graph.wait(lambda: env.step(zero)[1:4] == (0.0, False, True), timeout_s=10)
+        operator.destroy_node()
 
 
 def test_scripted_expert_picks_the_cube_through_robot_env(rig):
@@ -84,9 +84,11 @@ def test_scripted_expert_picks_the_cube_through_robot_env(rig):
             obs, _ = env.reset()
             expert.reset()
             terminated = truncated = False
+            steps = 0
             while not (terminated or truncated):
-                obs, reward, terminated, truncated, info = env.step(expert.act(ObservedTwin(rig, obs)))
-            results.append((info["success"], reward, terminated, env._steps))
+                obs, reward, terminated, truncated, info = env.step(expert.act(ExpertView(rig, obs)))
+                steps += 1
+            results.append((info["success"], reward, terminated, steps))
         unsafe = {k: v for k, v in graph.node("arm").counters.items() if k.startswith("rejected_non_finite")}
     log.info("scripted expert through RobotEnv: %s", results)
     successes = [r for r in results if r[0]]
