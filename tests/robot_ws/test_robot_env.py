@@ -52,6 +52,7 @@ def test_gymnasium_checks_and_the_twin_envs_layout(rig):
         assert (reward, terminated, truncated, info["action_rejected"]) == (0.0, False, False, False)
         with pytest.raises(ValueError, match=r"action of shape \(3,\): rig 'twin_panda' takes \(4,\)"):
             env.step(np.zeros(3, np.float32))
+    assert not env.context.ok()  # closed on leaving `with`: node destroyed, its own context shut down
     env.close()  # a second close is allowed; stepping after it is not
     with pytest.raises(RuntimeError, match="after close"):
         env.step(env.action_space.sample())
