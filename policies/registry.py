@@ -212,9 +212,11 @@ def load_policy(path: Path, *, deterministic: bool = True, asynchronous: bool = 
         return _LOADERS[kind](checkpoint, config, options)
     except CheckpointError:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError) as error:  # config.json names a kind, not its settings
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        # config.json names a kind but not its settings, or the weights do not fit the network it describes
+        reason = " ".join(str(error).split())
         raise CheckpointError(f"checkpoint {checkpoint}: not a loadable {kind!r} policy "
-                              f"({type(error).__name__}: {error})") from None
+                              f"({type(error).__name__}: {reason})") from None
 
 
 # --- the kinds ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tether.cli import main
 from tether.policies.checkpoint import CONFIG_FILE, MODEL_FILE, CheckpointError
@@ -147,6 +148,13 @@ def test_what_cannot_act_is_one_line_naming_the_folder_and_the_reason(runs, tmp_
         folder = Path(shutil.copytree(runs["sac"] / "checkpoint", tmp_path / name))
         (folder / CONFIG_FILE).write_text(json.dumps({**config, **change}))
         assert reason in _one_line(folder)
+
+    misfit = Path(shutil.copytree(runs["sac"] / "checkpoint", tmp_path / "misfit"))
+    weights = load_file(str(misfit / MODEL_FILE))
+    first = sorted(weights)[0]
+    save_file({**weights, first: torch.zeros(3, 3)}, str(misfit / MODEL_FILE))  # well-formed, wrong shape
+    message = _one_line(misfit)
+    assert "not a loadable 'sac' policy (RuntimeError" in message and first in message
 
     gone = Path(shutil.copytree(runs["residual"] / "checkpoint", tmp_path / "baseless"))
     saved = json.loads((gone / CONFIG_FILE).read_text())
