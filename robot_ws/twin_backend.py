@@ -144,7 +144,11 @@ class TwinWorld:
                 self._gripper = gripper
             clock, ramp = self.sim_clock(), self.rig.control_dt
             if queued:
-                ramp += min(max(0.0, self._ramp_end - clock), QUEUE_PERIODS * self.rig.control_dt)
+                # A setpoint that finds the ramp over starts one with a physics chunk of slack, so that the next
+                # one, which reaches the physics thread up to a chunk late, continues it instead of finding the
+                # arm stopped for a chunk (those pauses made the arm overshoot the speed limit when it went on).
+                waiting = self._ramp_end - clock
+                ramp += min(waiting, QUEUE_PERIODS * self.rig.control_dt) if waiting > 0 else PHYSICS_CHUNK_S
             self._ramp_end = clock + ramp
             matrix = self.sim.home_tcp_mat if quat_xyzw is None else quat_xyzw_to_matrix(quat_xyzw)
             self.sim.command(position, matrix, self._gripper, ramp_s=ramp)

@@ -111,6 +111,11 @@ class _ArmBase(_Strict):
     """Largest TCP speed (m/s) a command may ask for; faster targets are rate-limited."""
     max_angular_speed: float = Field(1.0, gt=0, le=3.0)
     """Largest TCP angular speed (rad/s)."""
+    max_linear_accel: float = Field(1.0, gt=0, le=13.0)
+    """Largest rate (m/s^2) at which the setpoint's speed may grow: a command from rest reaches full speed
+    over a few control periods instead of at once, which made the arm's first period overshoot the speed
+    limit by up to 20% on the twin (benchmarks/safety.py). Slowing down is never limited. The bound is
+    libfranka's kMaxTranslationalAcceleration."""
     control_rate_hz: float = Field(10.0, gt=0, le=1000)
     """Policy / command rate."""
     action_scale: tuple[float, float] = (0.02, 0.1)

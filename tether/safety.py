@@ -5,7 +5,8 @@ sent to the arm by at most one control period's worth of the rig's speed limits 
 angular) from the previous setpoint, inside the workspace box. Setpoints accumulate from the
 previous setpoint (so tracking lag does not turn into drift), but never lead the measured pose
 by more than `MAX_LEAD_STEPS` speed-limited steps, so an arm blocked by contact does not wind
-up a growing force.
+up a growing force. A step may be longer than the one before it by the rig's acceleration limit
+only, so an arm at rest is not jolted to full speed in one period.
 
 Speed is limited over time, not per message: `SetpointFilter` applies at most one command per
 control period (`DUE_FRACTION` of it, for the jitter of a command stream at the control rate,
@@ -94,6 +95,7 @@ class MotionLimits:
     workspace: Box
     max_linear_speed: float  # m/s
     max_angular_speed: float  # rad/s
+    max_linear_accel: float  # m/s^2, how fast the setpoint's speed may grow
     dt: float  # control period, s
     fixed_quat: tuple[float, float, float, float] | None
     """Orientation (xyzw) the TCP keeps when commands carry no rotation; None: rotations are applied."""
@@ -102,7 +104,8 @@ class MotionLimits:
     def of(cls, rig: RigConfig) -> MotionLimits:
         arm = rig.arm
         fixed = None if arm.rotation_actions else tuple(arm.tcp_down_quat)
-        return cls(arm.workspace, arm.max_linear_speed, arm.max_angular_speed, rig.control_dt, fixed)
+        return cls(arm.workspace, arm.max_linear_speed, arm.max_angular_speed, arm.max_linear_accel, rig.control_dt,
+                   fixed)
 
     @property
     def max_step(self) -> float:
@@ -111,6 +114,11 @@ class MotionLimits:
     @property
     def max_angle(self) -> float:
         return self.max_angular_speed * self.dt
+
+    @property
+    def max_step_growth(self) -> float:
+        """How much longer (m) a setpoint's step may be than the step before it."""
+        return self.max_linear_accel * self.dt * self.dt
 
 
 @dataclass(frozen=True)
@@ -127,14 +135,21 @@ class Setpoint:
         return cls(pose[:3].copy(), pose[3:7].copy())
 
 
-def next_setpoint(previous: Setpoint, measured: Setpoint, velocity: np.ndarray, limits: MotionLimits) -> Setpoint:
+def next_setpoint(
+    previous: Setpoint, measured: Setpoint, velocity: np.ndarray, limits: MotionLimits, last_step: float = 0.0,
+    elapsed: float = np.inf,
+) -> Setpoint:
     """One control period of `velocity` ([vx, vy, vz, wx, wy, wz], base frame) from `previous`,
-    within the speed limits, the workspace box and reach of the `measured` pose."""
+    within the speed limits over the `elapsed` time since `previous` (at most a period), the workspace
+    box and reach of the `measured` pose; the step at most `limits.max_step_growth` longer than
+    `last_step` (m, the previous setpoint's step; 0 from rest)."""
     velocity = check_finite(velocity, "velocity")
     position = translation_target(
         measured.position, previous.position, velocity[:3] * limits.dt, limits.workspace,
-        limits.max_linear_speed, limits.dt,
+        limits.max_linear_speed, min(elapsed, limits.dt),
     )
+    # A shorter step along the same segment stays in the box and within reach, as both ends are.
+    position = previous.position + limit_norm(position - previous.position, last_step + limits.max_step_growth)
     if limits.fixed_quat is not None:
         goal = np.asarray(limits.fixed_quat, float)
     else:
@@ -159,8 +174,12 @@ class SetpointFilter:
         self.pending: np.ndarray | None = None
         self.applied_at = -np.inf
         """When the period of the last setpoint began (on the schedule of the periods before it)."""
+        self.previous_at = -np.inf
+        """When the last setpoint was made."""
         self.merged = 0
         """Commands replaced by a later one before they were applied."""
+        self.last_step = 0.0
+        """Length (m) of the last setpoint's step: the next may be `max_step_growth` longer."""
 
     def offer(self, velocity: np.ndarray) -> None:
         """Hold `velocity` as the next command to apply; raises UnsafeCommand if it is not finite."""
@@ -179,7 +198,11 @@ class SetpointFilter:
         if not self.due(now):
             raise RuntimeError("no command is due")
         previous = self.setpoint if self.setpoint is not None else measured
-        self.setpoint = next_setpoint(previous, measured, self.pending, self.limits)
+        # A setpoint let through early (DUE_FRACTION) moves no faster than the limit over the time it had.
+        elapsed = now - self.previous_at
+        self.setpoint = next_setpoint(previous, measured, self.pending, self.limits, self.last_step, elapsed)
+        self.previous_at = now
+        self.last_step = float(np.linalg.norm(self.setpoint.position - previous.position))
         self.pending = None
         # The period starts on schedule, not at `now`: a setpoint let through early shortens the next
         # period's wait by nothing, so a stream faster than the control rate averages exactly one per period.
@@ -190,3 +213,4 @@ class SetpointFilter:
         """Forget the setpoint and the pending command; the period of the last setpoint still runs."""
         self.setpoint = None
         self.pending = None
+        self.last_step = 0.0

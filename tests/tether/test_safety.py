@@ -47,7 +47,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from tether.safety import MotionLimits, Setpoint, SetpointFilter, next_setpoint, orientation_target  # noqa: E402
 
 DOWN = (1.0, 0.0, 0.0, 0.0)
-LIMITS = MotionLimits(BOX, max_linear_speed=0.25, max_angular_speed=1.0, dt=0.1, fixed_quat=None)
+LIMITS = MotionLimits(BOX, max_linear_speed=0.25, max_angular_speed=1.0, max_linear_accel=1.5, dt=0.1, fixed_quat=None)
 HERE = Setpoint(np.array([0.5, 0.0, 0.2]), np.array(DOWN))
 
 
@@ -79,12 +79,24 @@ def test_every_setpoint_is_finite_in_the_box_and_one_step_from_the_last():
 
 def test_a_step_back_to_the_measured_pose_is_speed_limited_too():
     setpoint = Setpoint(np.array([0.6, 0.0, 0.2]), np.array(DOWN))  # far ahead of an arm left behind
-    out = next_setpoint(setpoint, HERE, np.zeros(6), LIMITS)
+    out = next_setpoint(setpoint, HERE, np.zeros(6), LIMITS, last_step=LIMITS.max_step)
     assert np.linalg.norm(out.position - setpoint.position) == pytest.approx(LIMITS.max_step)
 
 
+def test_from_rest_the_step_grows_by_the_acceleration_limit_and_shrinks_at_once():
+    full = np.array([0.25, 0, 0, 0, 0, 0])
+    steps, setpoint, last = [], HERE, 0.0
+    for velocity in [full, full, full, np.zeros(6)]:
+        out = next_setpoint(setpoint, setpoint, velocity, LIMITS, last_step=last)
+        last = float(np.linalg.norm(out.position - setpoint.position))
+        steps.append(last)
+        setpoint = out
+    growth = LIMITS.max_step_growth  # 1.5 m/s^2 * (0.1 s)^2 = 15 mm
+    np.testing.assert_allclose(steps, [growth, LIMITS.max_step, LIMITS.max_step, 0.0], atol=1e-12)
+
+
 def test_without_rotation_actions_the_orientation_turns_to_the_fixed_one_and_stays():
-    limits = MotionLimits(BOX, 0.25, 1.0, 0.1, fixed_quat=DOWN)
+    limits = MotionLimits(BOX, 0.25, 1.0, 1.5, 0.1, fixed_quat=DOWN)
     tilted = Setpoint(HERE.position, (Rotation.from_rotvec([0.0, 0.25, 0.0]) * Rotation.from_quat(DOWN)).as_quat())
     setpoint = tilted
     angles = []
@@ -118,6 +130,18 @@ def test_filter_applies_at_most_one_command_per_period_latest_wins():
     assert not fil.due(0.5)  # nothing is replayed: the pending command was consumed
     with pytest.raises(RuntimeError, match="no command is due"):
         fil.apply(HERE, 0.5)
+
+
+def test_a_setpoint_let_through_early_moves_no_faster_than_the_limit_over_its_time():
+    fil = SetpointFilter(LIMITS)
+    full = np.array([1.0, 0, 0, 0, 0, 0])  # asks for more than the limit
+    steps, setpoint, now = [], HERE, 0.0
+    for now in (0.0, 0.1, 0.2, 0.296):  # the last one comes 0.96 of a period after the one before
+        fil.offer(full)
+        new = fil.apply(HERE if setpoint is HERE else setpoint, now)
+        steps.append(float(np.linalg.norm(new.position - setpoint.position)))
+        setpoint = new
+    np.testing.assert_allclose(steps[1:], [LIMITS.max_step, LIMITS.max_step, 0.96 * LIMITS.max_step])
 
 
 def test_filter_reset_forgets_setpoint_and_pending_command():
