@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import gymnasium as gym
+import numpy as np
 import pytest
+from std_msgs.msg import UInt8MultiArray
 
 import rclpy
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 
+from tether.config import load_rig
+from tether.policies.sac import SACConfig
+from tether.robot_ws import qos
+from tether.robot_ws.nodes.learner import LearnerNode
 from tether.robot_ws.spinning import NodeSpinners
 
 
@@ -63,3 +71,19 @@ def ros():
 @pytest.fixture(name="wait_for")
 def wait_for_fixture():
     return wait_for
+
+
+@pytest.fixture
+def small_learner(ros, tmp_path):
+    """Factory of a learner node (tiny SAC, run folder in tmp_path) on a state space of `keys` (name -> size),
+    with a node that publishes `learner/transitions` to it; `ros` is not started yet."""
+
+    def make(keys: dict[str, int]) -> tuple[LearnerNode, Node, Publisher]:
+        rig = load_rig("twin_panda")
+        space = gym.spaces.Dict({key: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32) for key, dim in keys.items()})
+        learner = ros.add(LearnerNode(rig, space, tmp_path / "run", sac=SACConfig(hidden_dims=(16,), batch_size=4),
+                                      context=ros.context))
+        sender = ros.node("sender", rig.namespace)
+        return learner, sender, sender.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
+
+    return make

@@ -3,19 +3,14 @@ and the node keeps learning from the finite ones."""
 
 from dataclasses import replace
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from std_msgs.msg import UInt8MultiArray
 
-from tether.config import load_rig
-from tether.policies.sac import SACConfig
 from tether.robot_ws import messages, qos
-from tether.robot_ws.nodes.learner import LearnerNode, non_finite_parts
+from tether.robot_ws.nodes.learner import non_finite_parts
 from tether.types import Transition
 
-RIG = load_rig("twin_panda")
 KEYS = {"state/tcp_pose": 7, "state/gripper": 1}
 
 
@@ -51,12 +46,8 @@ def test_non_finite_parts_names_the_poisoned_part(part, bad):
     assert non_finite_parts(_poison(clean, part, bad)) == [expected]
 
 
-def test_learner_drops_and_counts_non_finite_transitions_and_keeps_the_finite_ones(ros, wait_for, tmp_path):
-    space = gym.spaces.Dict({key: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32) for key, dim in KEYS.items()})
-    learner = ros.add(LearnerNode(RIG, space, tmp_path / "run", sac=SACConfig(hidden_dims=(16,), batch_size=4),
-                                  context=ros.context))
-    sender = ros.node("sender", RIG.namespace)
-    publisher = sender.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
+def test_learner_drops_and_counts_non_finite_transitions_and_keeps_the_finite_ones(ros, wait_for, small_learner):
+    learner, sender, publisher = small_learner(KEYS)
     diagnostics: list[DiagnosticArray] = []
     sender.create_subscription(DiagnosticArray, "diagnostics", diagnostics.append, qos.COMMAND)
     ros.start()

@@ -1,15 +1,12 @@
 """Recorder and learner nodes refuse transitions that do not fit their store / buffers (another graph on the
 same ROS domain, a node of another rig) without losing the episode they are recording or stopping."""
 
-import gymnasium as gym
 import numpy as np
 from std_msgs.msg import UInt8MultiArray
 
 from tether.config import load_rig
 from tether.datasets.store import EpisodeStore
-from tether.policies.sac import SACConfig
 from tether.robot_ws import messages, qos
-from tether.robot_ws.nodes.learner import LearnerNode
 from tether.robot_ws.nodes.recorder import RecorderNode
 from tether.types import Transition
 
@@ -48,12 +45,8 @@ def test_recorder_refuses_a_foreign_transition_and_keeps_its_episode(ros, wait_f
     assert np.array_equal(store.episode(0).obs["state/gripper"][:, 0], [0.0, 1.0])
 
 
-def test_learner_refuses_a_foreign_transition_and_counts_only_its_own(ros, wait_for, tmp_path):
-    space = gym.spaces.Dict({key: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32) for key, dim in OURS.items()})
-    learner = ros.add(LearnerNode(RIG, space, tmp_path / "run", sac=SACConfig(hidden_dims=(16,), batch_size=4),
-                                  context=ros.context))
-    sender = ros.node("sender", RIG.namespace)
-    publisher = sender.create_publisher(UInt8MultiArray, "learner/transitions", qos.STREAM)
+def test_learner_refuses_a_foreign_transition_and_counts_only_its_own(ros, wait_for, small_learner):
+    learner, _, publisher = small_learner(OURS)
     ros.start()
     assert wait_for(lambda: publisher.get_subscription_count() > 0)
     for step, keys in enumerate((OURS, FOREIGN, OURS)):
