@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libusb-1.0-0 xvfb xdotool libegl1 libgl1-mesa-dri
+APT_PACKAGES := libusb-1.0-0 xvfb xdotool libegl1 libgl1-mesa-dri iproute2
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
