@@ -32,6 +32,7 @@ from benchmarks.report import markdown_table, write_results
 from tether.config import RigConfig, load_rig
 from tether.robot_ws import messages, qos
 from tether.robot_ws.interfaces import DeviceError
+from tether.robot_ws.network import enclave_of, init_context
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.spinning import NodeSpinners
 from tether.robot_ws.twin_backend import TcpTrace, TwinArm, TwinWorld
@@ -67,7 +68,7 @@ class Bench:
     def __init__(self, rig: RigConfig) -> None:
         self.rig = rig
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        init_context(self.context, rig.network, enclave_of(("arm", "operator")))  # closed to the network, as a graph
         self.world = TwinWorld(rig.model_copy(update={"cameras": []}), rig.task.name)
         self.backend = TimedArm(self.world)
         self.arm = ArmNode(rig, self.backend, context=self.context)
