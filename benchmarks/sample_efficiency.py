@@ -1,17 +1,19 @@
 """Success rate against environment steps for SAC in the twin, aggregated over seeds with rliable.
 
-Conditions are the product of tasks x observation modes x demo counts x intervention settings;
-each runs for --seeds seeds (`tether.cli.train.run_sac`, the same code path as `tether train sac`).
-At every evaluation point the interquartile mean (IQM) of success over seeds is reported with a
-95% stratified-bootstrap interval, plus the first step at which the IQM reaches 0.8 and 0.9.
+Every run is `tether train sac` with its defaults (`tether.cli.train.run_sac`, SACConfig and LoopConfig
+as they ship: the recipe), 20 scripted demos, and one of three kinds of human help:
 
-The full study of issue 5 (2 tasks x 2 obs x {10, 20} demos x {none, scripted} x 5 seeds, 20k
-steps each) is days of CPU on a laptop-class machine; --preset small is what fits in minutes.
+- scripted: the scripted operator takes over when the policy strays (HIL-SERL), each takeover's rejected
+  proposal costs the RLIF penalty, and the task's sparse reward is learned;
+- none: no interventions, the task reward only (RLPD with demos);
+- rlif: interventions as in 'scripted' but no task reward at all: only the takeover penalty (RLIF).
 
-    .venv/bin/python -m benchmarks.sample_efficiency --preset small
-    .venv/bin/python -m benchmarks.sample_efficiency --preset demo --jobs 2   # tether demo's task, BC 0 vs 1
-    .venv/bin/python -m benchmarks.sample_efficiency --tasks pick_cube peg_insert --obs state pixels \\
-        --demos 10 20 --interventions none scripted --seeds 5 --steps 20000
+At every evaluation point (>= 20 episodes, deterministic policy, no interventions) the interquartile mean
+(IQM) of success over seeds is reported with a 95% stratified-bootstrap interval, the first step at which
+the IQM reaches 0.8 and 0.9, and per seed whether its last three evaluations agree within 0.15 (no collapse).
+
+    .venv/bin/python -m benchmarks.sample_efficiency --preset demo --jobs 2   # `tether demo`'s narrowed rig
+    .venv/bin/python -m benchmarks.sample_efficiency --preset full --jobs 2   # the full twin_panda pick_cube
 """
 
 from __future__ import annotations
@@ -33,19 +35,17 @@ from tether.policies.sac import SACConfig
 from tether.policies.sac_loop import LoopConfig
 
 PRESETS = {
-    "small": dict(rig="twin_panda", tasks=["pick_cube"], obs=["state"], demos=[20], interventions=["none", "scripted"],
-                  bc_weights=[0.0], seeds=3, steps=3000, eval_every=500, eval_episodes=10),
-    # What `tether demo` trains on (the cube within +-2 cm, 60-step episodes), with and without its BC term.
+    # What `tether demo` trains on: the cube within +-2 cm.
     "demo": dict(rig="twin_panda_demo", tasks=["pick_cube"], obs=["state"], demos=[20], interventions=["scripted"],
-                 bc_weights=[0.0, 1.0], seeds=3, steps=3000, eval_every=500, eval_episodes=10),
-    "issue": dict(rig="twin_panda", tasks=["pick_cube", "peg_insert"], obs=["state", "pixels"], demos=[10, 20],
-                  interventions=["none", "scripted"], bc_weights=[0.0], seeds=5, steps=20_000, eval_every=1000,
-                  eval_episodes=20),
+                 seeds=5, steps=3000, eval_every=500, eval_episodes=20),
+    "full": dict(rig="twin_panda", tasks=["pick_cube"], obs=["state"], demos=[20],
+                 interventions=["scripted", "none", "rlif"], seeds=5, steps=30_000, eval_every=2500,
+                 eval_episodes=20),
 }
-# The learner settings of the study: RLPD's REDQ ensemble at UTD 4 with a faster target (see README).
-SAC = dict(num_critics=10, critic_subsample=2, utd_ratio=4, tau=0.02, batch_size=128, hidden_dims=(128, 128))
+HELP = {"none": "", "scripted": " + interventions", "rlif": " + interventions, RLIF reward only"}
 THRESHOLDS = (0.8, 0.9)
-RLIF_PENALTY = 1.0
+COLLAPSE_SPREAD = 0.15
+"""A seed collapsed if its last three evaluations spread wider than this."""
 
 
 def iqm_curve(scores: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,52 +88,55 @@ def one_run(run: dict) -> tuple[list[dict], float]:
     """One seed of one condition (a process of its own when --jobs > 1): its curve and wall seconds."""
     torch.set_num_threads(run["threads"])
     start = time.perf_counter()
-    result = run_sac(task=run["task"], obs_mode=run["obs"], steps=run["steps"], seed=run["seed"],
-                     sac=SACConfig(**SAC, bc_weight=run["bc_weight"]), loop=run["loop"], rig=run["rig"],
-                     demo_episodes=run["demos"], interventions=run["interventions"], out=run["out"],
-                     progress=False)
+    loop = LoopConfig(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"],
+                      task_reward=run["help"] != "rlif")
+    result = run_sac(task=run["task"], obs_mode=run["obs"], steps=run["steps"], seed=run["seed"], sac=run["sac"],
+                     loop=loop, rig=run["rig"], demo_episodes=run["demos"],
+                     interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False)
     return result.curve, time.perf_counter() - start
+
+
+def stable(scores: np.ndarray) -> list[bool]:
+    """Per seed: its last three evaluations lie within COLLAPSE_SPREAD of each other."""
+    last = scores[:, -3:]
+    return [bool(spread <= COLLAPSE_SPREAD + 1e-9) for spread in last.max(axis=1) - last.min(axis=1)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     parser.add_argument("--rig")
     parser.add_argument("--tasks", nargs="+")
     parser.add_argument("--obs", nargs="+", choices=["state", "pixels"])
     parser.add_argument("--demos", nargs="+", type=int)
-    parser.add_argument("--interventions", nargs="+", choices=["none", "scripted"])
-    parser.add_argument("--bc-weights", nargs="+", type=float)
+    parser.add_argument("--interventions", nargs="+", choices=sorted(HELP))
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--eval-episodes", type=int)
+    parser.add_argument("--sac", type=json.loads, default={}, help="JSON overrides of SACConfig (an ablation)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/sample_efficiency"))
     args = parser.parse_args()
-    settings = {**PRESETS[args.preset], **{k: v for k, v in vars(args).items()
-                                           if k in PRESETS["small"] and v is not None}}
-    base_loop = LoopConfig(eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"])
+    preset = PRESETS[args.preset]
+    settings = {**preset, **{k: v for k, v in vars(args).items() if k in preset and v is not None}}
+    sac = SACConfig.model_validate(args.sac)
 
-    grid = list(itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"],
-                                  settings["bc_weights"]))
+    grid = list(itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"]))
     runs = [
-        # With interventions, the RLIF penalty lets each takeover teach (HIL-SERL + RLIF).
-        dict(task=task, obs=obs, demos=demos, interventions=interventions, bc_weight=bc, seed=seed,
-             rig=settings["rig"], steps=settings["steps"], threads=args.threads,
-             loop=base_loop.model_copy(update={"rlif_penalty": RLIF_PENALTY if interventions == "scripted" else 0.0}),
-             out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{interventions}_bc{bc:g}_s{seed}")
-        for task, obs, demos, interventions, bc in grid for seed in range(settings["seeds"])
+        dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=sac, rig=settings["rig"],
+             steps=settings["steps"], eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"],
+             threads=args.threads, out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}_s{seed}")
+        for task, obs, demos, help_ in grid for seed in range(settings["seeds"])
     ]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         outcomes = list(pool.map(one_run, runs))
 
     conditions = []
-    for index, (task, obs, demos, interventions, bc) in enumerate(grid):
-        name = (f"{task} {obs} {demos} demos" + (" + interventions" if interventions == "scripted" else "")
-                + (f" + BC {bc:g}" if bc else ""))
+    for index, (task, obs, demos, help_) in enumerate(grid):
+        name = f"{task} {obs} {demos} demos{HELP[help_]}"
         mine = outcomes[index * settings["seeds"]:(index + 1) * settings["seeds"]]
         curves, seconds = [curve for curve, _ in mine], [wall for _, wall in mine]
         for seed, curve in enumerate(curves):
@@ -142,32 +145,35 @@ def main() -> None:
         scores = np.array([[p["success_rate"] for p in curve] for curve in curves])
         iqm, interval = iqm_curve(scores, args.bootstrap, seed=0)
         conditions.append({
-            "name": name, "task": task, "obs": obs, "demos": demos, "interventions": interventions, "bc_weight": bc,
+            "name": name, "task": task, "obs": obs, "demos": demos, "help": help_,
             "steps": steps, "scores": scores.tolist(), "iqm": iqm.tolist(),
             "ci_low": interval[0].tolist(), "ci_high": interval[1].tolist(),
             **{f"steps_to_{level}": first_step_reaching(steps, iqm, level) for level in THRESHOLDS},
+            "stable_seeds": stable(scores),
             "intervention_rate": float(np.mean([c[-1]["intervention_rate"] for c in curves])),
             "updates_per_s": float(np.mean([c[-1]["updates_per_s"] for c in curves])),
             "wall_s_per_run": float(np.mean(seconds)),
         })
-    figure = HERE / "results" / "sample_efficiency.png"
-    plot(conditions, figure)
+    name = f"sample_efficiency_{args.preset}"
+    plot(conditions, HERE / "results" / f"{name}.png")
     rows = [[c["name"], settings["seeds"], settings["steps"],
              f"{c['iqm'][-1]:.2f} [{c['ci_low'][-1]:.2f}, {c['ci_high'][-1]:.2f}]",
              c["steps_to_0.8"] or "not reached", c["steps_to_0.9"] or "not reached",
+             f"{sum(c['stable_seeds'])} of {len(c['stable_seeds'])}",
              f"{c['intervention_rate']:.2f}", f"{c['wall_s_per_run'] / 60:.1f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "env steps", "final success IQM [95% CI]", "IQM >= 0.8 at",
-                            "IQM >= 0.9 at", "intervention rate", "minutes per run"], rows)
-    notes = (f"SAC in the twin rig {settings['rig']} (`tether.cli.train.run_sac`), settings {json.dumps(SAC)} "
-             f"and the BC weights listed; with interventions "
-             f"the scripted operator takes over when the policy strays and RLIF penalty {RLIF_PENALTY} applies; "
-             f"evaluation every "
-             f"{settings['eval_every']} steps over {settings['eval_episodes']} episodes with the deterministic "
-             f"policy; IQM over seeds with 95% stratified-bootstrap intervals (rliable, {args.bootstrap} "
-             f"replicates). Scale run: preset '{args.preset}' {json.dumps(settings)}, torch threads "
-             f"{args.threads}, {args.jobs} runs at once. Curves: results/sample_efficiency.png. "
+                            "IQM >= 0.9 at", "seeds without collapse", "intervention rate", "minutes per run"], rows)
+    notes = (f"SAC in the twin rig {settings['rig']} with the defaults of `tether train sac` "
+             f"(`tether.cli.train.run_sac`; SAC {json.dumps(json.loads(sac.model_dump_json()))}); with interventions "
+             f"the scripted operator takes over when the policy strays and each takeover costs the RLIF penalty. "
+             f"Evaluation every {settings['eval_every']} steps over {settings['eval_episodes']} episodes with the "
+             f"deterministic policy and no interventions; IQM over seeds with 95% stratified-bootstrap intervals "
+             f"(rliable, {args.bootstrap} replicates); a seed has no collapse when its last three evaluations lie "
+             f"within {COLLAPSE_SPREAD}. Settings {json.dumps(settings)}, torch threads {args.threads}, {args.jobs} "
+             f"runs at once. Curves: results/{name}.png. "
              f"`.venv/bin/python -m benchmarks.sample_efficiency --preset {args.preset} --jobs {args.jobs}`")
-    write_results("sample_efficiency", {"settings": settings, "sac": SAC, "conditions": conditions}, table, notes)
+    write_results(name, {"settings": settings, "sac": json.loads(sac.model_dump_json()), "conditions": conditions},
+                  table, notes)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,10 @@ class ReplayBuffer:
         self._open = not (transition.terminated or transition.truncated)
         self._cursor = successor if self._open else (successor + 1) % self.capacity
 
+    def zero_rewards(self) -> None:
+        """Forget the task's reward of every stored transition (a learner trained on interventions alone)."""
+        self._reward[:] = 0.0
+
     def add_episode(self, episode: EpisodeArrays) -> None:
         """Append every step of an episode (the same as `add` per step)."""
         for transition in episode.transitions():

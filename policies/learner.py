@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,12 @@ class LoopConfig(StrictConfig):
     """Share of every minibatch drawn from the demo buffer (RLPD/HIL-SERL: 50/50)."""
     buffer_capacity: int = Field(200_000, ge=2)
     """Slots of the online buffer and of the demo buffer."""
-    rlif_penalty: float = Field(0.0, ge=0)
-    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 switches it off."""
+    rlif_penalty: float = Field(1.0, ge=0)
+    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 switches it off. Only
+    takeovers are touched: without interventions it changes nothing."""
+    task_reward: bool = True
+    """Learn from the task's reward. False is RLIF alone: every reward the learner stores (online and demos) is
+    0, and only a takeover's rejected proposal is worth -rlif_penalty."""
     eval_every: int = Field(1_000, ge=1)
     """Environment steps between evaluations (one also runs at the end)."""
     eval_episodes: int = Field(10, ge=1)
@@ -171,6 +175,8 @@ class Learner:
         space, action_dim = agent.observation_space, agent.action_dim
         self.online = online if online is not None else ReplayBuffer(space, action_dim, config.buffer_capacity)
         self.demos = demos if demos is not None else ReplayBuffer(space, action_dim, config.buffer_capacity)
+        if not config.task_reward:
+            self.demos.zero_rewards()
         self.state = LearnerState(updates_at_start=int(agent.critic_updates))
         self.data_lock = threading.Lock()  # buffers and counters: held briefly by `add`
         self.agent_lock = threading.Lock()  # the networks: held for an update, a weights snapshot, a checkpoint
@@ -183,6 +189,8 @@ class Learner:
     def add(self, transition: Transition) -> None:
         """One environment step: into the online buffer (and the demo buffer if a person acted)."""
         takeover = transition.intervened and not self._was_intervening and transition.policy_action is not None
+        if not self.config.task_reward:
+            transition = replace(transition, reward=0.0)
         with self.data_lock:
             if takeover and self.config.rlif_penalty > 0:
                 self.online.add(rlif_transition(transition, self.config.rlif_penalty))
@@ -201,6 +209,8 @@ class Learner:
         """A store's successful episodes into the demo buffer; the skipped count goes to the metrics."""
         with self.data_lock:
             result = load_demos(self.demos, path, transform)
+            if not self.config.task_reward:
+                self.demos.zero_rewards()
         self.note_demos(result)
         return result
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file
 from torch import nn
 
-from tether.spaces import is_image_key
+from tether.spaces import TCP_POSE, is_image_key
 
 
 class StrictConfig(BaseModel):
@@ -52,6 +52,22 @@ class EncoderConfig(StrictConfig):
     """Keep the loaded trunk fixed (only pooling and projection train), as HIL-SERL does with its pretrained ResNet."""
     aug_pad: int = Field(4, ge=0)
     """Random-shift augmentation: replicate-pad by this many pixels and crop back at a random offset (DrQ)."""
+    relative_positions: bool = True
+    """Append every task position (`state/<name>_pos`, 3-D in the base frame) minus the TCP position: where the
+    object is from the gripper, the quantity a reaching or grasping policy acts on. Twin and real rigs publish the
+    same keys, so the feature is the same on both."""
+    near_scale: float | None = Field(0.02, gt=0)
+    """With relative positions, also append tanh(relative / near_scale) (metres): a feature that resolves
+    millimetres within a few centimetres of the object and saturates beyond. Normalised by the spread of the
+    whole workspace, the last centimetre of an approach (grasp or stop short) is a few hundredths of a
+    standard deviation, too fine for the networks to act on; None leaves it out."""
+    normalize_state: bool = True
+    """Standardise the state vector with a per-dimension mean and standard deviation fitted once, on the first
+    training batch (demonstrations and early experience), and kept in the checkpoint: raw joint angles, metres
+    and quaternions differ in scale by orders of magnitude, and a 2 cm spread of the cube would otherwise be
+    invisible next to them."""
+    state_std_floor: float = Field(0.01, gt=0)
+    """Smallest standard deviation a state dimension is divided by (near-constant dimensions stay near 0)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EncoderConfig:
@@ -327,6 +343,10 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return rearrange(images, "b h w c -> b c h w").float().div_(255.0)
 
 
+STATE_CLIP = 10.0
+"""Normalised state is clipped to +-this many standard deviations of the data it was fitted on."""
+
+
 class ObservationEncoder(nn.Module):
     """Dict observation -> one feature vector: each camera's encoding, then the state vectors, concatenated.
 
@@ -343,8 +363,31 @@ class ObservationEncoder(nn.Module):
             if channels != 3:
                 raise ValueError(f"observation {key}: expected (H, W, 3) images, got shape {observation_space[key].shape}")
             self.encoders[_module_name(key)] = ImageEncoder(config, height, width)
-        state_dim = sum(int(math.prod(observation_space[k].shape)) for k in self.state_keys)
+        self.relative_keys = [
+            k for k in self.state_keys if k.endswith("_pos") and observation_space[k].shape == (3,)
+        ] if config.relative_positions and TCP_POSE in self.state_keys else []
+        self.near_scale = config.near_scale
+        per_relative = 3 if self.near_scale is None else 6
+        state_dim = (sum(int(math.prod(observation_space[k].shape)) for k in self.state_keys)
+                     + per_relative * len(self.relative_keys))
+        self.normalize_state = config.normalize_state
+        self.std_floor = config.state_std_floor
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("state_fitted", torch.zeros((), dtype=torch.bool))
         self.feature_dim = state_dim + config.latent_dim * len(self.image_keys)
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.normalize_state and self.state_mean.numel() > 0 and not bool(self.state_fitted)
+
+    @torch.no_grad()
+    def fit_state(self, obs: dict[str, torch.Tensor]) -> None:
+        """Fit the state normalisation on a batch of raw observations (once, before the first update)."""
+        state = self._state(obs)
+        self.state_mean.copy_(state.mean(dim=0))
+        self.state_std.copy_(state.std(dim=0).clamp_min(self.std_floor))
+        self.state_fitted.fill_(True)
 
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
         """`images`: float (B, 3, H, W) per image key; `state`: (B, S) already concatenated -> (B, F)."""
@@ -354,9 +397,23 @@ class ObservationEncoder(nn.Module):
     def split(self, obs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Raw batched tensors -> float images (B, 3, H, W) per camera and the state vector (B, S)."""
         images = {key: images_to_float(obs[key]) for key in self.image_keys}
+        state = self._state(obs)
+        if self.normalize_state:
+            state = ((state - self.state_mean) / self.state_std).clamp(-STATE_CLIP, STATE_CLIP)
+        return images, state
+
+    def _state(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The raw state vector: the state keys in sorted order, then the positions relative to the TCP (and
+        their near-field squashing)."""
         batch = next(iter(obs.values())).shape[0]
         state = [obs[key].float().reshape(batch, -1) for key in self.state_keys]
-        return images, torch.cat(state, dim=-1) if state else torch.zeros(batch, 0)
+        if self.relative_keys:
+            tcp = obs[TCP_POSE].float()[:, :3]
+            relative = [obs[key].float() - tcp for key in self.relative_keys]
+            state += relative
+            if self.near_scale is not None:
+                state += [torch.tanh(r / self.near_scale) for r in relative]
+        return torch.cat(state, dim=-1) if state else torch.zeros(batch, 0, device=self.state_mean.device)
 
 
 def _module_name(key: str) -> str:

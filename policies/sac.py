@@ -65,15 +65,17 @@ GRASP_COMMANDS = (GRIPPER_OPEN, 0.0, GRIPPER_CLOSE)
 
 
 class SACConfig(StrictConfig):
-    """Hyper-parameters of the agent. Defaults follow RLPD/SERL unless noted."""
+    """Hyper-parameters of the agent. The defaults are the recipe that `tether demo` and
+    benchmarks/sample_efficiency.py measure (docs/learner.md): RLPD/SERL's REDQ ensemble at UTD 4 with the actor
+    updated once per environment step, a BC term and the grasp margin on what the operator did."""
 
-    hidden_dims: tuple[int, ...] = (256, 256)
-    """Hidden widths of actor, critic and grasp-critic MLPs."""
+    hidden_dims: tuple[int, ...] = (128, 128)
+    """Hidden widths of actor, critic and grasp-critic MLPs (128: twice the updates per second of 256 on a CPU)."""
     layer_norm: bool = True
     """LayerNorm after every hidden linear layer (RLPD: it keeps Q from diverging at high UTD)."""
-    num_critics: int = Field(2, ge=1)
+    num_critics: int = Field(10, ge=1)
     """Critic ensemble size; 10 with critic_subsample 2 is REDQ/RLPD."""
-    critic_subsample: int | None = Field(None, ge=1)
+    critic_subsample: int | None = Field(2, ge=1)
     """Target Q is the min over a random subset of this many target members (REDQ); None: over all."""
     discount: float = Field(0.97, gt=0, le=1)
     """Per control step; 0.97 suits 10 Hz episodes of ~100 steps (SERL)."""
@@ -87,12 +89,13 @@ class SACConfig(StrictConfig):
     """Subtract alpha * log pi(a'|s') in the critic target (off in RLPD/SERL)."""
     lr: float = Field(3e-4, gt=0)
     """Adam learning rate of every network and the temperature."""
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(128, ge=1)
     """Transitions per critic update (the training loop samples utd_ratio * batch_size at once)."""
-    utd_ratio: int = Field(1, ge=1)
+    utd_ratio: int = Field(4, ge=1)
     """Critic updates per environment step (update-to-data ratio)."""
-    critic_actor_ratio: int = Field(1, ge=1)
-    """Critic updates per actor/temperature update (HIL-SERL uses 2)."""
+    critic_actor_ratio: int = Field(4, ge=1)
+    """Critic updates per actor/temperature update; equal to utd_ratio, the actor moves once per environment
+    step, as SERL/RLPD do (an actor that chases a critic updated in the same step was what made success swing)."""
     log_std_range: tuple[float, float] = (-5.0, 2.0)
     """Bounds of the actor's pre-tanh log standard deviation."""
     grasp_critic: bool = True
@@ -101,9 +104,13 @@ class SACConfig(StrictConfig):
     """Added to the grasp critic's reward when its command moved the gripper (HIL-SERL: -0.02)."""
     grasp_moved_tol: float = Field(0.05, gt=0)
     """Change of `state/gripper` opening between obs and next_obs that counts as the gripper having moved."""
+    grasp_margin: float = Field(0.05, ge=0)
+    """DQfD's large-margin term on rows a person acted: every other grasp class must score at least this much
+    below the person's, so classes the data never shows (the operator never sends 'stay') cannot win by
+    extrapolation. 0 switches it off."""
     grasp_epsilon: float = Field(0.0, ge=0, le=1)
     """Chance of a uniformly random grasp class while exploring (0: greedy, as HIL-SERL)."""
-    bc_weight: float = Field(0.0, ge=0)
+    bc_weight: float = Field(1.0, ge=0)
     """Weight of a behaviour-cloning term on the actor: squared distance of its mean action from the action
     taken on rows a person acted (demos and interventions, `Batch.intervened`). 0 is plain SAC; a small
     weight keeps the actor near what the operator showed while Q is still uninformed (as TD3+BC, ConRFT)."""
@@ -119,11 +126,6 @@ class SACConfig(StrictConfig):
         if self.log_std_range[0] >= self.log_std_range[1]:
             raise ValueError(f"log_std_range {list(self.log_std_range)} must be increasing")
         return self
-
-
-def redq_config(**overrides: Any) -> SACConfig:
-    """RLPD/SERL's REDQ variant: 10 critics, target from a random pair."""
-    return SACConfig.model_validate({"num_critics": 10, "critic_subsample": 2, **overrides})
 
 
 def grasp_class(gripper: torch.Tensor) -> torch.Tensor:
@@ -276,6 +278,9 @@ class SACAgent(nn.Module):
         if size % utd:
             raise ValueError(f"batch of {size} transitions does not split into utd_ratio={utd} minibatches")
         obs, next_obs = self._tensors(batch.obs), self._tensors(batch.next_obs)
+        if self.encoder.needs_fit:  # the first batch fixes the state normalisation of both encoders
+            self.encoder.fit_state(obs)
+            self.target_encoder.fit_state(obs)
         action = torch.as_tensor(batch.action, dtype=torch.float32, device=self.device)
         reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=self.device)
         done = torch.as_tensor(batch.terminated, dtype=torch.float32, device=self.device)
@@ -286,7 +291,8 @@ class SACAgent(nn.Module):
             part = slice(i * step, (i + 1) * step)
             mb_obs = {k: v[part] for k, v in obs.items()}
             mb_next = {k: v[part] for k, v in next_obs.items()}
-            features, critic_metrics = self._critic_step(mb_obs, mb_next, action[part], reward[part], done[part])
+            features, critic_metrics = self._critic_step(mb_obs, mb_next, action[part], reward[part], done[part],
+                                                         human[part])
             metrics.update(critic_metrics)
             if int(self.critic_updates) % self.config.critic_actor_ratio == 0:
                 if self.config.actor_trains_encoder:  # the critic's backward freed its graph: encode afresh
@@ -304,6 +310,7 @@ class SACAgent(nn.Module):
         action: torch.Tensor,
         reward: torch.Tensor,
         done: torch.Tensor,
+        human: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One TD step of the ensemble (and of the grasp critic); returns the obs features it computed."""
         config = self.config
@@ -332,7 +339,8 @@ class SACAgent(nn.Module):
         self.critic_updates += 1
         metrics = {"critic_loss": loss.detach() / config.num_critics, "q_mean": q.detach().mean()}
         if self.grasp is not None:
-            metrics.update(self._grasp_step(features.detach(), next_features, obs, next_obs, action, reward, done))
+            metrics.update(self._grasp_step(features.detach(), next_features, obs, next_obs, action, reward, done,
+                                            human))
         return features, metrics
 
     def _grasp_step(
@@ -344,8 +352,10 @@ class SACAgent(nn.Module):
         action: torch.Tensor,
         reward: torch.Tensor,
         done: torch.Tensor,
+        human: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Double DQN over open/stay/close: online argmax at s', target network's value of it."""
+        """Double DQN over open/stay/close: online argmax at s', target network's value of it; plus the
+        large-margin term on `human` rows."""
         config = self.config
         classes = grasp_class(action[:, -1])
         moved = (next_obs[GRIPPER] - obs[GRIPPER]).abs().amax(dim=-1) > config.grasp_moved_tol
@@ -354,8 +364,12 @@ class SACAgent(nn.Module):
             best = self.grasp(next_features).argmax(dim=-1, keepdim=True)
             next_q = self.target_grasp(next_features).gather(-1, best).squeeze(-1)
             target = reward + penalty + config.discount * (1.0 - done) * next_q
-        q = self.grasp(features).gather(-1, classes[:, None]).squeeze(-1)
+        q_all = self.grasp(features)
+        q = q_all.gather(-1, classes[:, None]).squeeze(-1)
         loss = (q - target).pow(2).mean()
+        if config.grasp_margin > 0 and bool(human.any()):
+            margins = torch.full_like(q_all[human], config.grasp_margin).scatter_(-1, classes[human, None], 0.0)
+            loss = loss + ((q_all[human] + margins).amax(dim=-1) - q[human]).mean()
         self.grasp_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.grasp_optimizer.step()

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tether.datasets.replay import ReplayBuffer
 from tether.policies.learner import CHECKPOINT_DIR, DemoLoad, Learner, LoopConfig, rlif_transition  # noqa: F401
 from tether.policies.sac import SACAgent
-from tether.spaces import gripper_command
+from tether.teleop.arbitration import TakeoverRule
 from tether.types import Observation, Transition
 
 logger = logging.getLogger(__name__)
@@ -72,38 +72,23 @@ def _rng_of(intervention: Intervention | None) -> np.random.Generator | None:
 class ExpertTakeover:
     """Scripted stand-in for a person watching the robot: takes over when the policy strays.
 
-    Each step the expert says what it would do. The policy strays when its motion differs from the
-    expert's by more than `threshold` (Euclidean, action units) or it commands the gripper the other
-    way. After `patience` consecutive strays the expert takes over for `hold_steps` steps, as a
-    person holding the SpaceMouse for a moment (the rig's teleop sticky time).
+    Each step the expert says what it would do, and `tether.teleop.arbitration.TakeoverRule` (the
+    rule the ROS 2 graph's scripted operator uses too) decides whether it acts: after `patience`
+    consecutive strays it takes over for `hold_steps` steps, as a person holding the SpaceMouse for a
+    moment (the rig's teleop sticky time).
     """
 
-    def __init__(self, expert: Expert, env: gym.Env, *, threshold: float = 1.0, patience: int = 3,
-                 hold_steps: int = 5) -> None:
-        if threshold <= 0 or patience < 1 or hold_steps < 1:
-            raise ValueError(f"ExpertTakeover: need threshold > 0, patience >= 1, hold_steps >= 1, got "
-                             f"{threshold}, {patience}, {hold_steps}")
+    def __init__(self, expert: Expert, env: gym.Env, **rule: Any) -> None:
         self.expert, self.env = expert, env
-        self.threshold, self.patience, self.hold_steps = threshold, patience, hold_steps
-        self.reset()
+        self.rule = TakeoverRule(**rule)
 
     def reset(self) -> None:
         self.expert.reset()
-        self._strays = 0
-        self._holding = 0
+        self.rule.reset()
 
     def __call__(self, obs: Observation, proposal: np.ndarray) -> np.ndarray | None:
         wanted = np.asarray(self.expert.act(self.env), dtype=np.float32)  # the expert watches every step
-        if self._holding == 0:
-            stray = (np.linalg.norm(proposal[:-1] - wanted[:-1]) > self.threshold
-                     or gripper_command(float(proposal[-1])) * gripper_command(float(wanted[-1])) < 0)
-            self._strays = self._strays + 1 if stray else 0
-            if self._strays >= self.patience:
-                self._holding, self._strays = self.hold_steps, 0
-        if self._holding == 0:
-            return None
-        self._holding -= 1
-        return wanted
+        return wanted if self.rule.step(proposal, wanted) else None
 
 
 @dataclass

@@ -3,6 +3,10 @@
 It watches the twin world (privileged state, as a person sees the table) and either acts
 all the time (recording demonstrations) or watches the policy's proposals and takes over
 when the policy strays (human-in-the-loop training), by `tether.teleop.arbitration`.
+
+The teleop node polls a device faster than the control rate, so a person's input is never stale;
+the scripted operator still decides once per control period of the twin's clock (its takeover
+rule and grasp wait count control steps) and repeats that decision to the polls in between.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 
 from tether.config import RigConfig
 from tether.robot_ws.twin_backend import TwinWorld
+from tether.safety import DUE_FRACTION
 from tether.sim2real.twin.expert import ScriptedOperator
 from tether.teleop.arbitration import TakeoverRule
 from tether.teleop.device import TeleopCommand, TeleopDevice
@@ -27,7 +32,10 @@ class ScriptedTeleop(TeleopDevice):
         self.operator = ScriptedOperator(rig.teleop.scripted, seed=seed)
         self.rule = TakeoverRule()
         self.rotation = rig.arm.rotation_actions
+        self.period = rig.control_dt
         self._proposal: np.ndarray | None = None
+        self._decision: TeleopCommand | None = None
+        self._decided_at = 0.0
 
     def connect(self) -> None:
         """The twin is in this process."""
@@ -43,8 +51,16 @@ class ScriptedTeleop(TeleopDevice):
         self.operator.reset()
         self.rule.reset()
         self._proposal = None
+        self._decision = None
 
     def poll(self) -> TeleopCommand:
+        """This control period's decision: made at the first poll of the period, repeated until the next."""
+        now = self.world.sim_clock()
+        if self._decision is None or now - self._decided_at >= DUE_FRACTION * self.period:
+            self._decision, self._decided_at = self._decide(), now
+        return self._decision
+
+    def _decide(self) -> TeleopCommand:
         with self.world.lock:
             wanted = self.operator.act(self.world.sim)
         if self.mode == "always":

@@ -1,9 +1,12 @@
 """Who acts: the policy, or the human who takes over when it strays.
 
-`TakeoverRule` is the scripted stand-in for a person watching the robot: each step it
+`TakeoverRule` is the scripted stand-in for a person watching the robot: each control step it
 compares the policy's proposal with what the operator would do, and after `patience`
 consecutive strays it takes over for `hold_steps` steps, as a person grabbing the
-SpaceMouse for a moment. `StickyOverride` is what the actor applies to any human: the
+SpaceMouse for a moment. A policy strays when it moves elsewhere, sends the gripper the other
+way, or hardly moves where the operator would move (a hovering or crawling policy otherwise runs
+out the episode untouched). The rule counts control steps: step it once per
+policy proposal, never on a faster clock. `StickyOverride` is what the actor applies to any human: the
 human's command wins while they are engaged and for a short window after they let go, so
 a brief pause in their input does not hand control back mid-correction.
 """
@@ -18,12 +21,18 @@ from tether.spaces import gripper_command
 class TakeoverRule:
     """Decides when a watching operator takes over from the policy."""
 
-    def __init__(self, threshold: float = 1.0, patience: int = 3, hold_steps: int = 5) -> None:
-        if threshold <= 0 or patience < 1 or hold_steps < 1:
+    def __init__(self, threshold: float = 1.0, patience: int = 3, hold_steps: int = 5,
+                 decisive: float = 0.05, min_progress: float = 0.25) -> None:
+        if threshold <= 0 or patience < 1 or hold_steps < 1 or decisive <= 0 or not 0 <= min_progress < 1:
             raise ValueError(
-                f"TakeoverRule: need threshold > 0, patience >= 1, hold_steps >= 1, got {threshold}, {patience}, {hold_steps}"
+                f"TakeoverRule: need threshold > 0, patience >= 1, hold_steps >= 1, decisive > 0 and "
+                f"0 <= min_progress < 1, got {threshold}, {patience}, {hold_steps}, {decisive}, {min_progress}"
             )
         self.threshold, self.patience, self.hold_steps = threshold, patience, hold_steps
+        self.decisive, self.min_progress = decisive, min_progress
+        """From this norm on (action units; above the operator's noise while it pauses) the operator means to
+        move, and the policy must cover at least `min_progress` of that move along the operator's direction: a
+        policy hovering a centimetre off the cube, where the operator's move is small, is caught too."""
         self.reset()
 
     def reset(self) -> None:
@@ -31,10 +40,15 @@ class TakeoverRule:
         self._holding = 0
 
     def strays(self, proposal: np.ndarray, wanted: np.ndarray) -> bool:
-        """The policy's motion differs too much from the operator's, or its gripper goes the other way."""
-        motion_gap = float(np.linalg.norm(np.asarray(proposal[:-1]) - np.asarray(wanted[:-1])))
+        """The policy's motion differs too much from the operator's, stalls where the operator would move,
+        or its gripper goes the other way."""
+        motion, wanted_motion = np.asarray(proposal[:-1], dtype=float), np.asarray(wanted[:-1], dtype=float)
+        motion_gap = float(np.linalg.norm(motion - wanted_motion))
+        wanted_norm = float(np.linalg.norm(wanted_motion))
+        stalled = (wanted_norm >= self.decisive
+                   and float(motion @ wanted_motion) / wanted_norm < self.min_progress * wanted_norm)
         opposite_gripper = gripper_command(float(proposal[-1])) * gripper_command(float(wanted[-1])) < 0
-        return motion_gap > self.threshold or opposite_gripper
+        return motion_gap > self.threshold or stalled or opposite_gripper
 
     def step(self, proposal: np.ndarray | None, wanted: np.ndarray) -> bool:
         """True while the operator acts this step. Without a proposal (no policy yet) the operator acts."""

@@ -420,9 +420,9 @@ class ActorNode(Node):
     def _publish_action(self, action: np.ndarray, proposal: np.ndarray | None, now: float) -> None:
         self.cmd_pub.publish(messages.twist_msg(messages.action_to_velocity(action, self.rig), now))
         self.gripper_pub.publish(Float32(data=float(action[-1])))
-        if proposal is not None:
-            self.proposal_pub.publish(messages.twist_msg(messages.action_to_velocity(proposal, self.rig), now))
+        if proposal is not None:  # the gripper first: a watcher takes the twist as the whole proposal
             self.proposal_gripper_pub.publish(Float32(data=float(proposal[-1])))
+            self.proposal_pub.publish(messages.twist_msg(messages.action_to_velocity(proposal, self.rig), now))
 
     def _publish_hold(self, now: float) -> None:
         self.cmd_pub.publish(messages.twist_msg(np.zeros(6), now))

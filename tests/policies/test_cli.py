@@ -31,7 +31,7 @@ def test_train_sac_debug_then_eval_then_resume(tmp_path) -> None:
     curve = json.loads((out / "curve.json").read_text())
     assert [p["env_steps"] for p in curve] == [50, 60]
     result = json.loads((out / "result.json").read_text())
-    assert result["utd_achieved"] == 1.0 and result["critic_updates"] > 0 and result["demo_transitions"] > 0
+    assert result["utd_achieved"] == 4.0 and result["critic_updates"] > 0 and result["demo_transitions"] > 0
     assert (out / "curve.png").is_file() and (out / "checkpoint" / "model.safetensors").is_file()
 
     report = tmp_path / "eval.json"
@@ -46,7 +46,7 @@ def test_train_sac_debug_then_eval_then_resume(tmp_path) -> None:
     _invoke("train", "sac", "--debug", "--steps", "80", "--demo-episodes", "1", "--seed", "3", "--out", str(out))
     curve = json.loads((out / "curve.json").read_text())
     assert [p["env_steps"] for p in curve] == [50, 60, 80]
-    assert SACAgent.load(out / "checkpoint").critic_updates.item() == updates + 20
+    assert SACAgent.load(out / "checkpoint").critic_updates.item() == updates + 4 * 20  # UTD 4
 
 
 def test_train_sac_rejects_bad_options(tmp_path) -> None:

@@ -16,7 +16,7 @@ from tether.policies.sac import SACAgent, SACConfig
 from tether.policies.sac_loop import collect_demos
 from tether.types import Transition
 
-SMALL = SACConfig(hidden_dims=(32, 32), batch_size=8)
+SMALL = SACConfig(hidden_dims=(32, 32), batch_size=8, utd_ratio=1, critic_actor_ratio=1)
 HUMAN = np.array([0.5, 0.5, 0.5, -1.0], np.float32)
 
 
@@ -83,6 +83,32 @@ def test_interventions_are_demos_and_rlif_penalises_each_takeover(toy) -> None:
     assert len(learner.online) == 45 + 3 and learner.updates_owed == 0
     demo_rows = [t for episode in learner.demos.episodes() for t in episode.transitions()]
     assert all(t.intervened and np.allclose(t.action, HUMAN) for t in demo_rows)
+
+
+def test_rlif_alone_keeps_only_the_takeover_penalty_as_reward(toy) -> None:
+    """task_reward False: demos and online steps lose the task's reward (the toy pays 1 on success); each
+    takeover's rejected proposal still costs rlif_penalty."""
+    env = toy.Env()
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    collect_demos(env, toy.Expert(), 2, demos, seed=0)
+    assert any(t.reward > 0 for episode in demos.episodes() for t in episode.transitions())
+    learner = _learner(toy, LoopConfig(learning_starts=10_000, rlif_penalty=1.0, task_reward=False), demos=demos)
+    expert = toy.Expert()
+    obs, _ = env.reset(seed=0)
+    terminated = truncated = False
+    for step in range(30):  # the expert takes over at step 5 and solves the task: a rewarded success
+        proposal = np.zeros(4, np.float32)
+        human = step >= 5
+        action = expert.act(env) if human else proposal
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        learner.add(Transition(obs, action, float(reward), next_obs, terminated, truncated, human, proposal))
+        obs = next_obs
+        if terminated or truncated:
+            break
+    assert terminated
+    rewards = [t.reward for buffer in (learner.online, learner.demos)
+               for episode in buffer.episodes() for t in episode.transitions()]
+    assert sorted(set(rewards)) == [-1.0, 0.0] and rewards.count(-1.0) == 1
 
 
 def test_interrupted_and_resumed_learner_matches_the_uninterrupted_one(toy, tmp_path) -> None:

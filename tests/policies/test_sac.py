@@ -28,12 +28,11 @@ from tether.policies.sac import (
     SACConfig,
     grasp_class,
     polyak_update,
-    redq_config,
     temperature_loss,
 )
 from tether.spaces import gripper_command
 
-SMALL = dict(hidden_dims=(32, 32), batch_size=16)
+SMALL = dict(hidden_dims=(32, 32), batch_size=16, utd_ratio=1, critic_actor_ratio=1)  # one step of each per update
 SMALL_ENCODER = EncoderConfig(channels=(8, 8), kernels=(3, 3), strides=(2, 1), groups=4, latent_dim=8)
 
 
@@ -83,7 +82,7 @@ def test_ensemble_evaluates_a_subset_of_members_as_the_full_ensemble_does() -> N
 
 
 def test_redq_target_is_the_min_over_the_drawn_pair(h) -> None:
-    config = redq_config(**SMALL, grasp_critic=False, discount=0.5)
+    config = SACConfig(**SMALL, grasp_critic=False, discount=0.5)
     agent = SACAgent(h.state_space(), h.ACTION_DIM, config, seed=0)
     batch = h.random_batch(h.state_space(), 16, np.random.default_rng(0))
     obs, next_obs = agent._tensors(batch.obs), agent._tensors(batch.next_obs)
@@ -96,7 +95,8 @@ def test_redq_target_is_the_min_over_the_drawn_pair(h) -> None:
     agent.generator.set_state(generator_state)
     reward, done = torch.as_tensor(batch.reward), torch.as_tensor(batch.terminated, dtype=torch.float32)
     q = agent.critic(agent._features(agent.encoder, obs, augment=False), torch.as_tensor(batch.action)).detach()
-    _, metrics = agent._critic_step(obs, next_obs, torch.as_tensor(batch.action), reward, done)
+    human = torch.as_tensor(batch.intervened)
+    _, metrics = agent._critic_step(obs, next_obs, torch.as_tensor(batch.action), reward, done, human)
     expected = (q - (reward + 0.5 * (1 - done) * next_v)).pow(2).mean()
     torch.testing.assert_close(metrics["critic_loss"], expected)
 
@@ -194,14 +194,35 @@ def test_grasp_penalty_only_when_a_command_moves_the_gripper(h) -> None:
     loss = float(agent._grasp_step(
         features.detach(), next_features, obs, next_obs, torch.as_tensor(batch.action),
         torch.zeros(4), torch.ones(4),  # reward 0, terminated: the target is the penalty alone
+        torch.zeros(4, dtype=torch.bool),
     )["grasp_loss"])
     target = torch.tensor([config.grasp_penalty, 0.0, 0.0, 0.0])
     assert loss == pytest.approx((q_before - target).pow(2).mean().item(), rel=1e-5)
 
 
+def test_grasp_margin_ranks_a_persons_class_above_the_others_on_their_rows_only(h) -> None:
+    config = SACConfig(**SMALL, grasp_margin=0.1)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config, seed=0)
+    batch = h.random_batch(h.state_space(), 4, np.random.default_rng(0))
+    batch.action[:, -1] = [1.0, 1.0, -1.0, -1.0]  # close, close, open, open
+    human = torch.tensor([True, False, True, False])
+    obs, next_obs = agent._tensors(batch.obs), agent._tensors(batch.next_obs)
+    features = agent._features(agent.encoder, obs, augment=False)
+    next_features = agent._features(agent.target_encoder, next_obs, augment=False)
+    q_all = agent.grasp(features).detach()
+    classes = grasp_class(torch.as_tensor(batch.action[:, -1]))
+    td = (q_all.gather(-1, classes[:, None]).squeeze(-1) - 0.0).pow(2).mean()  # reward 0, terminated, no move
+    margins = torch.full((4, 3), 0.1).scatter_(-1, classes[:, None], 0.0)
+    term = ((q_all + margins).amax(-1) - q_all.gather(-1, classes[:, None]).squeeze(-1))[human].mean()
+    batch.next_obs["state/gripper"][:] = batch.obs["state/gripper"]
+    loss = float(agent._grasp_step(features.detach(), next_features, obs, agent._tensors(batch.next_obs),
+                                   torch.as_tensor(batch.action), torch.zeros(4), torch.ones(4), human)["grasp_loss"])
+    assert loss == pytest.approx(float(td + term), rel=1e-5)
+
+
 def test_utd_is_enforced_per_update(h) -> None:
     rng = np.random.default_rng(0)
-    config = SACConfig(**SMALL, utd_ratio=4, critic_actor_ratio=2)
+    config = SACConfig(**{**SMALL, "utd_ratio": 4, "critic_actor_ratio": 2})
     agent = SACAgent(h.state_space(), h.ACTION_DIM, config)
     metrics = agent.update(h.random_batch(h.state_space(), 4 * 16, rng))
     assert (metrics["critic_updates"], metrics["actor_updates"]) == (4, 2)
@@ -228,13 +249,13 @@ def test_bc_term_pulls_the_actor_toward_what_a_person_did_on_their_rows_only(h) 
 
 
 def test_redq_target_uses_a_subset_and_all_settings_are_validated(h) -> None:
-    config = redq_config(**SMALL)
+    config = SACConfig(**SMALL)
     assert (config.num_critics, config.critic_subsample) == (10, 2)
     agent = SACAgent(h.state_space(), h.ACTION_DIM, config)
     metrics = agent.update(h.random_batch(h.state_space(), 16, np.random.default_rng(0)))
     assert math.isfinite(metrics["critic_loss"])
     with pytest.raises(ValidationError, match="critic_subsample 3 exceeds num_critics 2"):
-        SACConfig(critic_subsample=3)
+        SACConfig(num_critics=2, critic_subsample=3)
     with pytest.raises(ValidationError, match="extra"):
         SACConfig(gamma=0.99)
 

@@ -22,6 +22,16 @@ def test_opposite_gripper_counts_as_straying_and_no_policy_means_operator():
     assert TakeoverRule().step(None, WANTED)
 
 
+def test_a_hovering_or_crawling_policy_strays_where_the_operator_would_move():
+    rule = TakeoverRule(threshold=1.0, patience=1, hold_steps=1)
+    hovering, crawling = np.array([0.0, 0.0, 0.0, -1.0]), np.array([0.2, 0.0, 0.0, -1.0])
+    # Both are within the motion threshold of the operator's move (1.0 and 0.8 away): progress decides.
+    assert rule.strays(hovering, WANTED) and rule.strays(crawling, WANTED)
+    assert not rule.strays(np.array([0.3, 0.0, 0.0, -1.0]), WANTED)
+    # Where the operator itself barely moves (fine alignment), standing still is no stray.
+    assert not rule.strays(hovering, np.array([0.03, 0.0, 0.0, -1.0]))
+
+
 def test_rule_validates_its_settings():
     with pytest.raises(ValueError, match="TakeoverRule"):
         TakeoverRule(threshold=0)

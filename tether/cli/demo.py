@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +28,7 @@ from tether.cli.robot import record_demos, run_hil
 from tether.config import load_rig
 
 DEMO_RIG = "twin_panda_demo"
-"""pick_cube with the cube within +-2 cm and 60-step episodes: sized so training shows within 20 min on 2 cores."""
+"""pick_cube with the cube within +-2 cm and 80-step episodes: sized so training shows within 20 min on 2 cores."""
 
 
 def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: int, time_scale: float) -> list[dict]:
@@ -47,25 +46,14 @@ def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: i
     return graph.node("actor").episode_results
 
 
-# The learner's settings for the demo: REDQ (10 critics, target pair) at UTD 4 with a faster target,
-# small networks so updates keep up on a CPU, a BC term on what the operator did (demos and
-# interventions) and the RLIF penalty at every takeover.
-DEMO_LEARNER = {
-    "sac": {"num_critics": 10, "critic_subsample": 2, "tau": 0.02, "utd_ratio": 4, "batch_size": 128,
-            "hidden_dims": [128, 128], "bc_weight": 1.0},
-    "loop": {"rlif_penalty": 1.0, "learning_starts": 100},
-}
-
-
-def _initial_checkpoint(rig: str, out: Path, obs: str, config: Path, seed: int) -> Path:
-    """The learner's starting weights (same config and seed as the learner node builds), for the 'before' score."""
-    from tether.cli.train import learner_configs
-    from tether.policies.sac import SACAgent
+def _initial_checkpoint(rig: str, out: Path, obs: str, seed: int) -> Path:
+    """The learner's starting weights (the default recipe and the seed the learner node uses), for the 'before'
+    score."""
+    from tether.policies.sac import SACAgent, SACConfig
     from tether.robot_ws.graph import GraphSpec, observation_space_of
 
     spec = GraphSpec(rig=load_rig(rig), nodes=(), obs_mode=obs)
-    sac, _ = learner_configs(config)
-    agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, sac, seed=seed)
+    agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, SACConfig(), seed=seed)
     return agent.save(out / "initial")
 
 
@@ -145,17 +133,15 @@ def demo(
         demos = record_demos(rig, out / "demos.zarr", demo_episodes, seed=seed, time_scale=record_time_scale)
 
     console.print(f"[bold]2/4[/] evaluating the untrained policy ({eval_episodes} episodes)")
-    config = out / "learner.yaml"
-    config.write_text(yaml.safe_dump(DEMO_LEARNER))
     with _timed(phase_s, "eval_before"):
-        initial = _initial_checkpoint(rig, out, obs, config, seed)
+        initial = _initial_checkpoint(rig, out, obs, seed)
         before = _evaluate(rig, initial, out / "eval_before.zarr", eval_episodes, seed=10_000 + seed,
                            time_scale=time_scale)
 
     console.print(f"[bold]3/4[/] human-in-the-loop training for {steps} steps")
     console.print(f"    metrics: tensorboard --logdir {out / 'hil'}  (and {out / 'hil' / 'metrics.jsonl'})")
     with _timed(phase_s, "hil_training"):
-        hil = run_hil(rig, out / "hil", out / "demos.zarr", steps, obs=obs, config=config, seed=seed,
+        hil = run_hil(rig, out / "hil", out / "demos.zarr", steps, obs=obs, config=None, seed=seed,
                       time_scale=time_scale)
 
     console.print(f"[bold]4/4[/] evaluating the trained policy ({eval_episodes} episodes)")
