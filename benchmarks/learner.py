@@ -1,7 +1,8 @@
 """Gradient updates per second of the SAC learner on this machine, stacked ensemble vs a naive loop.
 
-One update = one critic step (+ grasp critic) and one actor + temperature step on a batch of 256,
-with random-shift augmentation for images. Configurations: state only (24-D), one 128x128 camera,
+One update = one critic step (+ grasp critic) on a batch of 256, with the actor + temperature step on
+the recipe's schedule (SACConfig defaults: once per environment step, i.e. every utd_ratio critic steps),
+and random-shift augmentation for images. Configurations: state only (24-D), one 128x128 camera,
 two cameras; critic ensembles of 2 and 10 (REDQ target pair). The naive variant swaps the agent's
 stacked critic ensemble for E separate MLP modules (same sizes, same init scheme), everything else
 identical (same optimiser, same REDQ subset evaluation), and is timed in the same process in
@@ -58,14 +59,14 @@ def make_space(cameras: int) -> gym.spaces.Dict:
     return gym.spaces.Dict(space)
 
 
-def make_batch(space: gym.spaces.Dict, rng: np.random.Generator) -> Batch:
+def make_batch(space: gym.spaces.Dict, rng: np.random.Generator, rows: int) -> Batch:
     def obs() -> dict[str, np.ndarray]:
-        return {k: (rng.integers(0, 256, (BATCH, *b.shape), dtype=np.uint8) if b.dtype == np.uint8
-                    else rng.normal(size=(BATCH, *b.shape)).astype(np.float32)) for k, b in space.spaces.items()}
+        return {k: (rng.integers(0, 256, (rows, *b.shape), dtype=np.uint8) if b.dtype == np.uint8
+                    else rng.normal(size=(rows, *b.shape)).astype(np.float32)) for k, b in space.spaces.items()}
 
-    return Batch(obs=obs(), action=rng.uniform(-1, 1, (BATCH, ACTION_DIM)).astype(np.float32),
-                 reward=rng.random(BATCH).astype(np.float32), next_obs=obs(),
-                 terminated=rng.random(BATCH) < 0.05, intervened=np.zeros(BATCH, bool))
+    return Batch(obs=obs(), action=rng.uniform(-1, 1, (rows, ACTION_DIM)).astype(np.float32),
+                 reward=rng.random(rows).astype(np.float32), next_obs=obs(),
+                 terminated=rng.random(rows) < 0.05, intervened=rng.random(rows) < 0.5)
 
 
 def make_naive(agent: SACAgent) -> SACAgent:
@@ -79,8 +80,9 @@ def make_naive(agent: SACAgent) -> SACAgent:
 
 
 def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -> list[tuple[float, float, int]]:
-    """Updates/s, process CPU ms per update and update count of each agent, measured in alternating
-    rounds so that a change of machine load (other processes on a shared CPU) hits every variant alike."""
+    """Critic updates/s, process CPU ms per critic update and critic update count of each agent, measured in
+    alternating rounds so that a change of machine load (other processes on a shared CPU) hits every variant
+    alike. One `agent.update` call is utd_ratio critic updates."""
     for agent in agents:
         agent.update(batch)  # warm-up: allocator, oneDNN kernels
     counts, elapsed, cpu = [0] * len(agents), [0.0] * len(agents), [0.0] * len(agents)
@@ -94,7 +96,8 @@ def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -
                     break
             elapsed[i] += time.perf_counter() - start
             cpu[i] += time.process_time() - start_cpu
-    return [(n / t, 1e3 * c / n, n) for n, t, c in zip(counts, elapsed, cpu)]
+    utd = agents[0].config.utd_ratio
+    return [(utd * n / t, 1e3 * c / (utd * n), utd * n) for n, t, c in zip(counts, elapsed, cpu)]
 
 
 def main() -> None:
@@ -114,9 +117,9 @@ def main() -> None:
         for cameras in args.cameras:
             label = f"{cameras} camera(s) 128x128" if cameras else "state"
             space = make_space(cameras)
-            batch = make_batch(space, rng)
             for members in (2, 10):
-                config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None)
+                config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None, batch_size=BATCH)
+                batch = make_batch(space, rng, BATCH * config.utd_ratio)
                 agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
                 (ours, ours_cpu, n_ours), (naive, naive_cpu, n_naive) = compare(agents, batch, args.seconds, args.rounds)
                 results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
@@ -129,9 +132,12 @@ def main() -> None:
                       f"x{ours / naive:.2f}  cpu ms {ours_cpu:.1f} / {naive_cpu:.1f}")
     table = markdown_table(["observation", "ensemble", "threads", "updates/s", "naive loop updates/s", "speed-up",
                             "CPU ms/update", "naive CPU ms/update"], rows)
-    notes = (f"Gradient updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs 256x256 with "
-             f"LayerNorm, one critic + grasp-critic + actor + temperature step per update, random-shift aug on "
-             f"images), torch {torch.__version__} CPU; the learner node runs 1 thread. 'naive' replaces the "
+    recipe = SACConfig()
+    notes = (f"Critic updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs "
+             f"{'x'.join(map(str, recipe.hidden_dims))} with LayerNorm, each critic step with its grasp-critic step, "
+             f"an actor + temperature step every {recipe.critic_actor_ratio} critic steps (the recipe: once per "
+             f"environment step at UTD {recipe.utd_ratio}), half the rows a person's (BC and grasp margin), "
+             f"random-shift aug on images), torch {torch.__version__} CPU; the learner node runs 1 thread. 'naive' replaces the "
              "stacked critic ensemble with separate MLP modules, timed in the same run in alternating rounds. "
              "CPU ms/update is process CPU time (all threads), which moves less with machine load than wall "
              f"time. OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (with 'passive', threads "
