@@ -4,6 +4,10 @@ CI budget: 2,000 environment steps (about 3.3 minutes of robot time at 10 Hz) on
 the shipped recipe (SACConfig and LoopConfig defaults: REDQ at UTD 4, the actor once per step, BC and grasp
 margin on what the operator did, the RLIF penalty at every takeover), 20 scripted demos and scripted
 interventions, on the rig `tether demo` trains on (twin_panda_demo: the cube within +-2 cm).
+
+Checked before it landed on this seed and on seeds 1-5 (agent and loop seed s, operators 2s and 2s + 1,
+demos from seed 10,000 + 100 s): every run passed, with best success 0.8-1.0, mean success over the four
+evaluations 0.45-0.80, and a final intervention rate 0.47-0.54 of the first.
 """
 
 from __future__ import annotations
