@@ -286,15 +286,12 @@ class Learner:
             self._metrics.write(self.state.env_steps, scalars)
 
     def flush_metrics(self) -> None:
-        """Write the window since the last record: mean update metrics, temperature loss, rates."""
+        """Write the window since the last record: mean update metrics and rates."""
         with self.data_lock:
             window, self._window = self._window, _Window()
         if self._metrics is None or not window.updates:
             return
         means = {k: v / window.updates for k, v in window.sums.items()}
-        if "alpha" in means and "entropy" in means:  # the value temperature_loss minimised, from its two inputs
-            target = self.agent.target_entropy
-            means["temperature_loss"] = float(np.log(means["alpha"]) * (means["entropy"] - target))
         wall = time.perf_counter() - window.started
         self.log({
             **{k: v for k, v in means.items() if k not in ("critic_updates", "actor_updates")},

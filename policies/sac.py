@@ -409,6 +409,7 @@ class SACAgent(nn.Module):
             "bc_loss": bc_loss.detach(),
             "alpha": self.alpha.detach(),
             "entropy": -log_prob.detach().mean(),
+            "temperature_loss": alpha_loss.detach(),
         }
 
     # --- checkpoints -------------------------------------------------------------------
