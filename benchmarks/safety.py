@@ -9,7 +9,7 @@
   control period;
 - watchdog hold delay: from the last command to the hold, against the rig's `watchdog_s`.
 
-Everything runs in this process: twin, arm node and a plain rclpy node that publishes.
+Everything runs in this process: twin, arm node and a plain node that publishes.
 
     .venv/bin/python -m benchmarks.safety [--repeats 3] [--trials 40]
 """
@@ -26,13 +26,13 @@ from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-import rclpy
 import tether  # noqa: F401  (headless GL before mujoco)
 from benchmarks.report import markdown_table, write_results
 from tether.config import RigConfig, load_rig
 from tether.robot_ws import messages, qos
 from tether.robot_ws.interfaces import DeviceError
-from tether.robot_ws.network import enclave_of, init_context
+from tether.robot_ws.graph import plain_node
+from tether.robot_ws.network import enclave_of, new_context
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.spinning import NodeSpinners
 from tether.robot_ws.twin_backend import TcpTrace, TwinArm, TwinWorld
@@ -67,12 +67,11 @@ class Bench:
 
     def __init__(self, rig: RigConfig) -> None:
         self.rig = rig
-        self.context = rclpy.Context()
-        init_context(self.context, rig.network, enclave_of(("arm", "operator")))  # closed to the network, as a graph
+        self.context = new_context(rig.network, enclave_of(("arm", "operator")))  # closed to the network, as a graph
         self.world = TwinWorld(rig.model_copy(update={"cameras": []}), rig.task.name)
         self.backend = TimedArm(self.world)
         self.arm = ArmNode(rig, self.backend, context=self.context)
-        self.operator = rclpy.create_node("operator", namespace=rig.namespace, context=self.context)
+        self.operator = plain_node(self.context, "operator", rig.namespace)
         self.cmd = self.operator.create_publisher(TwistStamped, "arm/cmd", qos.COMMAND)
         self.estop = self.operator.create_publisher(Bool, "estop", qos.LATCHED)
         self.home_client = self.operator.create_client(Trigger, "arm/home")

@@ -27,7 +27,7 @@ from tether import spaces
 from tether.config import RigConfig, TwinArm
 from tether.policies.registry import load_policy
 from tether.policies.residual import BASE_ACTION, base_action_space
-from tether.robot_ws.network import enclave_of, init_context
+from tether.robot_ws.network import enclave_of, new_context
 from tether.robot_ws.nodes.actor import ActorMode, ActorNode
 from tether.robot_ws.nodes.arm import ArmNode
 from tether.robot_ws.nodes.camera import CameraNode
@@ -83,14 +83,18 @@ class GraphSpec:
             raise ValueError("the learner node needs a run directory")
 
 
+def plain_node(context: rclpy.Context, name: str, namespace: str) -> Node:
+    """A bare node in `context`, for a script or benchmark that publishes or listens itself."""
+    return rclpy.create_node(name, namespace=namespace, context=context)
+
+
 class Graph:
     """A running set of nodes with their own ROS context and a spinning thread per node."""
 
     def __init__(self, spec: GraphSpec) -> None:
         self.spec = spec
         rig = spec.rig
-        self.context = rclpy.Context()
-        init_context(self.context, rig.network, enclave_of(spec.nodes))
+        self.context = new_context(rig.network, enclave_of(spec.nodes))
         self.world: TwinWorld | None = None
         self.nodes: dict[str, Node] = {}
         self._stopped = False
@@ -217,7 +221,7 @@ class Graph:
 
     def plain_node(self, name: str) -> Node:
         """A bare node in this graph's context and namespace, for scripts that publish or listen themselves."""
-        return rclpy.create_node(name, namespace=self.spec.rig.namespace, context=self.context)
+        return plain_node(self.context, name, self.spec.rig.namespace)
 
     def shutdown(self) -> None:
         """Stop in the safe order; safe to call twice."""

@@ -132,6 +132,13 @@ def _set(variables: Mapping[str, str | None]) -> None:
             os.environ[name] = value
 
 
+def new_context(network: NetworkConfig, enclave: str) -> rclpy.Context:
+    """A fresh context, initialised on the rig's network by `init_context`."""
+    context = rclpy.Context()
+    init_context(context, network, enclave)
+    return context
+
+
 def init_context(context: rclpy.Context, network: NetworkConfig, enclave: str) -> None:
     """`rclpy.init` of `context` on the rig's network, as `enclave` where security is on.
 

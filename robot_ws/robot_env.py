@@ -49,7 +49,7 @@ from tether import spaces
 from tether.config import RigConfig
 from tether.robot_ws import messages, qos
 from tether.robot_ws.graph import GraphSpec, observation_space_of
-from tether.robot_ws.network import enclave_of, init_context
+from tether.robot_ws.network import enclave_of, new_context
 from tether.robot_ws.spinning import NodeSpinners
 from tether.sim2real.twin.tasks import make_task
 from tether.types import DeviceError, Observation
@@ -119,8 +119,7 @@ class RobotEnv(gym.Env):
         self._steps: int | None = None  # None until the first reset
         self._closed = False
 
-        self.context = rclpy.Context()
-        init_context(self.context, rig.network, enclave_of((NODE_NAME,)))
+        self.context = new_context(rig.network, enclave_of((NODE_NAME,)))
         overrides = [Parameter("use_sim_time", Parameter.Type.BOOL, True)] if sim_time else []
         self.node = Node(
             NODE_NAME, namespace=rig.namespace, context=self.context, parameter_overrides=overrides
