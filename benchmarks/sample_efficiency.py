@@ -22,6 +22,8 @@ import argparse
 import itertools
 import json
 import multiprocessing
+import shlex
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -88,8 +90,8 @@ def one_run(run: dict) -> tuple[list[dict], float]:
     """One seed of one condition (a process of its own when --jobs > 1): its curve and wall seconds."""
     torch.set_num_threads(run["threads"])
     start = time.perf_counter()
-    loop = LoopConfig(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"],
-                      task_reward=run["help"] != "rlif")
+    loop = run["loop"].model_copy(update=dict(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"],
+                                              task_reward=run["help"] != "rlif"))
     result = run_sac(task=run["task"], obs_mode=run["obs"], steps=run["steps"], seed=run["seed"], sac=run["sac"],
                      loop=loop, rig=run["rig"], demo_episodes=run["demos"],
                      interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False)
@@ -115,6 +117,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--eval-episodes", type=int)
     parser.add_argument("--sac", type=json.loads, default={}, help="JSON overrides of SACConfig (an ablation)")
+    parser.add_argument("--loop", type=json.loads, default={}, help="JSON overrides of LoopConfig (an ablation)")
+    parser.add_argument("--tag", help="suffix of the results' name, so an ablation does not replace the preset's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
@@ -123,10 +127,11 @@ def main() -> None:
     preset = PRESETS[args.preset]
     settings = {**preset, **{k: v for k, v in vars(args).items() if k in preset and v is not None}}
     sac = SACConfig.model_validate(args.sac)
+    loop = LoopConfig.model_validate(args.loop)
 
     grid = list(itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"]))
     runs = [
-        dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=sac, rig=settings["rig"],
+        dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=sac, loop=loop, rig=settings["rig"],
              steps=settings["steps"], eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"],
              threads=args.threads, out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}_s{seed}")
         for task, obs, demos, help_ in grid for seed in range(settings["seeds"])
@@ -154,7 +159,7 @@ def main() -> None:
             "updates_per_s": float(np.mean([c[-1]["updates_per_s"] for c in curves])),
             "wall_s_per_run": float(np.mean(seconds)),
         })
-    name = f"sample_efficiency_{args.preset}"
+    name = f"sample_efficiency_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     plot(conditions, HERE / "results" / f"{name}.png")
     rows = [[c["name"], settings["seeds"], settings["steps"],
              f"{c['iqm'][-1]:.2f} [{c['ci_low'][-1]:.2f}, {c['ci_high'][-1]:.2f}]",
@@ -164,15 +169,17 @@ def main() -> None:
     table = markdown_table(["condition", "seeds", "env steps", "final success IQM [95% CI]", "IQM >= 0.8 at",
                             "IQM >= 0.9 at", "seeds without collapse", "intervention rate", "minutes per run"], rows)
     notes = (f"SAC in the twin rig {settings['rig']} with the defaults of `tether train sac` "
-             f"(`tether.cli.train.run_sac`; SAC {json.dumps(json.loads(sac.model_dump_json()))}); with interventions "
+             f"(`tether.cli.train.run_sac`; SAC {json.dumps(json.loads(sac.model_dump_json()))}, loop overrides "
+             f"{json.dumps(args.loop)}); with interventions "
              f"the scripted operator takes over when the policy strays and each takeover costs the RLIF penalty. "
              f"Evaluation every {settings['eval_every']} steps over {settings['eval_episodes']} episodes with the "
              f"deterministic policy and no interventions; IQM over seeds with 95% stratified-bootstrap intervals "
              f"(rliable, {args.bootstrap} replicates); a seed has no collapse when its last three evaluations lie "
              f"within {COLLAPSE_SPREAD}. Settings {json.dumps(settings)}, torch threads {args.threads}, {args.jobs} "
              f"runs at once. Curves: results/{name}.png. "
-             f"`.venv/bin/python -m benchmarks.sample_efficiency --preset {args.preset} --jobs {args.jobs}`")
-    write_results(name, {"settings": settings, "sac": json.loads(sac.model_dump_json()), "conditions": conditions},
+             f"`.venv/bin/python -m benchmarks.sample_efficiency {shlex.join(sys.argv[1:])}`")
+    write_results(name, {"settings": settings, "sac": json.loads(sac.model_dump_json()),
+                         "loop": json.loads(loop.model_dump_json()), "conditions": conditions},
                   table, notes)
 
 

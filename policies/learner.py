@@ -68,6 +68,9 @@ class LoopConfig(StrictConfig):
     """Environment steps to run."""
     learning_starts: int = Field(100, ge=1)
     """Online transitions collected before the first update."""
+    pretrain_updates: int = Field(0, ge=0)
+    """`agent.update` calls on demo-only batches before the first online update (offline-to-online): the
+    actor starts from what the demos show instead of from scratch. No environment step is spent on them."""
     random_steps: int = Field(0, ge=0)
     """Initial steps with uniformly random actions (RLPD uses none when demos are given)."""
     demo_fraction: float = Field(0.5, ge=0, le=1)
@@ -146,6 +149,8 @@ class LearnerState:
     interventions: int = 0
     update_seconds: float = 0.0
     demos_skipped: int = 0
+    pretrained: bool = False
+    """The offline phase (`LoopConfig.pretrain_updates`) ran."""
     rng: dict[str, Any] = field(default_factory=dict)
     """numpy bit-generator state of the learner's RNG (batch sampling; the loop's random actions)."""
 
@@ -231,6 +236,8 @@ class Learner:
         with self.data_lock:
             if self.updates_owed <= 0:
                 return None
+        self.pretrain()
+        with self.data_lock:
             utd = self.agent.config.utd_ratio
             batch = self._sampler().sample(utd * self.agent.config.batch_size, self.rng, minibatches=utd)
         start = time.perf_counter()
@@ -249,6 +256,26 @@ class Learner:
         if due:
             self.flush_metrics()
         return metrics
+
+    def pretrain(self) -> None:
+        """`pretrain_updates` updates on the demo buffer alone, once per run (a resumed run does not repeat them).
+        A driver calls it before its first step; the first online update calls it otherwise."""
+        if self.state.pretrained:
+            return
+        self.state.pretrained = True
+        if not len(self.demos) or not self.config.pretrain_updates:
+            return
+        utd = self.agent.config.utd_ratio
+        start, before = time.perf_counter(), int(self.agent.critic_updates)
+        for _ in range(self.config.pretrain_updates):
+            with self.data_lock:
+                batch = MixedSampler([self.demos]).sample(utd * self.agent.config.batch_size, self.rng, minibatches=utd)
+            with self.agent_lock:
+                metrics = self.agent.update(batch)
+        self.state.updates_at_start += int(self.agent.critic_updates) - before  # rates count online updates only
+        self.log({f"pretrain/{k}": v for k, v in metrics.items()})
+        logger.info("pretrained on %d demo transitions: %d updates in %.0f s", len(self.demos),
+                    self.config.pretrain_updates, time.perf_counter() - start)
 
     def _sampler(self) -> MixedSampler:
         fraction = self.config.demo_fraction

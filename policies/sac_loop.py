@@ -256,6 +256,7 @@ def train_sac(
             intervention.reset()
         return obs
 
+    learner.pretrain()
     obs = new_episode()
     bar = tqdm(range(learner.state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
     for step in bar:

@@ -83,6 +83,7 @@ def train_sac_vector(
     episodes = 0
     next_eval, next_checkpoint = config.eval_every, config.checkpoint_every
 
+    learner.pretrain()
     obs, _ = envs.reset(seed=seeds)
     bar = tqdm(total=config.steps, desc=f"sac x{envs.num_envs}", disable=not progress, unit="step")
     while learner.state.env_steps < config.steps:

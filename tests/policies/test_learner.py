@@ -64,6 +64,32 @@ def test_every_minibatch_holds_the_demo_share(toy, fraction: float) -> None:
         assert per_minibatch.tolist() == [8 * fraction] * 4
 
 
+def test_pretraining_runs_once_on_demos_alone_before_the_first_online_update(toy, tmp_path) -> None:
+    env = toy.Env()
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    collect_demos(env, toy.Expert(), 2, demos, seed=0)
+    config = LoopConfig(learning_starts=5, pretrain_updates=7)
+    learner = _learner(toy, config, demos=demos, run_dir=tmp_path / "run", tensorboard=False)
+    seen = []
+    update = learner.agent.update
+    learner.agent.update = lambda batch: seen.append(batch) or update(batch)
+    for step, transition in enumerate(_stream(toy, 8)):
+        learner.add(transition)
+        learner.update_if_due()
+        if step < 4:  # no online update owed yet: no pretraining either
+            assert not seen
+    # 7 demo-only updates first (every row intervened, the demo buffer's mark), then the 4 owed online ones.
+    assert len(seen) == 11 and all(batch.intervened.all() for batch in seen[:7])
+    assert not any(batch.intervened.all() for batch in seen[7:])
+    assert learner.state.updates == 4 and learner.critic_updates == 4  # rates count online updates only
+    assert int(learner.agent.critic_updates) == 11 and learner.state.pretrained
+    learner.checkpoint()
+    resumed = _learner(toy, config, run_dir=tmp_path / "run", tensorboard=False)
+    resumed.resume()
+    resumed.pretrain()
+    assert int(resumed.agent.critic_updates) == 11  # a resumed run does not pretrain again
+
+
 def test_interventions_are_demos_and_rlif_penalises_each_takeover(toy) -> None:
     learner = _learner(toy, LoopConfig(learning_starts=10_000, rlif_penalty=2.0))
     # Human steps: 3-5 (one takeover), 28-31 across the episode end at step 29 (two takeovers: the episode end
