@@ -74,11 +74,13 @@ class ScriptedOperator:
             return self._move(tcp, np.array([*tcp[:2], cube[2] + APPROACH_HEIGHT]), gripper=-1.0)
         above = np.array([cube[0], cube[1], cube[2] + APPROACH_HEIGHT])
         xy_error = np.linalg.norm(tcp[:2] - cube[:2])
-        if not self._detour_done:
-            return self._detour_step(tcp, above, gripper=-1.0)
+        waypoint = self._detour_waypoint(tcp, above)
+        if waypoint is not None:
+            return self._move(tcp, waypoint, gripper=-1.0)
         if xy_error > XY_TOLERANCE and tcp[2] > cube[2] + 0.02:
-            # Line up above the cube first; descend only once aligned.
-            target = above if tcp[2] < above[2] - 0.01 or xy_error > 0.03 else np.array([*cube[:2], tcp[2]])
+            # Line up over the cube first, at the height the arm is at; descend only once aligned. Only a miss by
+            # more than 3 cm goes back up to the approach point.
+            target = above if xy_error > 0.03 else np.array([*cube[:2], tcp[2]])
             return self._move(tcp, target, gripper=-1.0)
         at_grasp = abs(tcp[2] - cube[2]) < 0.006 and xy_error < 0.01
         return self._move(tcp, cube, gripper=1.0 if at_grasp else -1.0)
@@ -89,8 +91,9 @@ class ScriptedOperator:
         hole = sim.task_state()["hole_pos"].astype(float)
         tip_to_tcp = task.peg_tip_offset
         above = np.array([hole[0], hole[1], hole[2] + APPROACH_HEIGHT + tip_to_tcp])
-        if not self._detour_done:
-            return self._detour_step(tcp, above, gripper=1.0)
+        waypoint = self._detour_waypoint(tcp, above)
+        if waypoint is not None:
+            return self._move(tcp, waypoint, gripper=1.0)
         xy_error = np.linalg.norm(tcp[:2] - hole[:2])
         tip_height = tcp[2] - tip_to_tcp - hole[2]
         inserted = tip_height < -0.003
@@ -105,18 +108,24 @@ class ScriptedOperator:
     def _reach(self, sim: TwinSim) -> np.ndarray:
         tcp = sim.tcp_pose()[0]
         target = sim.task_state()["target_pos"].astype(float)
-        if not self._detour_done:
-            return self._detour_step(tcp, target, gripper=-1.0)
+        waypoint = self._detour_waypoint(tcp, target)
+        if waypoint is not None:
+            return self._move(tcp, waypoint, gripper=-1.0)
         return self._move(tcp, target, gripper=-1.0)
 
     # --- shaping ----------------------------------------------------------------------
 
-    def _detour_step(self, tcp: np.ndarray, approach: np.ndarray, gripper: float) -> np.ndarray:
-        """Head for the approach point shifted by this episode's detour, until it is reached."""
+    def _detour_waypoint(self, tcp: np.ndarray, approach: np.ndarray) -> np.ndarray | None:
+        """The approach point shifted by this episode's detour while the detour lasts; None once it is reached or
+        the arm is already below it. The detour is how the operator's own approach from above wanders: taking over
+        from a policy that brought the arm lower, it must not send the arm back up to a waypoint it never drove to."""
+        if self._detour_done:
+            return None
         waypoint = approach + np.array([*self._detour, 0.0])
-        if np.linalg.norm(tcp - waypoint) < 0.015:
+        if np.linalg.norm(tcp - waypoint) < 0.015 or tcp[2] < waypoint[2] - 0.01:
             self._detour_done = True
-        return self._move(tcp, waypoint, gripper=gripper)
+            return None
+        return waypoint
 
     def _move(self, tcp: np.ndarray, target: np.ndarray, gripper: float, slow: bool = False) -> np.ndarray:
         gain = self.config.gain * (0.5 if slow else 1.0)

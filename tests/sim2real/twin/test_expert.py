@@ -30,6 +30,30 @@ def test_noise_free_operator_is_deterministic_and_noise_changes_actions():
     assert not np.array_equal(ScriptedOperator(noisy, seed=1).act(env), ScriptedOperator(noisy, seed=2).act(env))
 
 
+def test_operator_taking_over_low_near_the_cube_descends_instead_of_returning_to_its_detour():
+    """An operator that did not drive the approach (it takes over from a policy) must not send the arm back up to
+    its detour waypoint, nor back up to the approach height for a centimetre of misalignment: both taught a policy
+    that reached the cube to leave it."""
+    env = make_env("pick_cube")
+    env.reset(seed=3)
+    sim = env.unwrapped.sim
+    guide = ScriptedOperator(ScriptedOperatorConfig(noise_std=0.0, hesitate_prob=0.0, overshoot=0.0), seed=0)
+    while sim.tcp_pose()[0][2] > sim.task_state()["cube_pos"][2] + 0.045:  # the 'policy' brings the arm down
+        env.step(guide.act(env))
+    tcp, cube = sim.tcp_pose()[0], sim.task_state()["cube_pos"]
+    assert np.linalg.norm(tcp[:2] - cube[:2]) < 0.008
+    late = ScriptedOperator(ScriptedOperatorConfig(noise_std=0.0, hesitate_prob=0.0, overshoot=1.0), seed=0)
+    assert late.act(env)[2] < 0  # down onto the cube, not up to the waypoint 7 cm above it
+
+    off = ScriptedOperator(ScriptedOperatorConfig(noise_std=0.0, hesitate_prob=0.0, overshoot=0.0), seed=0)
+    for _ in range(3):  # a policy pushes the arm a centimetre or two off to one side
+        env.step(np.array([0.0, 0.3, 0.0, -1.0], np.float32))
+    tcp = sim.tcp_pose()[0]
+    assert 0.008 < np.linalg.norm(tcp[:2] - cube[:2]) < 0.03 and tcp[2] > cube[2] + 0.02
+    action = off.act(env)
+    assert action[1] < -0.05 and abs(action[2]) < 1e-6  # back over the cube at this height
+
+
 def test_cli_expert_writes_summary(tmp_path):
     out = tmp_path / "expert.json"
     result = subprocess.run(
