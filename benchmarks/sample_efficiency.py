@@ -3,10 +3,11 @@
 Every run is `tether train sac` with its defaults (`tether.cli.train.run_sac`, SACConfig and LoopConfig
 as they ship: the recipe), 20 scripted demos, and one of three kinds of human help:
 
-- scripted: the scripted operator takes over when the policy strays (HIL-SERL), each takeover's rejected
-  proposal costs the RLIF penalty, and the task's sparse reward is learned;
+- scripted: the scripted operator takes over when the policy strays (HIL-SERL) and the task's sparse reward
+  is learned;
 - none: no interventions, the task reward only (RLPD with demos);
-- rlif: interventions as in 'scripted' but no task reward at all: only the takeover penalty (RLIF).
+- rlif: interventions as in 'scripted' but no task reward at all: only each takeover's rejected proposal,
+  worth -RLIF_PENALTY (RLIF).
 
 At every evaluation point (>= 20 episodes, deterministic policy, no interventions) the interquartile mean
 (IQM) of success over seeds is reported with a 95% stratified-bootstrap interval, the first step at which
@@ -46,6 +47,8 @@ PRESETS = {
 }
 HELP = {"none": "", "scripted": " + interventions", "rlif": " + interventions, RLIF reward only"}
 THRESHOLDS = (0.8, 0.9)
+RLIF_PENALTY = 1.0
+"""Reward of a rejected proposal in the 'rlif' condition (unless --loop sets rlif_penalty)."""
 COLLAPSE_SPREAD = 0.15
 """A seed collapsed if its last three evaluations spread wider than this."""
 
@@ -90,8 +93,9 @@ def one_run(run: dict) -> tuple[list[dict], float]:
     """One seed of one condition (a process of its own when --jobs > 1): its curve and wall seconds."""
     torch.set_num_threads(run["threads"])
     start = time.perf_counter()
-    loop = run["loop"].model_copy(update=dict(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"],
-                                              task_reward=run["help"] != "rlif"))
+    loop = run["loop"].model_copy(update=dict(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"]))
+    if run["help"] == "rlif":
+        loop = loop.model_copy(update=dict(task_reward=False, rlif_penalty=loop.rlif_penalty or RLIF_PENALTY))
     result = run_sac(task=run["task"], obs_mode=run["obs"], steps=run["steps"], seed=run["seed"], sac=run["sac"],
                      loop=loop, rig=run["rig"], demo_episodes=run["demos"],
                      interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False)
@@ -171,7 +175,8 @@ def main() -> None:
     notes = (f"SAC in the twin rig {settings['rig']} with the defaults of `tether train sac` "
              f"(`tether.cli.train.run_sac`; SAC {json.dumps(json.loads(sac.model_dump_json()))}, loop overrides "
              f"{json.dumps(args.loop)}); with interventions "
-             f"the scripted operator takes over when the policy strays and each takeover costs the RLIF penalty. "
+             f"the scripted operator takes over when the policy strays (RLIF penalty {loop.rlif_penalty}; "
+             f"{RLIF_PENALTY} in the RLIF-only condition unless set). "
              f"Evaluation every {settings['eval_every']} steps over {settings['eval_episodes']} episodes with the "
              f"deterministic policy and no interventions; IQM over seeds with 95% stratified-bootstrap intervals "
              f"(rliable, {args.bootstrap} replicates); a seed has no collapse when its last three evaluations lie "

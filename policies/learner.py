@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tether.datasets.episode import EpisodeArrays
 from tether.datasets.replay import MixedSampler, ReplayBuffer
@@ -77,12 +77,13 @@ class LoopConfig(StrictConfig):
     """Share of every minibatch drawn from the demo buffer (RLPD/HIL-SERL: 50/50)."""
     buffer_capacity: int = Field(200_000, ge=2)
     """Slots of the online buffer and of the demo buffer."""
-    rlif_penalty: float = Field(1.0, ge=0)
-    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 switches it off. Only
-    takeovers are touched: without interventions it changes nothing."""
+    rlif_penalty: float = Field(0.0, ge=0)
+    """Reward -rlif_penalty for the proposal that made the expert take over (RLIF); 0 (the default) switches it
+    off. Off beside the task reward: the penalty lands on the whole proposal, and most takeovers near the cube
+    were about the gripper, so the arm's critic learnt that descending onto the cube is bad (docs/learner.md)."""
     task_reward: bool = True
     """Learn from the task's reward. False is RLIF alone: every reward the learner stores (online and demos) is
-    0, and only a takeover's rejected proposal is worth -rlif_penalty."""
+    0, and only a takeover's rejected proposal is worth -rlif_penalty (which must then be above 0)."""
     eval_every: int = Field(1_000, ge=1)
     """Environment steps between evaluations (one also runs at the end)."""
     eval_episodes: int = Field(10, ge=1)
@@ -91,6 +92,12 @@ class LoopConfig(StrictConfig):
     """Environment steps between checkpoints (the in-process loop takes it at the next episode end)."""
     metrics_every: int = Field(100, ge=1)
     """Updates between metrics records (losses, Q, entropy averaged over them; rates over the window)."""
+
+    @model_validator(mode="after")
+    def _some_reward(self) -> LoopConfig:
+        if not self.task_reward and self.rlif_penalty <= 0:
+            raise ValueError("task_reward false leaves only the RLIF penalty as reward: set rlif_penalty above 0")
+        return self
 
 
 def rlif_transition(takeover: Transition, penalty: float) -> Transition:

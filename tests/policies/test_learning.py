@@ -2,12 +2,12 @@
 
 CI budget: 2,000 environment steps (about 3.3 minutes of robot time at 10 Hz) on one CPU thread. Settings:
 the shipped recipe (SACConfig and LoopConfig defaults: REDQ at UTD 4, the actor once per step, BC and grasp
-margin on what the operator did, the RLIF penalty at every takeover), 20 scripted demos and scripted
-interventions, on the rig `tether demo` trains on (twin_panda_demo: the cube within +-2 cm).
+margin on what the operator did), 20 scripted demos and scripted interventions, on the rig `tether demo`
+trains on (twin_panda_demo: the cube within +-2 cm).
 
 Checked before it landed on this seed and on seeds 1-5 (agent and loop seed s, operators 2s and 2s + 1,
-demos from seed 10,000 + 100 s): every run passed, with best success 0.8-1.0, mean success over the four
-evaluations 0.45-0.80, and a final intervention rate 0.47-0.54 of the first.
+demos from seed 10,000 + 100 s): every run passed, with best success 0.7-1.0, mean success over the four
+evaluations 0.48-0.78, and an intervention rate over the last 500 steps 0.26-0.41 of the first 500's.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def test_hil_sac_improves_pick_cube_success_within_a_ci_budget() -> None:
     success = [point["success_rate"] for point in result.curve]
     assert max(success) >= 0.5, success
     assert np.mean(success) >= 0.3, success
-    # The expert has to step in less and less as the policy improves.
-    rates = [point["intervention_rate"] for point in result.curve]  # cumulative share of steps taken over
-    assert rates[-1] < 0.6 * rates[0], rates
+    # The expert has to step in less and less as the policy improves: compare the first and the last 500 steps.
+    taken_over = [point["intervention_rate"] * point["env_steps"] for point in result.curve]  # steps so far
+    first, last = taken_over[0] / 500, (taken_over[-1] - taken_over[-2]) / 500
+    assert last < 0.5 * first, (first, last)
     assert result.utd_achieved == 4.0
