@@ -15,6 +15,7 @@ the IQM reaches 0.8 and 0.9, and per seed whether its last three evaluations agr
 
     .venv/bin/python -m benchmarks.sample_efficiency --preset demo --jobs 2   # `tether demo`'s narrowed rig
     .venv/bin/python -m benchmarks.sample_efficiency --preset full --jobs 2   # the full twin_panda pick_cube
+    ... --resume   # continue interrupted runs from their checkpoints (every 5,000 steps) in --runs-dir
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def one_run(run: dict) -> tuple[list[dict], float]:
         loop = loop.model_copy(update=dict(task_reward=False, rlif_penalty=loop.rlif_penalty or RLIF_PENALTY))
     result = run_sac(task=run["task"], obs_mode=run["obs"], steps=run["steps"], seed=run["seed"], sac=run["sac"],
                      loop=loop, rig=run["rig"], demo_episodes=run["demos"],
-                     interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False)
+                     interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False,
+                     resume=run["resume"])
     return result.curve, time.perf_counter() - start
 
 
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/sample_efficiency"))
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each run from its checkpoint in --runs-dir (a protocol spread over sittings)")
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     settings = {**preset, **{k: v for k, v in vars(args).items() if k in preset and v is not None}}
@@ -137,7 +141,7 @@ def main() -> None:
     runs = [
         dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=sac, loop=loop, rig=settings["rig"],
              steps=settings["steps"], eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"],
-             threads=args.threads, out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}_s{seed}")
+             threads=args.threads, resume=args.resume, out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}_s{seed}")
         for task, obs, demos, help_ in grid for seed in range(settings["seeds"])
     ]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
