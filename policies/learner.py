@@ -264,25 +264,31 @@ class Learner:
             self.flush_metrics()
         return metrics
 
-    def pretrain(self) -> None:
+    def pretrain(self, stop: threading.Event | None = None) -> bool:
         """`pretrain_updates` updates on the demo buffer alone, once per run (a resumed run does not repeat them).
-        A driver calls it before its first step; the first online update calls it otherwise."""
+        A driver calls it before its first step; the first online update calls it otherwise. `stop` cuts it short
+        (a node shutting down); the phase then counts as not done. True if it made updates."""
         if self.state.pretrained:
-            return
-        self.state.pretrained = True
+            return False
         if not len(self.demos) or not self.config.pretrain_updates:
-            return
+            self.state.pretrained = True
+            return False
         utd = self.agent.config.utd_ratio
+        demos_only = MixedSampler([self.demos])
         start, before = time.perf_counter(), int(self.agent.critic_updates)
         for _ in range(self.config.pretrain_updates):
+            if stop is not None and stop.is_set():
+                return False
             with self.data_lock:
-                batch = MixedSampler([self.demos]).sample(utd * self.agent.config.batch_size, self.rng, minibatches=utd)
+                batch = demos_only.sample(utd * self.agent.config.batch_size, self.rng, minibatches=utd)
             with self.agent_lock:
                 metrics = self.agent.update(batch)
+        self.state.pretrained = True
         self.state.updates_at_start += int(self.agent.critic_updates) - before  # rates count online updates only
         self.log({f"pretrain/{k}": v for k, v in metrics.items()})
         logger.info("pretrained on %d demo transitions: %d updates in %.0f s", len(self.demos),
                     self.config.pretrain_updates, time.perf_counter() - start)
+        return True
 
     def _sampler(self) -> MixedSampler:
         fraction = self.config.demo_fraction

@@ -156,8 +156,7 @@ class LearnerNode(Node):
     # --- updates ----------------------------------------------------------------------
 
     def _train(self) -> None:
-        if not self.learner.state.pretrained:  # the offline phase on the demos, then its weights to the actor
-            self.learner.pretrain()
+        if self.learner.pretrain(self._stop):  # the offline phase on the demos, then its weights to the actor
             self._publish_weights()
         while not self._stop.is_set():
             if self.learner.update_if_due() is None:
