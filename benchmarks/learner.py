@@ -18,6 +18,7 @@ import copy
 import os
 import sys
 import time
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from benchmarks.report import markdown_table, write_results
-from tether.policies.networks import mlp
+from tether.policies.networks import EncoderConfig, mlp
 from tether.policies.sac import SACAgent, SACConfig, adam
 from tether.spaces import GRIPPER, JOINTS, TCP_POSE, TCP_VEL
 from tether.types import Batch
@@ -100,6 +101,22 @@ def compare(agents: list[SACAgent], batch: Batch, seconds: float, rounds: int) -
     return [(utd * n / t, 1e3 * c / (utd * n), utd * n) for n, t, c in zip(counts, elapsed, cpu)]
 
 
+def cached(agent: SACAgent, batch: Batch) -> tuple[Batch, float]:
+    """`batch` as a learner with a frozen encoder samples it (cached features in place of the images), and the
+    milliseconds that caching costs per frame of all cameras (paid once, when a frame enters the buffer)."""
+    keys = agent.encoder.cached_keys
+    start, frames = time.perf_counter(), 32
+    for i in range(frames):  # one frame at a time, as the learner adds them
+        agent.cache_features({k: batch.obs[k][i : i + 1] for k in keys})
+    per_frame_ms = 1e3 * (time.perf_counter() - start) / frames
+
+    def swap(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = {k: obs[k] for k in keys}
+        return {**{k: v for k, v in obs.items() if k not in images}, **agent.cache_features(images)}
+
+    return replace(batch, obs=swap(batch.obs), next_obs=swap(batch.next_obs)), per_frame_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
@@ -115,29 +132,38 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for cameras in args.cameras:
-            label = f"{cameras} camera(s) 128x128" if cameras else "state"
             space = make_space(cameras)
-            for members in (2, 10):
-                config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None, batch_size=BATCH)
-                batch = make_batch(space, rng, BATCH * config.utd_ratio)
-                agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
-                (ours, ours_cpu, n_ours), (naive, naive_cpu, n_naive) = compare(agents, batch, args.seconds, args.rounds)
-                results.append({"obs": label, "cameras": cameras, "ensemble": members, "batch": BATCH,
-                                "threads": threads, "updates_per_s": ours, "naive_updates_per_s": naive,
-                                "cpu_ms_per_update": ours_cpu, "naive_cpu_ms_per_update": naive_cpu,
-                                "speedup": ours / naive, "timed_updates": [n_ours, n_naive]})
-                rows.append([label, members, threads, f"{ours:.2f}", f"{naive:.2f}", f"{ours / naive:.2f}x",
-                             f"{ours_cpu:.1f}", f"{naive_cpu:.1f}"])
+            for frozen in (False, True) if cameras else (False,):
+                label = f"{cameras} camera(s) 128x128, {'frozen' if frozen else 'trained'} encoder" if cameras else "state"
+                for members in (2, 10):
+                    config = SACConfig(num_critics=members, critic_subsample=2 if members > 2 else None,
+                                       batch_size=BATCH, encoder=EncoderConfig(freeze_backbone=frozen))
+                    agents = [SACAgent(space, ACTION_DIM, config), make_naive(SACAgent(space, ACTION_DIM, config))]
+                    batch = make_batch(space, rng, BATCH * config.utd_ratio)
+                    encode_ms = None
+                    if frozen:
+                        batch, encode_ms = cached(agents[0], batch)
+                    (ours, ours_cpu, n_ours), (naive, naive_cpu, n_naive) = compare(
+                        agents, batch, args.seconds, args.rounds)
+                    results.append({"obs": label, "cameras": cameras, "frozen_encoder": frozen, "ensemble": members,
+                                    "batch": BATCH, "threads": threads, "updates_per_s": ours,
+                                    "naive_updates_per_s": naive, "cpu_ms_per_update": ours_cpu,
+                                    "naive_cpu_ms_per_update": naive_cpu, "speedup": ours / naive,
+                                    "timed_updates": [n_ours, n_naive], "cache_ms_per_frame": encode_ms})
+                    rows.append([label, members, threads, f"{ours:.2f}", f"{naive:.2f}", f"{ours / naive:.2f}x",
+                                 f"{ours_cpu:.1f}", f"{naive_cpu:.1f}", "" if encode_ms is None else f"{encode_ms:.2f}"])
                 print(f"{label:>18} E={members:<2} threads {threads}  tether {ours:7.2f}/s  naive {naive:7.2f}/s  "
                       f"x{ours / naive:.2f}  cpu ms {ours_cpu:.1f} / {naive_cpu:.1f}")
     table = markdown_table(["observation", "ensemble", "threads", "updates/s", "naive loop updates/s", "speed-up",
-                            "CPU ms/update", "naive CPU ms/update"], rows)
+                            "CPU ms/update", "naive CPU ms/update", "caching ms/frame"], rows)
     recipe = SACConfig()
     notes = (f"Critic updates per second of `tether.policies.sac.SACAgent` (batch {BATCH}, MLPs "
              f"{'x'.join(map(str, recipe.hidden_dims))} with LayerNorm, each critic step with its grasp-critic step, "
              f"an actor + temperature step every {recipe.critic_actor_ratio} critic steps (the recipe: once per "
              f"environment step at UTD {recipe.utd_ratio}), half the rows a person's (BC and grasp margin), "
-             f"random-shift aug on images), torch {torch.__version__} CPU; the learner node runs 1 thread. 'naive' replaces the "
+             f"random-shift aug on images; a frozen encoder's rows run on cached pooled features with the shift "
+             f"applied to the keypoints, and 'caching ms/frame' is what encoding one frame of every camera costs when "
+             f"it enters the buffer), torch {torch.__version__} CPU; the learner node runs 1 thread. 'naive' replaces the "
              "stacked critic ensemble with separate MLP modules, timed in the same run in alternating rounds. "
              "CPU ms/update is process CPU time (all threads), which moves less with machine load than wall "
              f"time. OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (with 'passive', threads "

@@ -18,11 +18,15 @@ final observation takes one extra slot that is never sampled as a transition sta
 
 Only valid slots are sampled; a valid slot's successor is always written in the same lap and
 in the same episode, so a sample never pairs across episodes or across the write head.
+
+With a frozen image encoder, `cache_features` keeps each frame's features in a slot-aligned
+array, computed once when the frame is written; samples then carry those features in place of
+the frames, while `episodes()` (what a checkpoint saves) still holds the images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -68,6 +72,9 @@ class ReplayBuffer:
         self._open = False  # slot `_cursor` already holds the running episode's next observation
         self._filled = 0  # slots [0, _filled) have been written
         self._size = 0  # number of valid slots
+        self._encode: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+        self._encoded_keys: tuple[str, ...] = ()  # frames that samples replace by their cached features
+        self._features: dict[str, np.ndarray] = {}  # feature name -> (capacity, D)
 
     def __len__(self) -> int:
         """Number of transitions that can be sampled."""
@@ -81,7 +88,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Memory held by the preallocated arrays."""
-        arrays = [*self._obs.values(), self._action, self._policy_action, self._reward, self._terminated,
+        arrays = [*self._obs.values(), *self._features.values(), self._action, self._policy_action, self._reward, self._terminated,
                   self._truncated, self._intervened, self._valid]
         return sum(a.nbytes for a in arrays)
 
@@ -120,6 +127,19 @@ class ReplayBuffer:
         self._filled = max(self._filled, slot + 1, successor + 1)
         self._open = not (transition.terminated or transition.truncated)
         self._cursor = successor if self._open else (successor + 1) % self.capacity
+
+    def cache_features(self, encode: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                       keys: Sequence[str], chunk: int = 256) -> None:
+        """From now on keep `encode`'s features of the `keys` frames beside every slot: the stored frames are
+        encoded now, in chunks, and each new frame once as it is written. `encode` maps {key: (N, ...)} to
+        {feature name: (N, D)}; samples then hold the feature names in place of `keys`."""
+        missing = sorted(set(keys) - set(self._obs))
+        if missing:
+            raise ValueError(f"cache_features: keys {missing} are not in the buffer (it holds {sorted(self._obs)})")
+        self._encode, self._encoded_keys, self._features = encode, tuple(keys), {}
+        for start in range(0, self._filled, chunk):
+            slots = np.arange(start, min(start + chunk, self._filled))
+            self._store_features(slots, {key: self._obs[key][slots] for key in keys})
 
     def zero_rewards(self) -> None:
         """Forget the task's reward of every stored transition (a learner trained on interventions alone)."""
@@ -182,6 +202,14 @@ class ReplayBuffer:
     def _write_obs(self, slot: int, obs: Observation) -> None:
         for key, value in obs.items():
             self._obs[key][slot] = value
+        if self._encode is not None:
+            self._store_features(np.array([slot]), {key: self._obs[key][slot : slot + 1] for key in self._encoded_keys})
+
+    def _store_features(self, slots: np.ndarray, frames: dict[str, np.ndarray]) -> None:
+        for name, features in self._encode(frames).items():
+            if name not in self._features:
+                self._features[name] = np.zeros((self.capacity, *features.shape[1:]), np.float32)
+            self._features[name][slots] = features
 
     def _set_valid(self, slot: int, valid: bool) -> None:
         self._size += int(valid) - int(self._valid[slot])
@@ -201,11 +229,13 @@ class ReplayBuffer:
 
     def _batch(self, slots: np.ndarray) -> Batch:
         successors = (slots + 1) % self.capacity
+        arrays = {key: value for key, value in self._obs.items() if key not in self._encoded_keys}
+        arrays.update(self._features)
         return Batch(
-            obs={key: value[slots] for key, value in self._obs.items()},
+            obs={key: value[slots] for key, value in arrays.items()},
             action=self._action[slots],
             reward=self._reward[slots],
-            next_obs={key: value[successors] for key, value in self._obs.items()},
+            next_obs={key: value[successors] for key, value in arrays.items()},
             terminated=self._terminated[slots],
             intervened=self._intervened[slots],
         )

@@ -20,6 +20,9 @@ minibatches, each holding the online / demo mix (`MixedSampler(..., minibatches=
 The in-process loop, the vector loop and the ROS 2 learner node are the drivers; the node calls
 `add` and `update_if_due` from two threads, so both take the core's locks.
 
+With frozen camera encoders (`EncoderConfig.freeze_backbone`), both buffers cache each frame's pooled
+features as it arrives and updates run on those; the buffers and the checkpoint keep the images.
+
 Run directory (docs/learner.md): `checkpoint/` (the agent, the counters and RNG of the learner and
 its driver), `replay/online.zarr` + `replay/demos.zarr` (both buffers), `metrics.jsonl` and
 `tensorboard/` (scalars).
@@ -189,6 +192,7 @@ class Learner:
         self.demos = demos if demos is not None else ReplayBuffer(space, action_dim, config.buffer_capacity)
         if not config.task_reward:
             self.demos.zero_rewards()
+        self._cache_features()
         self.state = LearnerState(updates_at_start=int(agent.critic_updates))
         self.data_lock = threading.Lock()  # buffers and counters: held briefly by `add`
         self.agent_lock = threading.Lock()  # the networks: held for an update, a weights snapshot, a checkpoint
@@ -231,6 +235,13 @@ class Learner:
         self.state.demos_skipped += result.skipped
         self.log({"demo_episodes": result.episodes, "demo_transitions": result.transitions,
                   "demo_episodes_skipped": result.skipped})
+
+    def _cache_features(self) -> None:
+        """With frozen camera encoders, both buffers keep each frame's features (computed once) for the updates."""
+        keys = self.agent.encoder.cached_keys
+        if keys:
+            for buffer in (self.online, self.demos):
+                buffer.cache_features(self.agent.cache_features, keys)
 
     # --- updates ----------------------------------------------------------------------
 
@@ -388,6 +399,7 @@ class Learner:
             self.rng.bit_generator.state = self.state.rng
             self.online = load_replay(self.run_dir / REPLAY_DIR / ONLINE_STORE)
             self.demos = load_replay(self.run_dir / REPLAY_DIR / DEMO_STORE)
+            self._cache_features()
             self._was_intervening = False
         logger.info("resumed %s: %d env steps, %d critic updates, %d online and %d demo transitions",
                     self.run_dir, self.state.env_steps, int(self.agent.critic_updates), len(self.online),

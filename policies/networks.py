@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -47,9 +48,13 @@ class EncoderConfig(StrictConfig):
     latent_dim: int = Field(64, ge=1)
     """Size of each camera's feature vector after the projection (Linear + LayerNorm + tanh)."""
     backbone: Path | None = None
-    """A local safetensors file with trunk weights (`conv.<i>.weight`, ...) to start from; nothing is downloaded."""
+    """A local safetensors file with trunk weights (`conv.<i>.weight`, ...) and optionally the spatial softmax's
+    `pool.log_temperature` to start from (`tether train encoder` writes one); nothing is downloaded."""
     freeze_backbone: bool = False
-    """Keep the loaded trunk fixed (only pooling and projection train), as HIL-SERL does with its pretrained ResNet."""
+    """Keep the loaded trunk and pooling fixed, as HIL-SERL does with its pretrained ResNet: only the projection
+    trains, so the learner computes each frame's pooled features once, when it enters the replay buffer, and
+    updates run on those cached features (`ObservationEncoder.cache_features`). Without a backbone file the
+    frozen trunk keeps its random initialisation: the baseline that measures what pretraining is worth."""
     aug_pad: int = Field(4, ge=0)
     """Random-shift augmentation: replicate-pad by this many pixels and crop back at a random offset (DrQ)."""
     relative_positions: bool = True
@@ -80,8 +85,6 @@ class EncoderConfig(StrictConfig):
         bad = [c for c in self.channels if c % self.groups]
         if bad:
             raise ValueError(f"groups {self.groups} does not divide channels {bad}")
-        if self.freeze_backbone and self.backbone is None:
-            raise ValueError("freeze_backbone needs a backbone file")
         return self
 
 
@@ -218,7 +221,13 @@ class TanhGaussianActor(nn.Module):
         self, features: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised sample (B, A) in (-1, 1) and its log-probability (B,)."""
-        mean, std = self.distribution(features)
+        return self.sample(*self.distribution(features), generator)
+
+    @staticmethod
+    def sample(
+        mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` from a distribution already computed, for a caller that also needs its mode."""
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         pre_tanh = mean + std * noise
         log_prob = (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -295,11 +304,20 @@ class ConvTrunk(nn.Module):
         return self.conv(x)
 
 
-def load_backbone(trunk: ConvTrunk, path: Path) -> None:
-    """Load trunk weights from a local safetensors file; a missing, extra or misshapen tensor is a one-line error."""
+POOL_TEMPERATURE = "pool.log_temperature"
+"""Key of the spatial softmax's temperature in a backbone file (optional: a trunk-only file keeps the pool's own)."""
+
+
+def load_backbone(trunk: nn.Module, path: Path, pool: nn.Module | None = None) -> None:
+    """Load trunk weights from a local safetensors file; a missing, extra or misshapen tensor is a one-line error.
+    With a `SpatialSoftmax` `pool`, the file's `pool.log_temperature` (if it has one) goes into it."""
     if not path.is_file():
         raise FileNotFoundError(f"backbone {path}: file not found")
     tensors = load_file(str(path))
+    temperature = tensors.pop(POOL_TEMPERATURE, None)
+    if temperature is not None and isinstance(pool, SpatialSoftmax):
+        with torch.no_grad():
+            pool.log_temperature.copy_(temperature.reshape(()))
     expected = trunk.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -319,23 +337,44 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: EncoderConfig, height: int, width: int) -> None:
         super().__init__()
         self.trunk = ConvTrunk(config)
-        if config.backbone is not None:
-            load_backbone(self.trunk, config.backbone)
-        if config.freeze_backbone:
-            self.trunk.requires_grad_(False)
         with torch.no_grad():
             _, channels, fh, fw = self.trunk(torch.zeros(1, 3, height, width)).shape
         if config.pooling == "spatial_softmax":
             self.pool: nn.Module = SpatialSoftmax(fh, fw)
-            pooled = 2 * channels
+            self.pooled_dim = 2 * channels
         else:
             self.pool = SpatialLearnedEmbeddings(channels, fh, fw, config.num_embeddings)
-            pooled = channels * config.num_embeddings
-        self.project = nn.Sequential(nn.Linear(pooled, config.latent_dim), nn.LayerNorm(config.latent_dim), nn.Tanh())
+            self.pooled_dim = channels * config.num_embeddings
+        if config.backbone is not None:
+            load_backbone(self.trunk, config.backbone, self.pool)
+        self.frozen = config.freeze_backbone
+        if self.frozen:
+            self.trunk.requires_grad_(False)
+            self.pool.requires_grad_(False)
+        self.image_width = width
+        self.project = nn.Sequential(
+            nn.Linear(self.pooled_dim, config.latent_dim), nn.LayerNorm(config.latent_dim), nn.Tanh()
+        )
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        """`images` float (B, 3, H, W) in [0, 1] -> the pooled trunk features (B, pooled_dim): what is cached
+        when the trunk and pooling are frozen."""
+        return self.pool(self.trunk(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """`images` float (B, 3, H, W) in [0, 1]."""
-        return self.project(self.pool(self.trunk(images)))
+        return self.project(self.pooled(images))
+
+    def shift_keypoints(self, keypoints: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random shift in feature space: spatial-softmax keypoints (B, 2C) move as the image would under DrQ's
+        shift of up to `pad` pixels, one offset per row for all of a camera's keypoints. Cached features cannot
+        be shifted as images, and this costs nothing; with learned-embedding pooling there are no coordinates
+        to move, so they pass unchanged."""
+        if pad == 0 or not isinstance(self.pool, SpatialSoftmax):
+            return keypoints
+        pixels = torch.randint(-pad, pad + 1, (keypoints.shape[0], 1, 2), generator=generator, device=keypoints.device)
+        offset = pixels.to(keypoints.dtype) * (2.0 / self.image_width)  # the grid spans [-1, 1] over the image
+        return (keypoints.view(keypoints.shape[0], -1, 2) + offset).flatten(1)
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
@@ -389,14 +428,54 @@ class ObservationEncoder(nn.Module):
         self.state_std.copy_(state.std(dim=0).clamp_min(self.std_floor))
         self.state_fitted.fill_(True)
 
+    @property
+    def cached_keys(self) -> list[str]:
+        """Image keys whose trunk and pooling are frozen: their pooled features can be computed once per frame."""
+        return [key for key in self.image_keys if self.encoders[_module_name(key)].frozen]
+
+    @torch.no_grad()
+    def cache_features(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """uint8 frames (N, H, W, 3) per key of `cached_keys` -> float32 (N, pooled_dim) under `cached_key(key)`."""
+        device = self.state_mean.device
+        return {
+            cached_key(key): self.encoders[_module_name(key)].pooled(
+                images_to_float(torch.as_tensor(frames, device=device))
+            ).cpu().numpy()
+            for key, frames in images.items()
+        }
+
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
-        """`images`: float (B, 3, H, W) per image key; `state`: (B, S) already concatenated -> (B, F)."""
-        parts = [self.encoders[_module_name(key)](images[key]) for key in self.image_keys]
+        """`images`: float (B, 3, H, W) per image key, or its cached features (B, pooled_dim) under
+        `cached_key(key)`; `state`: (B, S) already concatenated -> (B, F)."""
+        parts = []
+        for key in self.image_keys:
+            encoder = self.encoders[_module_name(key)]
+            cached = images.get(cached_key(key))
+            parts.append(encoder(images[key]) if cached is None else encoder.project(cached))
         return torch.cat([*parts, state], dim=-1)
 
+    def augment(self, images: dict[str, torch.Tensor], pad: int,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """`split`'s images with DrQ's random shift: on the pixels, or on a camera's cached keypoints."""
+        shifted = {}
+        for key in self.image_keys:
+            cached = cached_key(key)
+            if cached in images:
+                shifted[cached] = self.encoders[_module_name(key)].shift_keypoints(images[cached], pad, generator)
+            else:
+                shifted[key] = random_shift(images[key], pad, generator)
+        return shifted
+
     def split(self, obs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Raw batched tensors -> float images (B, 3, H, W) per camera and the state vector (B, S)."""
-        images = {key: images_to_float(obs[key]) for key in self.image_keys}
+        """Raw batched tensors -> float images (B, 3, H, W) per camera (or the camera's cached features, passed
+        through) and the state vector (B, S)."""
+        images = {}
+        for key in self.image_keys:
+            cached = cached_key(key)
+            if cached in obs:
+                images[cached] = obs[cached]
+            else:
+                images[key] = images_to_float(obs[key])
         state = self._state(obs)
         if self.normalize_state:
             state = ((state - self.state_mean) / self.state_std).clamp(-STATE_CLIP, STATE_CLIP)
@@ -414,6 +493,14 @@ class ObservationEncoder(nn.Module):
             if self.near_scale is not None:
                 state += [torch.tanh(r / self.near_scale) for r in relative]
         return torch.cat(state, dim=-1) if state else torch.zeros(batch, 0, device=self.state_mean.device)
+
+
+CACHED_PREFIX = "cached/"
+
+
+def cached_key(image_key: str) -> str:
+    """Where a batch holds the cached pooled features of camera `image_key` in place of its images."""
+    return CACHED_PREFIX + image_key
 
 
 def _module_name(key: str) -> str:

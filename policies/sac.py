@@ -50,8 +50,8 @@ from tether.policies.networks import (
     ObservationEncoder,
     TanhGaussianActor,
     StrictConfig,
+    cached_key,
     mlp,
-    random_shift,
 )
 from tether.spaces import GRIPPER, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_THRESHOLD, is_image_key
 from tether.types import Batch, Observation
@@ -143,6 +143,12 @@ def grasp_class(gripper: torch.Tensor) -> torch.Tensor:
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """Gradient descent raises alpha while the policy's entropy (-log_prob) is below the target."""
     return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` over the rows where `mask` holds, 0 where none does; no host sync, unlike indexing."""
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
@@ -238,18 +244,24 @@ class SACAgent(nn.Module):
         return self.log_alpha.exp()
 
     def _tensors(self, obs: Observation) -> dict[str, torch.Tensor]:
-        missing = sorted(set(self.observation_space.spaces) - set(obs))
+        """The agent's keys as tensors; a camera may come as its cached features (`cached_key`) instead."""
+        keys = [cached_key(k) if cached_key(k) in obs else k for k in self.observation_space.spaces]
+        missing = sorted(set(keys) - set(obs))
         if missing:
             raise KeyError(f"observation is missing keys {missing} the agent was built with")
-        return {k: torch.as_tensor(obs[k], device=self.device) for k in self.observation_space.spaces}
+        return {k: torch.as_tensor(obs[k], device=self.device) for k in keys}
+
+    def cache_features(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Pooled features of frozen cameras' frames (N, H, W, 3) -> (N, P) under `cached_key`: a replay buffer
+        stores them beside the images, so updates never run the frozen trunk (`ReplayBuffer.cache_features`)."""
+        return self.encoder.cache_features(images)
 
     def _features(
         self, encoder: ObservationEncoder, obs: dict[str, torch.Tensor], *, augment: bool
     ) -> torch.Tensor:
         images, state = encoder.split(obs)
         if augment:
-            pad = self.config.encoder.aug_pad
-            images = {k: random_shift(v, pad, self.generator) for k, v in images.items()}
+            images = encoder.augment(images, self.config.encoder.aug_pad, self.generator)
         return encoder(images, state)
 
     # --- acting ------------------------------------------------------------------------
@@ -386,15 +398,15 @@ class SACAgent(nn.Module):
         then move the temperature toward the target entropy."""
         if not self.config.actor_trains_encoder:
             features = features.detach()
-        action, log_prob = self.actor(features, self.generator)
+        mean, std = self.actor.distribution(features)
+        action, log_prob = self.actor.sample(mean, std, self.generator)
         self.critic.requires_grad_(False)  # the actor step must not leave gradients on the critic
         q = self.critic(features, action).mean(dim=0)
         self.critic.requires_grad_(True)
         actor_loss = (self.alpha.detach() * log_prob - q).mean()
         bc_loss = torch.zeros((), device=self.device)
-        if self.config.bc_weight > 0 and bool(human.any()):
-            mean = self.actor.mode(features[human])
-            bc_loss = (mean - taken[human, : self.arm_dim]).pow(2).sum(-1).mean()
+        if self.config.bc_weight > 0:
+            bc_loss = masked_mean((torch.tanh(mean) - taken[:, : self.arm_dim]).pow(2).sum(-1), human)
             actor_loss = actor_loss + self.config.bc_weight * bc_loss
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

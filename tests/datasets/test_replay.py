@@ -159,3 +159,32 @@ def test_bad_input_is_refused_with_the_reason(marked: SimpleNamespace) -> None:
         full = ReplayBuffer(marked.space(), marked.action_dim, capacity=10)
         full.add(good)
         MixedSampler([full, buffer]).sample(8, np.random.default_rng(0))
+
+
+def test_cached_features_are_computed_once_per_frame_and_replace_the_frames_in_samples(marked: SimpleNamespace) -> None:
+    calls: list[int] = []
+
+    def encode(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A stand-in for a frozen image encoder: each frame's mean brightness, and a count of frames seen."""
+        calls.append(len(frames["images/front"]))
+        return {"cached/images/front": frames["images/front"].reshape(len(frames["images/front"]), -1)
+                .mean(axis=1, keepdims=True).astype(np.float32)}
+
+    lengths = [4, 6, 3]
+    buffer = ReplayBuffer(marked.space(), marked.action_dim, capacity=50)
+    episodes = _fill(buffer, marked, lengths[:2])
+    buffer.cache_features(encode, ["images/front"], chunk=4)
+    assert sum(calls) == 12 and max(calls) == 4  # the stored frames, in chunks
+    episodes += _fill(buffer, marked, lengths[2:])
+    assert sum(calls) == 12 + 4 and max(calls) == 4  # then each new frame once (3 steps + the final obs)
+    batch = buffer.sample(200, np.random.default_rng(0))
+    assert "images/front" not in batch.obs and batch.obs["cached/images/front"].shape == (200, 1)
+    for b in range(200):
+        episode, step = batch.obs["state/mark"][b].astype(int)
+        for obs, t in ((batch.obs, step), (batch.next_obs, step + 1)):
+            frame = marked.obs(episode, t)["images/front"]
+            assert obs["cached/images/front"][b, 0] == pytest.approx(frame.mean(), rel=1e-5)
+    stored = list(buffer.episodes())  # what a checkpoint saves keeps the images
+    np.testing.assert_array_equal(stored[2].obs["images/front"], episodes[2].obs["images/front"])
+    with pytest.raises(ValueError, match=r"cache_features: keys \['images/side'\] are not in the buffer"):
+        buffer.cache_features(encode, ["images/side"])

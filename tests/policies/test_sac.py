@@ -16,7 +16,9 @@ from tether.policies.networks import (
     EncoderConfig,
     EnsembleLayerNorm,
     EnsembleLinear,
+    POOL_TEMPERATURE,
     ImageEncoder,
+    cached_key,
     random_shift,
 )
 from tether.policies.sac import (
@@ -31,6 +33,7 @@ from tether.policies.sac import (
     temperature_loss,
 )
 from tether.spaces import gripper_command
+from tether.types import Batch
 
 SMALL = dict(hidden_dims=(32, 32), batch_size=16, utd_ratio=1, critic_actor_ratio=1)  # one step of each per update
 SMALL_ENCODER = EncoderConfig(channels=(8, 8), kernels=(3, 3), strides=(2, 1), groups=4, latent_dim=8)
@@ -291,6 +294,47 @@ def test_backbone_loads_from_safetensors_and_can_be_frozen(h, tmp_path) -> None:
         ImageEncoder(wrong, 32, 32)
     with pytest.raises(FileNotFoundError, match="file not found"):
         ImageEncoder(SMALL_ENCODER.model_copy(update={"backbone": tmp_path / "nope.safetensors"}), 32, 32)
+
+
+def test_backbone_file_sets_the_pool_temperature_and_frozen_cameras_train_on_cached_features(h, tmp_path) -> None:
+    source = ImageEncoder(SMALL_ENCODER, 32, 32)
+    path = tmp_path / "backbone.safetensors"
+    save_file({**{k: v.contiguous() for k, v in source.trunk.state_dict().items()},
+               POOL_TEMPERATURE: torch.tensor(-1.5)}, str(path))
+    config = SACConfig(**SMALL, encoder=SMALL_ENCODER.model_copy(update={"backbone": path, "freeze_backbone": True}))
+    space = h.pixel_space()
+    agent = SACAgent(space, h.ACTION_DIM, config)
+    assert agent.encoder.cached_keys == ["images/front"]
+    assert agent.encoder.encoders["images__front"].pool.log_temperature.item() == -1.5
+    batch = h.random_batch(space, 16, np.random.default_rng(0))
+    cached = Batch(**{**batch.__dict__, "obs": _cached(agent, batch.obs), "next_obs": _cached(agent, batch.next_obs)})
+    assert "images/front" not in cached.obs and cached.obs[cached_key("images/front")].shape == (16, 16)
+    # The cached path gives the features the image path gives, without augmentation.
+    features = [agent._features(agent.encoder, agent._tensors(obs), augment=False) for obs in (batch.obs, cached.obs)]
+    torch.testing.assert_close(features[0], features[1])
+    frozen = {k: v.clone() for k, v in agent.encoder.state_dict().items() if ".trunk." in k or ".pool." in k}
+    projection = agent.encoder.encoders["images__front"].project[0].weight.clone()
+    metrics = agent.update(cached)
+    assert math.isfinite(metrics["critic_loss"])
+    assert all(torch.equal(agent.encoder.state_dict()[k], v) for k, v in frozen.items())
+    assert not torch.equal(agent.encoder.encoders["images__front"].project[0].weight, projection)
+
+
+def _cached(agent: SACAgent, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    images = {k: obs[k] for k in agent.encoder.cached_keys}
+    return {**{k: v for k, v in obs.items() if k not in images}, **agent.cache_features(images)}
+
+
+def test_keypoint_shift_moves_every_keypoint_of_a_row_by_one_offset_within_the_pad() -> None:
+    encoder = ImageEncoder(SMALL_ENCODER, 32, 32)
+    keypoints = torch.rand(64, 16) * 2 - 1
+    shifted = encoder.shift_keypoints(keypoints, 4, torch.Generator().manual_seed(0))
+    offsets = (shifted - keypoints).view(64, 8, 2)
+    torch.testing.assert_close(offsets, offsets[:, :1].expand_as(offsets))  # one (dx, dy) per row
+    pixels = offsets[:, 0] * 32 / 2
+    torch.testing.assert_close(pixels, pixels.round())
+    assert pixels.abs().max() == 4 and len(pixels.unique()) > 5
+    assert torch.equal(encoder.shift_keypoints(keypoints, 0), keypoints)
 
 
 def test_bad_inputs_give_one_line_errors(h) -> None:
