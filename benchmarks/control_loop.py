@@ -53,12 +53,23 @@ def pixel_policy(directory: Path, rig_path: Path) -> Path:
     return agent.save(directory / "pixel_policy")
 
 
+STAGES = {
+    "frame to actor": lambda t: t.last_arrival - t.oldest_input,
+    "wait for the step": lambda t: t.tick - t.last_arrival,
+    "observation + policy": lambda t: t.inferred - t.tick,
+    "publish": lambda t: t.sent - t.inferred,
+}
+"""Where a command's latency goes (they add up to it): render/capture and transport of the frames until the
+last one reached the actor, the actor's wait until it stepped, assembling the observation and running the
+policy, publishing the command."""
+
+
 def timing_stats(actor, period: float, skip: int) -> dict:
     timing = list(actor.timing)[skip:]
     latency = np.array([t.sent - t.oldest_input for t in timing]) * 1e3
     periods = np.diff([t.sent for t in timing]) * 1e3
     jitter = np.abs(periods - period * 1e3)
-    return {
+    stats = {
         "commands": len(timing),
         "latency_ms_p50": float(np.percentile(latency, 50)),
         "latency_ms_p99": float(np.percentile(latency, 99)),
@@ -66,6 +77,11 @@ def timing_stats(actor, period: float, skip: int) -> dict:
         "jitter_ms_p50": float(np.percentile(jitter, 50)),
         "jitter_ms_p99": float(np.percentile(jitter, 99)),
     }
+    for stage, duration in STAGES.items():
+        values = np.array([duration(t) for t in timing]) * 1e3
+        stats[f"{stage} ms p50"] = float(np.percentile(values, 50))
+        stats[f"{stage} ms p99"] = float(np.percentile(values, 99))
+    return stats
 
 
 def run_loop(rig_path: Path, policy: Path, seconds: float, remote_twin: bool) -> dict:
@@ -141,13 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0], help="control rates (Hz) to time")
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", "77")
     results: dict = {"loops": {}, "transitions_per_s": {}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        for rate in (10.0, 30.0):
+        for rate in args.rates:
             rig_path = rig_file(directory, rate)
             policy = pixel_policy(directory, rig_path)
             for remote in (False, True):
@@ -157,7 +174,8 @@ def main() -> None:
                 period_ms = 1e3 / rate
                 rows.append([name, f"{stats['latency_ms_p50']:.1f} / {stats['latency_ms_p99']:.1f}",
                              f"{stats['jitter_ms_p50']:.1f} / {stats['jitter_ms_p99']:.1f}",
-                             f"{stats['latency_ms_p99'] / period_ms:.2f}", stats["commands"]])
+                             f"{stats['latency_ms_p99'] / period_ms:.2f}", stats["commands"],
+                             *[f"{stats[f'{stage} ms p50']:.1f} / {stats[f'{stage} ms p99']:.1f}" for stage in STAGES]])
                 print(name, stats)
         for remote in (False, True):
             stream = transition_rate(directory, args.stream_seconds, remote)
@@ -165,7 +183,7 @@ def main() -> None:
             print("transitions", "remote" if remote else "local", stream)
     table = markdown_table(
         ["control loop (pixel SAC policy, 2 cameras 128x128)", "latency ms p50 / p99", "jitter ms p50 / p99",
-         "p99 latency / period", "commands"], rows,
+         "p99 latency / period", "commands", *[f"{stage} ms p50 / p99" for stage in STAGES]], rows,
     )
     stream_rows = [
         [where, s["sent"], s["received"], f"{s['received_per_s']:,.0f}", f"{s['received_per_s'] / 30:.0f}x"]
@@ -176,10 +194,13 @@ def main() -> None:
          "vs 30 Hz actor"], stream_rows,
     )
     notes = (
-        f"`.venv/bin/python -m benchmarks.control_loop --seconds {args.seconds:g} --stream-seconds {args.stream_seconds:g}`. "
-        "Latency: oldest camera frame behind a command to the command's publication (graph clock). Jitter: "
-        "|time between commands - control period|. Twin at real time; policy: a randomly initialised pixel SAC "
-        "actor (2 conv encoders), run on the CPU."
+        f"`.venv/bin/python -m benchmarks.control_loop {' '.join(sys.argv[1:])}`. "
+        "Latency: oldest camera frame behind a command (its acquisition stamp) to the command's publication "
+        "(graph clock), split into the stages that add up to it: frame to actor (render or capture, publish, "
+        "transport, until the last camera's frame arrived), wait for the step (the actor steps on frame "
+        "arrival, the timer is only a deadline), observation + policy, publish. Jitter: |time between commands "
+        "- control period|. Twin at real time, cameras at the control rate; policy: a randomly initialised "
+        "pixel SAC actor (2 conv encoders), run on the CPU."
     )
     write_results("control_loop", results, table, notes)
     print(table)

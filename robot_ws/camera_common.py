@@ -116,7 +116,7 @@ class ThreadedCamera(CameraDriver):
         return frame
 
     def wait_newer(self, sequence: int, timeout_s: float) -> Frame | None:
-        """The first frame after `sequence`, or None on timeout (for benchmarks and tests)."""
+        """The first frame after `sequence`, or None on timeout."""
         with self._lock:
             self._lock.wait_for(lambda: self._frame is not None and self._frame.sequence != sequence, timeout_s)
             return self._frame if self._frame is not None and self._frame.sequence != sequence else None

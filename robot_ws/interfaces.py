@@ -81,6 +81,12 @@ class CameraDriver(Device):
     def read(self, max_age_s: float) -> Frame:
         """The newest frame; raises DeviceError if none is newer than `max_age_s`."""
 
+    @abstractmethod
+    def wait_newer(self, sequence: int, timeout_s: float) -> Frame | None:
+        """Block until a frame other than `sequence` is the newest and return it; None on timeout. The camera
+        node publishes each frame the moment it lands, so a frame's age when the actor sees it is transport,
+        not polling."""
+
     @property
     @abstractmethod
     def measured_fps(self) -> float:

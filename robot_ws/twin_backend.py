@@ -44,6 +44,7 @@ class TwinWorld:
         self.episode_seed = seed
         self.frames: dict[str, Frame] = {}
         self.frame_count = 0
+        self.new_frames = threading.Condition()  # notified after every render
         self.on_tick: list[Callable[[float], None]] = []  # called after each physics chunk with now()
         self._gripper = 0
         self._ramp_end = 0.0  # sim_clock() at which the arm's current ramp ends
@@ -126,9 +127,12 @@ class TwinWorld:
         if not self.sim.cameras:
             return
         stamp = self.now()
-        self.frame_count += 1
-        for name, image in self.sim.render().items():
-            self.frames[name] = Frame(image=image, stamp=stamp, sequence=self.frame_count)
+        images = self.sim.render()
+        with self.new_frames:
+            self.frame_count += 1
+            for name, image in images.items():
+                self.frames[name] = Frame(image=image, stamp=stamp, sequence=self.frame_count)
+            self.new_frames.notify_all()
 
     # --- commands from the arm backend ------------------------------------------------
 
@@ -236,6 +240,18 @@ class TwinCamera(CameraDriver):
         frame = self.world.frames.get(self.name)
         if frame is None or self.world.now() - frame.stamp > max_age_s:
             raise DeviceError(f"twin camera '{self.name}': no frame newer than {max_age_s:.3f} s")
+        return self._deliver(frame)
+
+    def wait_newer(self, sequence: int, timeout_s: float) -> Frame | None:
+        with self.world.new_frames:
+            newer = lambda: self.name in self.world.frames and self.world.frames[self.name].sequence != sequence  # noqa: E731
+            if not self.world.new_frames.wait_for(newer, timeout_s):
+                return None
+            frame = self.world.frames[self.name]
+        return self._deliver(frame)
+
+    def _deliver(self, frame: Frame) -> Frame:
+        """Count a frame handed out for the first time (fps, sequence gaps)."""
         if frame.sequence != self._last_sequence:
             if self._last_sequence:
                 self._dropped += max(0, frame.sequence - self._last_sequence - 1)

@@ -118,6 +118,12 @@ class _ArmBase(_Strict):
     libfranka's kMaxTranslationalAcceleration."""
     control_rate_hz: float = Field(10.0, gt=0, le=1000)
     """Policy / command rate."""
+    frame_to_command_s: float = Field(0.02, ge=0, le=1.0)
+    """A camera policy publishes each command this long after its frames were acquired, when it is ready
+    sooner: commands then leave at the cameras' steady rhythm with one fixed latency, instead of carrying the
+    varying render or capture, transport and inference times as period jitter (a fixed delay is also what the
+    twin's `command_latency_steps` can model). 0 publishes as soon as ready. Wall-clock graphs only: under
+    sim time a step publishes when ready."""
     action_scale: tuple[float, float] = (0.02, 0.1)
     """Metres and radians per unit action per control step: [translation, rotation]."""
     rotation_actions: bool = False
@@ -578,6 +584,8 @@ class RigConfig(_Strict):
             raise ValueError(f"mirror.detect_camera '{detect}' is not one of the cameras {names}")
         if self.safety.staleness_s < 1.0 / self.arm.control_rate_hz:
             raise ValueError("safety.staleness_s is shorter than one control period")
+        if self.arm.frame_to_command_s >= 1.0 / self.arm.control_rate_hz:
+            raise ValueError("arm.frame_to_command_s must be shorter than one control period")
         return self
 
     @property

@@ -1,6 +1,6 @@
 """Actor node: the control loop. Observation in, one command out, every control period.
 
-On a timer at the rig's control rate it assembles the observation from the latest messages
+Each control step assembles the observation from the latest messages
 (refusing the step if any input is older than the rig's staleness bound), asks the policy
 for an action, lets an engaged human override it (with a sticky window after release),
 publishes the command and the policy's own proposal, and streams each transition (with its
@@ -13,6 +13,14 @@ keeps acting with the last weights it has (`act`), or holds (`hold`): it ends th
 way as truncated (outcome `learner_lost`, so the recorder commits it), commands zero motion, and
 starts no new episode until fresh weights arrive; in between it sends nothing, and the arm node's
 watchdog keeps the arm holding. Whether the weights in hand are fresh is on `diagnostics`.
+
+When: a state policy steps on a timer at the rig's control rate. A camera policy steps as soon as every
+camera has delivered a frame newer than those of its last step (acquired at least `FRAME_GAP` control
+periods after them), so a command is computed from frames that are milliseconds old rather than up to a
+period old, and publishes it `arm.frame_to_command_s` after the frames' acquisition (one fixed latency, no
+jitter from render, transport or inference). A timer at four times the rate is the deadline: if frames
+are `DEADLINE` periods late, the step runs on what there is (and the staleness bound decides whether that
+is acting or holding).
 
 Modes: `hil` (policy acts, human may take over), `teleop` (only the human acts: recording
 demos) and `eval` (policy alone, deterministic).
@@ -29,6 +37,7 @@ the residual (a human's command is mapped to the residual that reproduces it), s
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -50,6 +59,11 @@ from tether.teleop.arbitration import StickyOverride
 from tether.types import Observation, Transition
 
 ActorMode = Literal["hil", "teleop", "eval"]
+FRAME_GAP = 0.9
+"""A camera policy steps on a fresh frame set only if it was acquired this many control periods after the frames
+of its last step, so a camera faster than the control rate does not speed the loop up."""
+DEADLINE = 1.25
+"""Control periods after its last step at which a camera policy steps without waiting for frames any longer."""
 LEARNER_LOST = "learner_lost"
 """The outcome of an episode a holding actor ended because its learner died."""
 
@@ -68,14 +82,21 @@ class Policy(Protocol):
 class _Latest:
     value: Any
     stamp: float
+    """When the sender acquired it (its header), graph clock."""
+    arrived: float
+    """When this node received it."""
 
 
 @dataclass(frozen=True)
 class CommandTiming:
-    """When a command left, and how old its oldest sensor input was (graph clock, s)."""
+    """Where one command's time went (graph clock, s), in order: its oldest timed input (a camera frame, else
+    the arm state) was acquired, the last of those inputs arrived, the step began, the policy answered, the
+    command left."""
 
-    tick: float
     oldest_input: float
+    last_arrival: float
+    tick: float
+    inferred: float
     sent: float
 
 
@@ -131,11 +152,16 @@ class ActorNode(Node):
         # Inputs whose acquisition time bounds a command's latency: cameras, else the arm state.
         images = tuple(k for k in observation_keys if spaces.is_image_key(k))
         self._timed_inputs = images or ("tcp_pose",)
+        self._frame_keys = images  # a camera policy steps on frame arrival
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._last_step = -np.inf  # graph time of the last control step
+        self._used_frames: dict[str, float] = {}  # stamps of the frames the last step acted on
 
         inputs = ReentrantCallbackGroup()
         sub = lambda kind, topic, key, profile=qos.SENSOR: self.create_subscription(  # noqa: E731
             kind, topic, lambda msg: self._store(key, msg), profile, callback_group=inputs
         )
+        on_frame = lambda key: lambda msg: self._on_frame(key, msg)  # noqa: E731
         sub(PoseStamped, "arm/tcp_pose", "tcp_pose")
         sub(TwistStamped, "arm/tcp_twist", "tcp_twist")
         sub(JointState, "arm/joint_states", "joints")
@@ -148,7 +174,8 @@ class ActorNode(Node):
         for key in observation_keys:
             if spaces.is_image_key(key):
                 camera = key[len(spaces.IMAGES) :]
-                sub(Image, f"cameras/{camera}/image_raw", key)
+                self.create_subscription(Image, f"cameras/{camera}/image_raw", on_frame(key), qos.SENSOR,
+                                         callback_group=inputs)
         self.create_subscription(String, "episode/events", self._on_event, qos.EVENTS, callback_group=inputs)
         if mode != "teleop":
             self.create_subscription(
@@ -164,7 +191,8 @@ class ActorNode(Node):
         self.events_pub = self.create_publisher(String, "episode/events", qos.EVENTS)
         self.reset_client = self.create_client(Trigger, "arm/reset", callback_group=MutuallyExclusiveCallbackGroup())
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
-        self.create_timer(rig.control_dt, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        tick = rig.control_dt / 4 if self._frame_keys else rig.control_dt  # with cameras: the deadline's resolution
+        self.create_timer(tick, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
 
     # --- inputs -----------------------------------------------------------------------
@@ -175,7 +203,19 @@ class ActorNode(Node):
     def _store(self, key: str, msg: Any) -> None:
         header = getattr(msg, "header", None)
         stamp = messages.from_stamp(header.stamp) if header is not None else self._now()
-        self._latest[key] = _Latest(msg, stamp)
+        self._latest[key] = _Latest(msg, stamp, self._now())
+
+    def _on_frame(self, key: str, msg: Image) -> None:
+        """Store a camera frame; once every camera has one newer than the last step's, step now."""
+        self._store(key, msg)
+        if self._phase != "running" or any(k not in self._latest for k in self._frame_keys):
+            return
+        stamps = {k: self._latest[k].stamp for k in self._frame_keys}
+        if not all(stamps[k] > self._used_frames.get(k, -np.inf) for k in stamps):
+            return
+        if self._used_frames and min(stamps.values()) - min(self._used_frames.values()) < FRAME_GAP * self.rig.control_dt:
+            return
+        self._run_step()
 
     def _on_event(self, msg: String) -> None:
         with self._events_lock:
@@ -290,7 +330,8 @@ class ActorNode(Node):
             if self._reset_future is not None and self._reset_future.done():
                 self._start_episode()
             return
-        self._run_step()
+        if not self._frame_keys or self._now() - self._last_step >= DEADLINE * self.rig.control_dt:
+            self._run_step()
 
     def _begin_reset(self) -> None:
         if self.max_episodes is not None and self.episode >= self.max_episodes:
@@ -330,6 +371,8 @@ class ActorNode(Node):
 
     def _run_step(self) -> None:
         now = self._now()
+        self._last_step = now
+        self._used_frames = {k: self._latest[k].stamp for k in self._frame_keys if k in self._latest}
         obs = self.observation(now)
         if obs is None:
             self._publish_hold(now)
@@ -378,6 +421,7 @@ class ActorNode(Node):
         if self.policy is not None and self.mode != "teleop":
             policy_obs = {key: obs[key] for key in self.policy.observation_keys}
             proposal = np.asarray(self.policy.act(policy_obs), dtype=np.float32)
+        inferred = self._now()
         human = self._human_action(now)
         if human is None and self.mode == "teleop":
             # Recording: a step nobody commanded is not a demonstration step; hold until the human acts.
@@ -391,6 +435,7 @@ class ActorNode(Node):
             action, intervened = proposal, False
         else:
             action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
+        self._wait_for_release()
         if self.residual is None:
             self._publish_action(action, proposal, now)
         else:  # `action` so far is what the arm gets from a human, else the policy's residual
@@ -398,13 +443,24 @@ class ActorNode(Node):
             self._publish_action(executed, None if proposal is None else self.residual.execute(obs, proposal), now)
             action = self.residual.residual_of(obs, action) if intervened else action
         sent = self._now()
-        acquired = min(self._latest[k].stamp for k in self._timed_inputs)
-        self.timing.append(CommandTiming(tick=now, oldest_input=acquired, sent=sent))
+        timed = [self._latest[k] for k in self._timed_inputs]
+        self.timing.append(CommandTiming(oldest_input=min(t.stamp for t in timed),
+                                         last_arrival=max(t.arrived for t in timed), tick=now, inferred=inferred,
+                                         sent=sent))
         proprio_stamp = self._latest["tcp_pose"].stamp if "tcp_pose" in self._latest else now
         self._prev = _Step(obs, action, intervened, proposal, proprio_stamp)
         self._step += 1
         self.counters["steps"] += 1
         self.counters["intervened_steps"] += int(intervened)
+
+    def _wait_for_release(self) -> None:
+        """Hold a camera policy's command until `frame_to_command_s` after its frames were acquired."""
+        offset = self.rig.arm.frame_to_command_s
+        if not self._frame_keys or offset <= 0 or self._sim_time:
+            return
+        delay = min(self._latest[k].stamp for k in self._frame_keys) + offset - self._now()
+        if delay > 0:  # never more than the offset, whatever a sender's clock says
+            time.sleep(min(delay, offset))
 
     def _emit(
         self, prev: _Step, reward: float, next_obs: Observation, terminated: bool, truncated: bool, outcome: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -21,7 +22,6 @@ class CameraNode(Node):
         self.rig = rig
         self.drivers = drivers
         self.counters: Counter[str] = Counter()
-        self._last_sequence: dict[str, int] = {}
         configs = {c.name: c for c in rig.cameras}
         self.cameras: dict[str, CameraConfig] = {name: configs[name] for name in drivers}
         self.image_pubs = {
@@ -31,25 +31,44 @@ class CameraNode(Node):
             name: self.create_publisher(CameraInfo, f"cameras/{name}/camera_info", qos.SENSOR) for name in drivers
         }
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", qos.COMMAND)
-        for name, camera in self.cameras.items():
-            # Poll at twice the camera rate so a frame is published soon after it arrives.
-            self.create_timer(0.5 / camera.fps, lambda name=name: self._publish(name))
         self.create_timer(1.0, self._publish_diagnostics)
+        # One thread per camera blocks on its driver and publishes each frame the moment it lands: a timer
+        # that polled at twice the frame rate aged every frame by up to half a frame period before it left.
+        self._stop = threading.Event()
+        self._streams = [
+            threading.Thread(target=self._stream, args=(name,), name=f"camera-publish-{name}", daemon=True)
+            for name in self.cameras
+        ]
+        for stream in self._streams:
+            stream.start()
 
-    def _publish(self, name: str) -> None:
-        camera = self.cameras[name]
-        try:
-            frame = self.drivers[name].read(max_age_s=2.0 / camera.fps + self.rig.safety.staleness_s)
-        except DeviceError as error:
-            self.counters[f"{name}_errors"] += 1
-            self.get_logger().error(str(error), throttle_duration_sec=2.0)
-            return
-        if self._last_sequence.get(name) == frame.sequence:
-            return
-        self._last_sequence[name] = frame.sequence
-        self.image_pubs[name].publish(messages.image_msg(frame.image, frame.stamp, name))
-        self.info_pubs[name].publish(messages.camera_info_msg(camera, frame.stamp))
-        self.counters[f"{name}_published"] += 1
+    def _stream(self, name: str) -> None:
+        camera, driver = self.cameras[name], self.drivers[name]
+        max_age_s = 2.0 / camera.fps + self.rig.safety.staleness_s
+        sequence = -1
+        while not self._stop.is_set():
+            frame = driver.wait_newer(sequence, timeout_s=max_age_s)
+            if frame is None:
+                try:
+                    driver.read(max_age_s)  # names why nothing new came (unplugged, stalled)
+                except DeviceError as error:
+                    self.counters[f"{name}_errors"] += 1
+                    self.get_logger().error(str(error), throttle_duration_sec=2.0)
+                continue
+            sequence = frame.sequence
+            self.image_pubs[name].publish(messages.image_msg(frame.image, frame.stamp, name))
+            self.info_pubs[name].publish(messages.camera_info_msg(camera, frame.stamp))
+            self.counters[f"{name}_published"] += 1
+
+    def stop(self) -> None:
+        """Stop publishing frames (what an unplugged camera looks like to the graph)."""
+        self._stop.set()
+        for stream in self._streams:
+            stream.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        self.stop()
+        super().destroy_node()
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray()

@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, UInt8MultiArray
+from std_srvs.srv import Trigger
 
 from tether import spaces
 from tether.config import load_rig
 from tether.robot_ws import messages, qos
 from tether.datasets.store import EpisodeStore
+from tether.policies.networks import EncoderConfig
+from tether.policies.registry import SACPolicy
 from tether.policies.sac import SACAgent, SACConfig
-from tether.robot_ws.graph import Graph, GraphSpec
+from tether.robot_ws.graph import Graph, GraphSpec, observation_space_of
 from tether.robot_ws.nodes.actor import LEARNER_LOST, ActorNode
 
 KEYS = (spaces.TCP_POSE, spaces.TCP_VEL, spaces.GRIPPER, spaces.JOINTS, "state/cube_pos")
@@ -143,3 +146,52 @@ def test_learner_loss_holds_then_acts_on_fresh_weights_or_acts_on_the_last(tmp_p
         assert not actor.learner_present and actor.weights_version == 1
         assert wait_for(lambda: "acting on" in statuses["actor"].message, timeout_s=10)
     assert EpisodeStore(tmp_path / "episodes.zarr").n_episodes >= 1
+
+
+def test_a_camera_policy_steps_when_every_camera_has_a_new_frame_and_not_faster_than_the_control_rate(ros, wait_for):
+    """The control period is 1 s here so that the timer (the deadline, 1.25 periods after a step) stays out of the
+    way: every step below is one a frame arrival started."""
+    base = load_rig("twin_panda")
+    rig = base.model_copy(update={"arm": base.arm.model_copy(update={"control_rate_hz": 1.0}),
+                                  "safety": base.safety.model_copy(update={"staleness_s": 5.0})})
+    cameras = ("images/front", "images/wrist")
+    space = observation_space_of(GraphSpec(rig=rig, nodes=(), obs_mode="pixels"))
+    assert set(space.spaces) == {*KEYS[:-1], *cameras}
+    small = EncoderConfig(channels=(8, 8), kernels=(4, 3), strides=(4, 2), groups=4, latent_dim=8)
+    agent = SACAgent(space, 4, SACConfig(hidden_dims=(16, 16), encoder=small))
+    actor = ros.add(ActorNode(rig, "eval", tuple(space.spaces), policy=SACPolicy(agent, deterministic=True),
+                              context=ros.context))
+    feeder = ros.node("feeder", rig.namespace)
+    pubs = {
+        "pose": feeder.create_publisher(PoseStamped, "arm/tcp_pose", qos.SENSOR),
+        "twist": feeder.create_publisher(TwistStamped, "arm/tcp_twist", qos.SENSOR),
+        "joints": feeder.create_publisher(JointState, "arm/joint_states", qos.SENSOR),
+        "gripper": feeder.create_publisher(Float32, "gripper/state", qos.SENSOR),
+        "task": feeder.create_publisher(Float32MultiArray, "twin/task_state", qos.SENSOR),
+    }
+    frames = {k: feeder.create_publisher(Image, f"cameras/{k.split('/')[1]}/image_raw", qos.SENSOR) for k in cameras}
+    feeder.create_service(Trigger, "arm/reset", lambda request, response: Trigger.Response(success=True))
+    ros.start()
+    time.sleep(0.5)  # discovery
+    now = lambda: actor.get_clock().now().nanoseconds * 1e-9  # noqa: E731
+    image = np.zeros((128, 128, 3), np.uint8)
+
+    def send(keys, stamp: float) -> None:
+        publish_state(pubs, now())
+        for key in keys:
+            frames[key].publish(messages.image_msg(image, stamp, key.split("/")[1]))
+
+    assert wait_for(lambda: actor._phase == "running", timeout_s=10)
+    start = now()
+    send(cameras, start)
+    assert wait_for(lambda: any(t.oldest_input == start for t in actor.timing), timeout_s=5)
+    steps = len(actor.timing)
+    send(cameras[:1], start + 1.0)  # one camera has a newer frame, the other not yet: no step
+    time.sleep(0.3)
+    assert len(actor.timing) == steps
+    send(cameras[1:], start + 1.0)  # now both: a step, on these frames
+    assert wait_for(lambda: len(actor.timing) == steps + 1, timeout_s=0.9)
+    assert actor.timing[-1].oldest_input == start + 1.0
+    send(cameras, start + 1.3)  # a new set 0.3 periods after the last: too soon
+    time.sleep(0.3)
+    assert len(actor.timing) == steps + 1
