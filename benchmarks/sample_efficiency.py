@@ -45,7 +45,18 @@ PRESETS = {
     "full": dict(rig="twin_panda", tasks=["pick_cube"], obs=["state"], demos=[20],
                  interventions=["scripted", "none", "rlif"], seeds=5, steps=30_000, eval_every=2500,
                  eval_episodes=20),
+    # From the two cameras, on the demo rig: what the pretrained encoder is worth against the alternatives.
+    "pixels_demo": dict(rig="twin_panda_demo", tasks=["pick_cube"], obs=["pixels"], demos=[20],
+                        interventions=["scripted"], encoders=["pretrained", "random", "scratch"], seeds=5,
+                        steps=5000, eval_every=1000, eval_episodes=20),
 }
+ENCODERS = {
+    "pretrained": {"backbone": "twin", "freeze_backbone": True},
+    "random": {"backbone": None, "freeze_backbone": True},
+    "scratch": {"backbone": None, "freeze_backbone": False},
+}
+"""Camera encoders compared from pixels: the shipped pretrained trunk frozen (features cached), the same trunk
+randomly initialised and frozen, and a trunk trained from scratch through the critic (DrQ)."""
 HELP = {"none": "", "scripted": " + interventions", "rlif": " + interventions, RLIF reward only"}
 THRESHOLDS = (0.8, 0.9)
 RLIF_PENALTY = 1.0
@@ -104,6 +115,13 @@ def one_run(run: dict) -> tuple[list[dict], float]:
     return result.curve, time.perf_counter() - start
 
 
+def with_encoder(sac: SACConfig, encoder: str | None) -> SACConfig:
+    """The SAC config of one encoder condition (None: as given)."""
+    if encoder is None:
+        return sac
+    return sac.model_copy(update={"encoder": sac.encoder.model_copy(update=ENCODERS[encoder])})
+
+
 def stable(scores: np.ndarray) -> list[bool]:
     """Per seed: its last three evaluations lie within COLLAPSE_SPREAD of each other."""
     last = scores[:, -3:]
@@ -118,6 +136,7 @@ def main() -> None:
     parser.add_argument("--obs", nargs="+", choices=["state", "pixels"])
     parser.add_argument("--demos", nargs="+", type=int)
     parser.add_argument("--interventions", nargs="+", choices=sorted(HELP))
+    parser.add_argument("--encoders", nargs="+", choices=sorted(ENCODERS), help="camera encoders to compare (pixels)")
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--eval-every", type=int)
@@ -137,19 +156,22 @@ def main() -> None:
     sac = SACConfig.model_validate(args.sac)
     loop = LoopConfig.model_validate(args.loop)
 
-    grid = list(itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"]))
+    encoders = settings.get("encoders", [None])
+    grid = list(itertools.product(settings["tasks"], settings["obs"], settings["demos"], settings["interventions"],
+                                  encoders))
     runs = [
-        dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=sac, loop=loop, rig=settings["rig"],
-             steps=settings["steps"], eval_every=settings["eval_every"], eval_episodes=settings["eval_episodes"],
-             threads=args.threads, resume=args.resume, out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}_s{seed}")
-        for task, obs, demos, help_ in grid for seed in range(settings["seeds"])
+        dict(task=task, obs=obs, demos=demos, help=help_, seed=seed, sac=with_encoder(sac, encoder), loop=loop,
+             rig=settings["rig"], steps=settings["steps"], eval_every=settings["eval_every"],
+             eval_episodes=settings["eval_episodes"], threads=args.threads, resume=args.resume,
+             out=args.runs_dir / f"{settings['rig']}_{task}_{obs}_{demos}_{help_}{f'_{encoder}' if encoder else ''}_s{seed}")
+        for task, obs, demos, help_, encoder in grid for seed in range(settings["seeds"])
     ]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         outcomes = list(pool.map(one_run, runs))
 
     conditions = []
-    for index, (task, obs, demos, help_) in enumerate(grid):
-        name = f"{task} {obs} {demos} demos{HELP[help_]}"
+    for index, (task, obs, demos, help_, encoder) in enumerate(grid):
+        name = f"{task} {obs} {demos} demos{HELP[help_]}" + (f", {encoder} encoder" if encoder else "")
         mine = outcomes[index * settings["seeds"]:(index + 1) * settings["seeds"]]
         curves, seconds = [curve for curve, _ in mine], [wall for _, wall in mine]
         for seed, curve in enumerate(curves):
@@ -158,7 +180,7 @@ def main() -> None:
         scores = np.array([[p["success_rate"] for p in curve] for curve in curves])
         iqm, interval = iqm_curve(scores, args.bootstrap, seed=0)
         conditions.append({
-            "name": name, "task": task, "obs": obs, "demos": demos, "help": help_,
+            "name": name, "task": task, "obs": obs, "demos": demos, "help": help_, "encoder": encoder,
             "steps": steps, "scores": scores.tolist(), "iqm": iqm.tolist(),
             "ci_low": interval[0].tolist(), "ci_high": interval[1].tolist(),
             **{f"steps_to_{level}": first_step_reaching(steps, iqm, level) for level in THRESHOLDS},

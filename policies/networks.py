@@ -29,6 +29,10 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+TWIN_ENCODER = Path(__file__).parent / "assets" / "twin_encoder.safetensors"
+"""The encoder pretrained on twin renders under domain randomisation that ships with tether (docs/encoder.md)."""
+
+
 class EncoderConfig(StrictConfig):
     """One conv encoder per camera; the features of all cameras are concatenated with proprioception."""
 
@@ -47,9 +51,10 @@ class EncoderConfig(StrictConfig):
     """Learned spatial embeddings per channel (only for pooling 'learned_embeddings')."""
     latent_dim: int = Field(64, ge=1)
     """Size of each camera's feature vector after the projection (Linear + LayerNorm + tanh)."""
-    backbone: Path | None = None
-    """A local safetensors file with trunk weights (`conv.<i>.weight`, ...) and optionally the spatial softmax's
-    `pool.log_temperature` to start from (`tether train encoder` writes one); nothing is downloaded."""
+    backbone: Literal["twin"] | Path | None = None
+    """Trunk weights to start from: a local safetensors file with `conv.<i>.weight`, ... and optionally the
+    spatial softmax's `pool.log_temperature` (`tether train encoder` writes one), or 'twin' for the encoder
+    tether ships (`TWIN_ENCODER`, pretrained on twin renders; docs/encoder.md). Nothing is downloaded."""
     freeze_backbone: bool = False
     """Keep the loaded trunk and pooling fixed, as HIL-SERL does with its pretrained ResNet: only the projection
     trains, so the learner computes each frame's pooled features once, when it enters the replay buffer, and
@@ -346,7 +351,7 @@ class ImageEncoder(nn.Module):
             self.pool = SpatialLearnedEmbeddings(channels, fh, fw, config.num_embeddings)
             self.pooled_dim = channels * config.num_embeddings
         if config.backbone is not None:
-            load_backbone(self.trunk, config.backbone, self.pool)
+            load_backbone(self.trunk, TWIN_ENCODER if config.backbone == "twin" else config.backbone, self.pool)
         self.frozen = config.freeze_backbone
         if self.frozen:
             self.trunk.requires_grad_(False)

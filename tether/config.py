@@ -490,6 +490,25 @@ class MirrorConfig(_Strict):
         return value
 
 
+# --- twin scene ------------------------------------------------------------------------
+
+
+class TwinScene(_Strict):
+    """How the twin's table and light look: set to match the real cell, or changed to test that a pixel policy
+    does not hang on one look (benchmarks/pixel_generalisation.py)."""
+
+    table_rgba: tuple[float, float, float, float] = (0.78, 0.74, 0.68, 1.0)
+    light_diffuse: float = Field(0.6, ge=0, le=1)
+    """Diffuse intensity of the overhead light (each RGB channel)."""
+
+    @field_validator("table_rgba")
+    @classmethod
+    def _unit(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(0.0 <= v <= 1.0 for v in value):
+            raise ValueError(f"each channel must lie in [0, 1], got {list(value)}")
+        return value
+
+
 # --- twin dynamics ---------------------------------------------------------------------
 
 
@@ -570,6 +589,8 @@ class RigConfig(_Strict):
     randomization: RandomizationConfig = RandomizationConfig()
     twin_dynamics: TwinDynamics = TwinDynamics()
     """Identified dynamics of the twin of this rig's arm."""
+    twin_scene: TwinScene = TwinScene()
+    """Table colour and lighting of the twin."""
     mirror: MirrorConfig = MirrorConfig()
     network: NetworkConfig = NetworkConfig()
     """Who the graph talks to: this host only unless the rig opens it (see docs/ros2.md)."""

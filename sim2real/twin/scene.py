@@ -44,6 +44,8 @@ def build_model(rig: RigConfig, task: Task) -> mujoco.MjModel:
     if not isinstance(rig.arm, TwinArm):
         raise ValueError(f"rig '{rig.name}': the twin needs arm.backend 'twin', got '{rig.arm.backend}'")
     spec = mujoco.MjSpec.from_string(_WORLD_XML)
+    spec.geom("table").rgba = list(rig.twin_scene.table_rgba)
+    spec.light("top").diffuse = [rig.twin_scene.light_diffuse] * 3
     spec.option.timestep = 1.0 / rig.arm.physics_rate_hz
     robot = robot_spec(rig.arm.model, rig.arm.joint_stiffness)
     apply_dynamics(robot, rig.twin_dynamics)

@@ -170,3 +170,21 @@ def test_user_mjcf_robot(tmp_path: Path):
 def test_hardware_rig_is_refused_by_the_twin():
     with pytest.raises(ValueError, match="franka_realsense.*backend 'twin'"):
         TwinEnv(rig="franka_realsense")
+
+
+def test_the_rig_sets_the_table_colour_and_light_that_the_cameras_see():
+    rig = load_rig("twin_panda")
+    dark = rig.model_copy(update={"twin_scene": rig.twin_scene.model_copy(
+        update={"table_rgba": (0.2, 0.3, 0.6, 1.0), "light_diffuse": 0.2})})
+    frames = []
+    for each in (rig, dark):
+        env = TwinEnv(rig=each, obs_mode="pixels")
+        obs, _ = env.reset(seed=0)
+        model = env.sim.model
+        frames.append(obs["images/front"].astype(float))
+        assert model.geom("table").rgba.tolist() == pytest.approx(list(each.twin_scene.table_rgba))
+        assert model.light("top").diffuse.tolist() == pytest.approx([each.twin_scene.light_diffuse] * 3)
+        env.close()
+    # The bluer, dimmer table shows: the front camera's picture gets darker and bluer.
+    assert frames[1].mean() < frames[0].mean() - 10
+    assert frames[1][..., 2].mean() - frames[1][..., 0].mean() > frames[0][..., 2].mean() - frames[0][..., 0].mean()
