@@ -140,3 +140,26 @@ def test_train_hil_refuses_a_bad_config_before_starting_anything(tmp_path):
     )
     assert result.returncode == 2 and "loop: checkpoint_every" in result.stderr, result.stderr
     assert not (tmp_path / "hil").exists()
+
+
+def test_train_hil_from_pixels_with_a_frozen_encoder_learns_on_cached_features_through_the_graph(tmp_path, ros_domain):
+    """Two twin cameras through the camera node to the actor (frame-triggered steps) and, as transitions, to a learner
+    whose frozen encoder caches each frame's features: it updates, checkpoints and keeps the images."""
+    out, config = tmp_path / "hil", tmp_path / "learner.yaml"
+    frozen = {"sac": {**LEARNER["sac"], "encoder": {"freeze_backbone": True}}, "loop": LEARNER["loop"]}
+    config.write_text(yaml.safe_dump(frozen))
+    with _own_signal_handlers():
+        result = CliRunner().invoke(app, [
+            "train-hil", "--obs", "pixels", "--out", str(out), "--steps", "60", "--config", str(config),
+            "--rig", "twin_panda_demo", "--time-scale", "2",
+        ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["transitions"] >= 60 and summary["learner_restarts"] == 0
+    stats = summary["learner"]
+    assert stats["env_steps"] >= 60 and stats["critic_updates"] > 0 and stats["updates_per_s"] > 0
+    checkpoint = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert checkpoint["sac"]["encoder"]["freeze_backbone"] is True
+    assert {"images/front", "images/wrist"} <= set(checkpoint["observation_space"])
+    online = EpisodeStore(out / "replay" / "online.zarr")  # the buffer on disk keeps the frames, not features
+    assert {"images/front", "images/wrist"} <= set(online.observation_space.spaces)
