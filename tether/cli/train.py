@@ -2,8 +2,8 @@
 
 The learners take a gymnasium env; this module builds it (the MuJoCo twin) and hands it in.
 Hyper-parameters come from one optional YAML file (`--config`, sections `sac:`, `loop:`, `classifier:`,
-`diffusion:`, `diffusion_train:`) validated into the typed configs, plus the few flags below; a run records the
-resolved configs in its checkpoint's config.json.
+`diffusion:`, `diffusion_train:`, `encoder:`) validated into the typed configs, plus the few flags below; a run
+records the resolved configs in its checkpoint's config.json (the encoder's in its report.json).
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tether.cli.options import known_obs, known_task
 from tether.cli.output import ForceOption, claim_output
-from tether.config import DEFAULT_RIG
+from tether.config import DEFAULT_RIG, RigConfig
+from tether.policies.encoder_pretrain import EncoderPretrainConfig
 from tether.policies.reward_classifier import ClassifierConfig
 from tether.policies.sac import SACConfig
 from tether.policies.learner import LoopConfig
 from tether.policies.sac_loop import TrainResult
 
-app = typer.Typer(help="Train learners: SAC in the twin, the reward classifier from a store.", no_args_is_help=True)
+app = typer.Typer(help="Train learners: SAC in the twin, the reward classifier from a store, the camera encoder.",
+                  no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 ObsMode = Literal["state", "pixels"]
@@ -43,6 +45,7 @@ class TrainFile(BaseModel):
     classifier: dict[str, Any] = {}
     diffusion: dict[str, Any] = {}
     diffusion_train: dict[str, Any] = {}
+    encoder: dict[str, Any] = {}
 
 
 def read_train_file(path: Path | None) -> TrainFile:
@@ -354,3 +357,111 @@ def diffusion_command(
     typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at "
                f"{report.steps_per_second:.1f}/s; "
                f"best {best.get('name')} success {best.get('success_rate', float('nan')):.2f}; wrote {out}")
+
+
+SHIFTED_TABLE_RGB = (0.45, 0.55, 0.70)
+"""The shifted twin's table: blue-grey instead of beige (its red channel beyond the training colour jitter)."""
+SHIFTED_CUBE_RGB = (0.95, 0.45, 0.10)
+"""The shifted twin's cube: orange instead of red (within the training colour jitter)."""
+SHIFTED_TOP_LIGHT = (0.75, 0.55, 0.35)
+"""The shifted twin's top light: warm (training only scales the white light)."""
+SHIFTED_HEADLIGHT = 0.3
+"""The shifted twin's headlight diffuse (nominal 0.5; training never changes it)."""
+SHIFTED_CAMERA_M = 0.02
+"""Sideways (+y) move of every world-mounted camera of the shifted twin, still aimed at the same point."""
+
+
+def shifted_twin(rig: RigConfig):
+    """The pick_cube twin (obs 'all') in a look the encoder never trained on: see the SHIFTED_* constants.
+
+    The rig's own randomisation stays as it is (off for twin_panda), so the shift is the same in every episode.
+    """
+    moved = [
+        camera.model_copy(update={"pose": camera.pose.model_copy(
+            update={"pos": (camera.pose.pos[0], camera.pose.pos[1] + SHIFTED_CAMERA_M, camera.pose.pos[2])})})
+        if camera.pose is not None and camera.pose.mount == "world" else camera
+        for camera in rig.cameras
+    ]
+    env = make_twin("pick_cube", "all", rig.model_copy(update={"cameras": moved}))
+    sim = env.unwrapped.sim
+    # The randomiser writes its nominal values back at every reset: the new colours and light go there.
+    sim.randomizer.nominal["geom_rgba"][sim.model.geom("table").id, :3] = SHIFTED_TABLE_RGB
+    sim.randomizer.nominal["geom_rgba"][sim.model.geom("cube").id, :3] = SHIFTED_CUBE_RGB
+    sim.randomizer.nominal["light_diffuse"][sim.model.light("top").id] = SHIFTED_TOP_LIGHT
+    sim.model.vis.headlight.diffuse[:] = SHIFTED_HEADLIGHT
+    return env
+
+
+DEBUG_ENCODER = {"episodes": 2, "val_episodes": 4, "episode_steps": 12, "steps": 8, "batch_size": 8}
+ENCODER_DEFAULTS = EncoderPretrainConfig()
+ENCODER_FILE = "encoder.safetensors"
+ENCODER_REPORT = "report.json"
+
+
+@app.command("encoder")
+def encoder_command(
+    episodes: int | None = typer.Option(None, "--episodes", min=1,
+                                        help=f"Training episodes rendered (default {ENCODER_DEFAULTS.episodes})."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help=f"Adam steps (default {ENCODER_DEFAULTS.steps})."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    out: Path = typer.Option(Path("runs/encoder"), "--out", help="Folder: encoder.safetensors and report.json."),
+    rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path: its twin cameras are rendered."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with an encoder: section of overrides."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (the same seed and count give the same "
+                                "file; another count may change the last bits)."),
+    debug: bool = typer.Option(False, "--debug", help="A few frames and steps: reaches every stage in seconds."),
+    force: bool = ForceOption,
+) -> None:
+    """Pretrain the agent's camera trunk (convs + spatial softmax, one for all cameras) on randomised twin renders.
+
+    Writes the trunk as safetensors (the keys of ConvTrunk's state dict plus pool.log_temperature) for
+    EncoderConfig.backbone, and a report of linear probes on held-out and shifted-twin frames.
+    """
+    import time
+
+    import torch
+
+    from tether.config import ConfigError, load_rig
+    from tether.policies.encoder_pretrain import EPISODE_SEEDS, collect_frames, run_pretraining, save_encoder
+
+    started = time.monotonic()
+    file = read_train_file(config)
+    values = {**(DEBUG_ENCODER if debug else {}), **file.encoder, **({"episodes": episodes} if episodes else {}),
+              **({"steps": steps} if steps else {})}
+    recipe = _validated(EncoderPretrainConfig, values, "encoder")
+    try:
+        rig_config = load_rig(rig)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--rig") from None
+    claim_output(out, "--out", force=force)
+    torch.set_num_threads(threads)
+    base = seed * 100_000
+    splits = {}
+    for split, count in (("train", recipe.episodes), ("validation", recipe.val_episodes),
+                         ("shifted", recipe.val_episodes)):
+        try:
+            env = shifted_twin(rig_config) if split == "shifted" else make_twin("pick_cube", "all", rig_config)
+            operator = scripted_operator(env, seed + EPISODE_SEEDS[split])
+            splits[split] = collect_frames(env, operator, count, recipe, seed=base + EPISODE_SEEDS[split],
+                                           randomization=None if split == "shifted" else recipe.randomization)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--rig") from None
+        env.close()
+    encoder, report = run_pretraining(splits["train"], splits["validation"], splits["shifted"], recipe, seed=seed)
+    given = [("--episodes", episodes), ("--steps", steps), ("--rig", None if rig == DEFAULT_RIG else rig),
+             ("--config", config), ("--threads", threads)]
+    command = " ".join(["tether train encoder", *(["--debug"] if debug else []), f"--seed {seed}",
+                        *(f"{flag} {value}" for flag, value in given if value is not None)])
+    report = {"command": command, **report, "wall_s": round(time.monotonic() - started, 1)}
+    save_encoder(encoder, out / ENCODER_FILE, report)
+    (out / ENCODER_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    data = report["data"]
+    typer.echo(f"encoder: {data['train_episodes']} episodes, {data['train_images']} images "
+               f"({' + '.join(data['cameras'])}), {recipe.steps} Adam steps; {report['wall_s']:.0f} s in all")
+    typer.echo("linear probe on frozen keypoints    cube RMSE mm   R^2 |  TCP RMSE mm   R^2")
+    for encoder_name, sets in report["probe"].items():
+        for set_name, scores in sets.items():
+            cube, tcp = scores["cube_pos"], scores["tcp_pos"]
+            typer.echo(f"  {encoder_name + ', ' + set_name:<33} {cube['rmse_mm']:>12.1f} {cube['r2']:>5.2f} | "
+                       f"{tcp['rmse_mm']:>11.1f} {tcp['r2']:>5.2f}")
+    typer.echo(f"wrote {out / ENCODER_FILE} and {out / ENCODER_REPORT}")
