@@ -2,7 +2,8 @@
 
 - acquisition-to-command latency: from the oldest camera frame a command was computed from
   to the moment the command was published (p50 / p99), at 10 Hz and 30 Hz control;
-- command-period jitter: deviation of the time between commands from the control period;
+- command-period jitter: deviation of the time between consecutive commands of an episode from the control
+  period (the gap across a reset, while the arm goes home, is not a control period);
 - both with the twin (arm + cameras) in this process and in another process;
 - transitions per second the `learner/transitions` topic carries into a real learner node
   (two 128x128 images per observation), in one process and across processes.
@@ -57,20 +58,23 @@ STAGES = {
     "frame to actor": lambda t: t.last_arrival - t.oldest_input,
     "wait for the step": lambda t: t.tick - t.last_arrival,
     "observation + policy": lambda t: t.inferred - t.tick,
-    "publish": lambda t: t.sent - t.inferred,
+    "hold + publish": lambda t: t.sent - t.inferred,
 }
 """Where a command's latency goes (they add up to it): render/capture and transport of the frames until the
 last one reached the actor, the actor's wait until it stepped, assembling the observation and running the
-policy, publishing the command."""
+policy, holding the command until `arm.frame_to_command_s` after its frames and publishing it."""
 
 
 def timing_stats(actor, period: float, skip: int) -> dict:
     timing = list(actor.timing)[skip:]
     latency = np.array([t.sent - t.oldest_input for t in timing]) * 1e3
-    periods = np.diff([t.sent for t in timing]) * 1e3
+    # A period is the gap between two commands of one episode; the first command of an episode follows a reset.
+    periods = np.array([(t.sent - before.sent) * 1e3 for before, t in zip(timing, timing[1:])
+                        if t.episode_step == before.episode_step + 1])
     jitter = np.abs(periods - period * 1e3)
     stats = {
         "commands": len(timing),
+        "periods": len(periods),
         "latency_ms_p50": float(np.percentile(latency, 50)),
         "latency_ms_p99": float(np.percentile(latency, 99)),
         "period_ms_mean": float(periods.mean()),
@@ -198,9 +202,13 @@ def main() -> None:
         "Latency: oldest camera frame behind a command (its acquisition stamp) to the command's publication "
         "(graph clock), split into the stages that add up to it: frame to actor (render or capture, publish, "
         "transport, until the last camera's frame arrived), wait for the step (the actor steps on frame "
-        "arrival, the timer is only a deadline), observation + policy, publish. Jitter: |time between commands "
-        "- control period|. Twin at real time, cameras at the control rate; policy: a randomly initialised "
-        "pixel SAC actor (2 conv encoders), run on the CPU."
+        "arrival, the timer is only a deadline), observation + policy, hold until `arm.frame_to_command_s` "
+        f"({load_rig('twin_panda').arm.frame_to_command_s * 1e3:.0f} ms) after the frames and publish. Jitter: "
+        "|time between consecutive commands of an episode - control period| (the gap across a reset is no "
+        "control period). Twin at real time (frames stamped at their exposure in the scene's time), cameras at "
+        "the control rate; policy: the pixel SAC actor of `tether train sac --obs pixels` (the shipped twin "
+        "encoder, frozen, on both cameras; untrained heads), torch on one thread, on the CPU. Tails vary from "
+        "run to run on a shared machine: p99 over ~600 commands is the 6th-worst."
     )
     write_results("control_loop", results, table, notes)
     print(table)

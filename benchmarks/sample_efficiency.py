@@ -101,8 +101,9 @@ def plot(conditions: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def one_run(run: dict) -> tuple[list[dict], float]:
-    """One seed of one condition (a process of its own when --jobs > 1): its curve and wall seconds."""
+def one_run(run: dict) -> tuple[list[dict], float | None]:
+    """One seed of one condition (a process of its own when --jobs > 1): its curve and its wall seconds over all
+    its sittings (None for a run resumed from before curves recorded them)."""
     torch.set_num_threads(run["threads"])
     start = time.perf_counter()
     loop = run["loop"].model_copy(update=dict(eval_every=run["eval_every"], eval_episodes=run["eval_episodes"]))
@@ -112,7 +113,9 @@ def one_run(run: dict) -> tuple[list[dict], float]:
                      loop=loop, rig=run["rig"], demo_episodes=run["demos"],
                      interventions="none" if run["help"] == "none" else "scripted", out=run["out"], progress=False,
                      resume=run["resume"])
-    return result.curve, time.perf_counter() - start
+    if not run["resume"]:
+        return result.curve, time.perf_counter() - start
+    return result.curve, result.curve[-1].get("wall_s")
 
 
 def with_encoder(sac: SACConfig, encoder: str | None) -> SACConfig:
@@ -175,7 +178,7 @@ def main() -> None:
         mine = outcomes[index * settings["seeds"]:(index + 1) * settings["seeds"]]
         curves, seconds = [curve for curve, _ in mine], [wall for _, wall in mine]
         for seed, curve in enumerate(curves):
-            print(f"{name} seed {seed}: {[p['success_rate'] for p in curve]} ({seconds[seed]:.0f} s)")
+            print(f"{name} seed {seed}: {[p['success_rate'] for p in curve]} ({seconds[seed] or float('nan'):.0f} s)")
         steps = [p["env_steps"] for p in curves[0]]
         scores = np.array([[p["success_rate"] for p in curve] for curve in curves])
         iqm, interval = iqm_curve(scores, args.bootstrap, seed=0)
@@ -187,7 +190,7 @@ def main() -> None:
             "stable_seeds": stable(scores),
             "intervention_rate": float(np.mean([c[-1]["intervention_rate"] for c in curves])),
             "updates_per_s": float(np.mean([c[-1]["updates_per_s"] for c in curves])),
-            "wall_s_per_run": float(np.mean(seconds)),
+            "wall_s_per_run": float(np.mean([s for s in seconds if s is not None] or [np.nan])),
         })
     name = f"sample_efficiency_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     plot(conditions, HERE / "results" / f"{name}.png")
@@ -195,19 +198,22 @@ def main() -> None:
              f"{c['iqm'][-1]:.2f} [{c['ci_low'][-1]:.2f}, {c['ci_high'][-1]:.2f}]",
              c["steps_to_0.8"] or "not reached", c["steps_to_0.9"] or "not reached",
              f"{sum(c['stable_seeds'])} of {len(c['stable_seeds'])}",
-             f"{c['intervention_rate']:.2f}", f"{c['wall_s_per_run'] / 60:.1f}"] for c in conditions]
+             f"{c['intervention_rate']:.2f}",
+             f"{c['wall_s_per_run'] / 60:.1f}" if np.isfinite(c["wall_s_per_run"]) else "n/a"] for c in conditions]
     table = markdown_table(["condition", "seeds", "env steps", "final success IQM [95% CI]", "IQM >= 0.8 at",
                             "IQM >= 0.9 at", "seeds without collapse", "intervention rate", "minutes per run"], rows)
     notes = (f"SAC in the twin rig {settings['rig']} with the defaults of `tether train sac` "
              f"(`tether.cli.train.run_sac`; SAC {json.dumps(json.loads(sac.model_dump_json()))}, loop overrides "
-             f"{json.dumps(args.loop)}); with interventions "
+             f"{json.dumps(args.loop)}; an encoder condition replaces the encoder's "
+             f"{json.dumps({k: ENCODERS[k] for k in encoders if k})}); with interventions "
              f"the scripted operator takes over when the policy strays (RLIF penalty {loop.rlif_penalty}; "
              f"{RLIF_PENALTY} in the RLIF-only condition unless set). "
              f"Evaluation every {settings['eval_every']} steps over {settings['eval_episodes']} episodes with the "
              f"deterministic policy and no interventions; IQM over seeds with 95% stratified-bootstrap intervals "
              f"(rliable, {args.bootstrap} replicates); a seed has no collapse when its last three evaluations lie "
              f"within {COLLAPSE_SPREAD}. Settings {json.dumps(settings)}, torch threads {args.threads}, {args.jobs} "
-             f"runs at once. Curves: results/{name}.png. "
+             f"runs at once. Minutes per run: wall time over all of a run's sittings (n/a for runs from before "
+             f"runs recorded it). Curves: results/{name}.png. "
              f"`.venv/bin/python -m benchmarks.sample_efficiency {shlex.join(sys.argv[1:])}`")
     write_results(name, {"settings": settings, "sac": json.loads(sac.model_dump_json()),
                          "loop": json.loads(loop.model_dump_json()), "conditions": conditions},

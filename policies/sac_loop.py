@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -201,6 +202,8 @@ class LoopState:
     curve: list[dict[str, float]] = field(default_factory=list)
     expert_rng: dict[str, Any] = field(default_factory=dict)
     """State of the intervening expert's RNG as the current episode began (before its reset)."""
+    wall_s: float = 0.0
+    """Wall seconds of training in earlier sittings, up to their last checkpoint."""
 
 
 def train_sac(
@@ -256,6 +259,8 @@ def train_sac(
             intervention.reset()
         return obs
 
+    sitting = time.perf_counter()
+    wall_before = state.wall_s
     learner.pretrain()
     obs = new_episode()
     bar = tqdm(range(learner.state.env_steps + 1, config.steps + 1), desc="sac", disable=not progress, unit="step")
@@ -277,21 +282,25 @@ def train_sac(
         learner.update_if_due()
 
         if eval_env is not None and (step % config.eval_every == 0 or step == config.steps):
-            point = _evaluate_point(learner, eval_env, state, seed)
+            point = _evaluate_point(learner, eval_env, state, seed, wall_before + time.perf_counter() - sitting)
             bar.set_postfix(success=f"{point['success_rate']:.2f}")
             if out_dir is not None:
                 write_curve(state.curve, out_dir)
         due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
         if out_dir is not None and (due or step == config.steps):
             state.last_checkpoint = step
+            state.wall_s = wall_before + time.perf_counter() - sitting
             learner.checkpoint(extra_config=checkpoint_config, driver_state=asdict(state))
     learner.flush_metrics()
     learner.close()
     return TrainResult.of(learner, state.curve)
 
 
-def _evaluate_point(learner: Learner, eval_env: gym.Env, state: LoopState, seed: int) -> dict[str, float]:
-    """Evaluate the deterministic policy, append a point to the learning curve and the metrics."""
+def _evaluate_point(
+    learner: Learner, eval_env: gym.Env, state: LoopState, seed: int, wall_s: float
+) -> dict[str, float]:
+    """Evaluate the deterministic policy, append a point to the learning curve (with the run's wall seconds so
+    far, over all its sittings) and the metrics."""
     agent, config, counters = learner.agent, learner.config, learner.state
     result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes, seed=1_000_000 + seed)
     point = {
@@ -299,6 +308,7 @@ def _evaluate_point(learner: Learner, eval_env: gym.Env, state: LoopState, seed:
         "critic_updates": learner.critic_updates, "utd_achieved": learner.critic_updates / max(counters.learning_steps, 1),
         "updates_per_s": learner.updates_per_second,
         "intervention_rate": counters.interventions / counters.env_steps, "episodes": state.episode,
+        "wall_s": wall_s,
     }
     state.curve.append(point)
     learner.log({"eval/success_rate": result.success_rate, "eval/mean_length": result.mean_length,

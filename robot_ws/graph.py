@@ -12,6 +12,7 @@ directly, as drivers reach their hardware).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,11 @@ if TYPE_CHECKING:  # torch and diffusers load only in processes that steer a bas
     from tether.policies.steering import Steering
 
 DEFAULT_NODES = ("twin", "arm", "cameras", "teleop", "actor", "learner", "recorder")
+GIL_SWITCH_S = 0.001
+"""How long a thread may hold the GIL while another waits for it, in a process that runs a graph. Python's 5 ms
+default let the physics, camera and executor threads delay a frame or a command by several ms at a time
+(benchmarks/control_loop.py: latency p99 24.9 -> 21.0 ms, period jitter p99 4.2 -> 0.6 ms at 10 Hz); 0.5 ms
+switched so often that it was slower again."""
 NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach")  # the live twin and the real-side reach judge run only when asked for
 
 
@@ -153,6 +159,11 @@ class Graph:
 
             self.nodes["mirror"] = MirrorNode(rig, **self._kwargs())
         if "actor" in names:
+            import torch
+
+            # Batch-1 inference once a control period: a torch thread pool that sleeps between steps takes longer
+            # to wake than the work it shares (two pixel encoders: 15 ms on two threads, 4 ms on one).
+            torch.set_num_threads(1)
             policy = None if spec.policy is None else load_policy(
                 spec.policy, deterministic=spec.actor_mode == "eval", asynchronous=True, seed=spec.seed)
             residual = spec.steering.residual(seed=spec.seed) if spec.steering is not None else None
@@ -202,6 +213,7 @@ class Graph:
     # --- running ----------------------------------------------------------------------
 
     def start(self) -> Graph:
+        sys.setswitchinterval(GIL_SWITCH_S)
         if self.world is not None:
             self.world.start()
         self.spinners.start()

@@ -27,6 +27,7 @@ from tether.transforms import quat_xyzw_to_matrix
 log = logging.getLogger(__name__)
 
 PHYSICS_CHUNK_S = 0.01  # sim seconds integrated per loop iteration
+STALL_S = 0.05  # wall seconds the physics may fall behind before it re-anchors instead of catching up
 QUEUE_PERIODS = 2  # how far (control periods) a setpoint may wait behind the ramps before it
 EPOCH = 1_700_000_000.0  # sim-time stamps start here so they read as plausible ROS times
 
@@ -53,6 +54,7 @@ class TwinWorld:
         self._frame_due = True
         self._clock_base = 0.0  # sim seconds of the episodes before this one
         self.reset_scene()
+        self._anchor()
 
     @property
     def sim_time_mode(self) -> bool:
@@ -97,20 +99,23 @@ class TwinWorld:
     def _run(self) -> None:
         frame_period = 1.0 / max(c.fps for c in self.sim.cameras) if self.sim.cameras else None
         next_frame = self.sim_clock()
-        wall_anchor, sim_anchor = time.perf_counter(), self.sim_clock()
+        self._anchor()
         while not self._stop.is_set():
-            target_sim = sim_anchor + (time.perf_counter() - wall_anchor) * self.time_scale
+            target_sim = self._sim_anchor + (time.perf_counter() - self._wall_anchor) * self.time_scale
             ahead = self.sim_clock() + PHYSICS_CHUNK_S - target_sim
             if ahead > 0:
                 time.sleep(ahead / self.time_scale)
                 continue
+            if -ahead > STALL_S * self.time_scale:  # a stall: start afresh rather than catch up in a burst
+                self._anchor()
             with self.lock:
                 if not self.sim.advance(PHYSICS_CHUNK_S):
                     log.error("twin physics diverged; scene reset")
                     self.reset_scene()
                 clock = self.sim_clock()
-                if frame_period is not None and (clock >= next_frame or self._frame_due):
-                    self._render()
+                # Half a chunk of slack: sums of chunks and of frame periods differ in the last bits.
+                if frame_period is not None and (clock >= next_frame - PHYSICS_CHUNK_S / 2 or self._frame_due):
+                    self._render(clock)
                     self._frame_due = False
                     next_frame += frame_period
                     if next_frame < clock:  # fell behind: skip frames rather than spiral
@@ -118,15 +123,25 @@ class TwinWorld:
                 now = self.now()
             for callback in self.on_tick:
                 callback(now)
-            if clock - sim_anchor > 1.0:  # re-anchor so a stall is not caught up in a burst
-                wall_anchor, sim_anchor = time.perf_counter(), clock
         with self.lock:
             self.sim.close()  # on this thread: the GL context belongs to it
 
-    def _render(self) -> None:
+    def _anchor(self) -> None:
+        """Tie the sim clock to the wall clock from now on (the physics thread paces itself by it)."""
+        self._wall_anchor, self._epoch_anchor, self._sim_anchor = time.perf_counter(), time.time(), self.sim_clock()
+
+    def _exposure_stamp(self, clock: float) -> float:
+        """The graph time at which the scene was as it is at sim `clock`: a camera's exposure time. On the
+        wall clock it is where the paced physics placed that instant, so frames keep their camera's period
+        however late the physics thread got to them (as a hardware-clocked camera's stamps do)."""
+        if self.sim_time_mode:
+            return EPOCH + clock
+        return self._epoch_anchor + (clock - self._sim_anchor)
+
+    def _render(self, clock: float) -> None:
         if not self.sim.cameras:
             return
-        stamp = self.now()
+        stamp = self._exposure_stamp(clock)
         images = self.sim.render()
         with self.new_frames:
             self.frame_count += 1

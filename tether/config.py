@@ -118,12 +118,14 @@ class _ArmBase(_Strict):
     libfranka's kMaxTranslationalAcceleration."""
     control_rate_hz: float = Field(10.0, gt=0, le=1000)
     """Policy / command rate."""
-    frame_to_command_s: float = Field(0.02, ge=0, le=1.0)
+    frame_to_command_s: float = Field(0.022, ge=0, le=1.0)
     """A camera policy publishes each command this long after its frames were acquired, when it is ready
     sooner: commands then leave at the cameras' steady rhythm with one fixed latency, instead of carrying the
     varying render or capture, transport and inference times as period jitter (a fixed delay is also what the
     twin's `command_latency_steps` can model). 0 publishes as soon as ready. Wall-clock graphs only: under
-    sim time a step publishes when ready."""
+    sim time a step publishes when ready. The default covers the p99 of frames-to-ready with two 128x128
+    cameras and the frozen encoder on 2 CPU cores (benchmarks/README.md#control_loop); raise it for a slower
+    policy or camera path, or the late commands come back as jitter."""
     action_scale: tuple[float, float] = (0.02, 0.1)
     """Metres and radians per unit action per control step: [translation, rotation]."""
     rotation_actions: bool = False
@@ -494,8 +496,8 @@ class MirrorConfig(_Strict):
 
 
 class TwinScene(_Strict):
-    """How the twin's table and light look: set to match the real cell, or changed to test that a pixel policy
-    does not hang on one look (benchmarks/pixel_generalisation.py)."""
+    """How the twin's table and light look: set them to match the real cell, so that a pixel policy trained in
+    the twin sees the table it will meet (benchmarks/pixel_generalisation.py measures what a changed look costs)."""
 
     table_rgba: tuple[float, float, float, float] = (0.78, 0.74, 0.68, 1.0)
     light_diffuse: float = Field(0.6, ge=0, le=1)

@@ -91,13 +91,14 @@ class _Latest:
 class CommandTiming:
     """Where one command's time went (graph clock, s), in order: its oldest timed input (a camera frame, else
     the arm state) was acquired, the last of those inputs arrived, the step began, the policy answered, the
-    command left."""
+    command left; and which step of its episode it was (the first follows a reset, not a control period)."""
 
     oldest_input: float
     last_arrival: float
     tick: float
     inferred: float
     sent: float
+    episode_step: int
 
 
 @dataclass
@@ -372,11 +373,13 @@ class ActorNode(Node):
     def _run_step(self) -> None:
         now = self._now()
         self._last_step = now
-        self._used_frames = {k: self._latest[k].stamp for k in self._frame_keys if k in self._latest}
         obs = self.observation(now)
         if obs is None:
             self._publish_hold(now)
             return
+        # Frames count as used once a step acted on them: a step that found another input missing leaves them
+        # to the next one.
+        self._used_frames = {k: self._latest[k].stamp for k in self._frame_keys}
         if self.residual is not None:
             obs = self.residual.observe(obs)
         with self._events_lock:
@@ -446,7 +449,7 @@ class ActorNode(Node):
         timed = [self._latest[k] for k in self._timed_inputs]
         self.timing.append(CommandTiming(oldest_input=min(t.stamp for t in timed),
                                          last_arrival=max(t.arrived for t in timed), tick=now, inferred=inferred,
-                                         sent=sent))
+                                         sent=sent, episode_step=self._step))
         proprio_stamp = self._latest["tcp_pose"].stamp if "tcp_pose" in self._latest else now
         self._prev = _Step(obs, action, intervened, proposal, proprio_stamp)
         self._step += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -188,16 +189,22 @@ def test_interrupted_run_resumes_exactly(toy, tmp_path, intervening: bool) -> No
 
     first_env, resumed_env = toy.Env(), toy.Env()
     first = SACAgent(env.observation_space, 4, SMALL, seed=0)
-    train_sac(first, first_env, config.model_copy(update={"steps": stop}), seed=0, demos=fresh_demos(),
-              eval_env=toy.Env(), intervention=takeover(first_env), out_dir=tmp_path / "resumed", progress=False)
+    first_sitting = train_sac(first, first_env, config.model_copy(update={"steps": stop}), seed=0,
+                              demos=fresh_demos(), eval_env=toy.Env(), intervention=takeover(first_env),
+                              out_dir=tmp_path / "resumed", progress=False)
     resumed = SACAgent(env.observation_space, 4, SMALL, seed=99)  # weights and RNG come from the checkpoint
+    started = time.perf_counter()
     result = train_sac(resumed, resumed_env, config, seed=0, demos=fresh_demos(), eval_env=toy.Env(),
                        intervention=takeover(resumed_env), out_dir=tmp_path / "resumed", resume=True,
                        progress=False)
+    second_sitting_s = time.perf_counter() - started
 
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
-    drop = ("updates_per_s",)  # wall-clock
+    # A run's wall time adds up over its sittings.
+    first_wall_s = first_sitting.curve[-1]["wall_s"]
+    assert first_wall_s < result.curve[-1]["wall_s"] <= first_wall_s + second_sitting_s
+    drop = ("updates_per_s", "wall_s")  # wall-clock
     # The interrupted run also evaluated at its last step, off the eval grid; compare on the grid.
     on_grid = lambda curve: [{k: v for k, v in p.items() if k not in drop} for p in curve  # noqa: E731
                              if p["env_steps"] % config.eval_every == 0 or p["env_steps"] == config.steps]

@@ -172,7 +172,9 @@ def test_a_camera_policy_steps_when_every_camera_has_a_new_frame_and_not_faster_
     frames = {k: feeder.create_publisher(Image, f"cameras/{k.split('/')[1]}/image_raw", qos.SENSOR) for k in cameras}
     feeder.create_service(Trigger, "arm/reset", lambda request, response: Trigger.Response(success=True))
     ros.start()
-    time.sleep(0.5)  # discovery
+    # Discovery: the feeder's messages are best effort, so any sent before the actor subscribed would be lost.
+    assert wait_for(lambda: all(pub.get_subscription_count() > 0 for pub in (*pubs.values(), *frames.values())),
+                    timeout_s=10)
     now = lambda: actor.get_clock().now().nanoseconds * 1e-9  # noqa: E731
     image = np.zeros((128, 128, 3), np.uint8)
 
@@ -192,6 +194,7 @@ def test_a_camera_policy_steps_when_every_camera_has_a_new_frame_and_not_faster_
     send(cameras[1:], start + 1.0)  # now both: a step, on these frames
     assert wait_for(lambda: len(actor.timing) == steps + 1, timeout_s=0.9)
     assert actor.timing[-1].oldest_input == start + 1.0
+    assert actor.timing[-1].episode_step == actor.timing[-2].episode_step + 1  # one episode, consecutive steps
     send(cameras, start + 1.3)  # a new set 0.3 periods after the last: too soon
     time.sleep(0.3)
     assert len(actor.timing) == steps + 1
