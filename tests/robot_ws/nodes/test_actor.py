@@ -24,17 +24,24 @@ from tether.robot_ws.nodes.actor import LEARNER_LOST, ActorNode
 KEYS = (spaces.TCP_POSE, spaces.TCP_VEL, spaces.GRIPPER, spaces.JOINTS, "state/cube_pos")
 
 
+def state_publishers(feeder) -> dict:
+    """Publishers of the arm state and the twin's task state, as the arm and twin nodes would send them."""
+    return {
+        "pose": feeder.create_publisher(PoseStamped, "arm/tcp_pose", qos.SENSOR),
+        "twist": feeder.create_publisher(TwistStamped, "arm/tcp_twist", qos.SENSOR),
+        "joints": feeder.create_publisher(JointState, "arm/joint_states", qos.SENSOR),
+        "gripper": feeder.create_publisher(Float32, "gripper/state", qos.SENSOR),
+        "task": feeder.create_publisher(Float32MultiArray, "twin/task_state", qos.SENSOR),
+    }
+
+
 @pytest.fixture
 def actor_setup(ros):
     rig = load_rig("twin_panda")
     actor = ros.add(ActorNode(rig, "hil", KEYS, context=ros.context))
     feeder = ros.node("feeder", rig.namespace)
     pubs = {
-        "pose": feeder.create_publisher(PoseStamped, "arm/tcp_pose", qos.SENSOR),
-        "twist": feeder.create_publisher(TwistStamped, "arm/tcp_twist", qos.SENSOR),
-        "joints": feeder.create_publisher(JointState, "arm/joint_states", qos.SENSOR),
-        "gripper": feeder.create_publisher(Float32, "gripper/state", qos.SENSOR),
-        "task": feeder.create_publisher(Float32MultiArray, "twin/task_state", qos.SENSOR),
+        **state_publishers(feeder),
         "teleop_cmd": feeder.create_publisher(TwistStamped, "teleop/cmd", qos.COMMAND),
         "teleop_gripper": feeder.create_publisher(Float32, "teleop/gripper", qos.COMMAND),
         "engaged": feeder.create_publisher(Bool, "teleop/engaged", qos.COMMAND),
@@ -162,13 +169,7 @@ def test_a_camera_policy_steps_when_every_camera_has_a_new_frame_and_not_faster_
     actor = ros.add(ActorNode(rig, "eval", tuple(space.spaces), policy=SACPolicy(agent, deterministic=True),
                               context=ros.context))
     feeder = ros.node("feeder", rig.namespace)
-    pubs = {
-        "pose": feeder.create_publisher(PoseStamped, "arm/tcp_pose", qos.SENSOR),
-        "twist": feeder.create_publisher(TwistStamped, "arm/tcp_twist", qos.SENSOR),
-        "joints": feeder.create_publisher(JointState, "arm/joint_states", qos.SENSOR),
-        "gripper": feeder.create_publisher(Float32, "gripper/state", qos.SENSOR),
-        "task": feeder.create_publisher(Float32MultiArray, "twin/task_state", qos.SENSOR),
-    }
+    pubs = state_publishers(feeder)
     frames = {k: feeder.create_publisher(Image, f"cameras/{k.split('/')[1]}/image_raw", qos.SENSOR) for k in cameras}
     feeder.create_service(Trigger, "arm/reset", lambda request, response: Trigger.Response(success=True))
     ros.start()
