@@ -93,7 +93,8 @@ def main() -> None:
     notes = (f"Each run's final policy, deterministic, no interventions, {args.episodes} episodes per twin on "
              f"the same episode seeds; rig {args.rig}. Shifted twin: table RGB {twins.SHIFTED_TABLE_RGB}, cube "
              f"{twins.SHIFTED_CUBE_RGB}, top light {twins.SHIFTED_TOP_LIGHT}, headlight {twins.SHIFTED_HEADLIGHT}, "
-             f"world cameras {twins.SHIFTED_CAMERA_M * 100:.0f} cm in +y (`tether.cli.train.shifted_twin`). IQM over seeds, 95% stratified-bootstrap intervals (rliable, "
+             f"world cameras {twins.SHIFTED_CAMERA_M * 100:.0f} cm in +y (`tether.cli.train.shifted_twin`). "
+             "IQM over seeds, 95% stratified-bootstrap intervals (rliable, "
              f"{args.bootstrap} replicates). `.venv/bin/python -m benchmarks.pixel_generalisation "
              f"{shlex.join(sys.argv[1:])}`")
     write_results("pixel_generalisation", {"rig": args.rig, "episodes": args.episodes, "conditions": conditions},

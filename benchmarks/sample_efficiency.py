@@ -15,6 +15,8 @@ the IQM reaches 0.8 and 0.9, and per seed whether its last three evaluations agr
 
     .venv/bin/python -m benchmarks.sample_efficiency --preset demo --jobs 2   # `tether demo`'s narrowed rig
     .venv/bin/python -m benchmarks.sample_efficiency --preset full --jobs 2   # the full twin_panda pick_cube
+    .venv/bin/python -m benchmarks.sample_efficiency --preset pixels_demo --jobs 2   # from the two cameras
+    .venv/bin/python -m benchmarks.sample_efficiency --preset pixels_full --encoders pretrained random --jobs 2
     ... --resume   # continue interrupted runs from their checkpoints (every 5,000 steps) in --runs-dir
 """
 
@@ -49,6 +51,10 @@ PRESETS = {
     "pixels_demo": dict(rig="twin_panda_demo", tasks=["pick_cube"], obs=["pixels"], demos=[20],
                         interventions=["scripted"], encoders=["pretrained", "random", "scratch"], seeds=5,
                         steps=5000, eval_every=1000, eval_episodes=20),
+    # The same comparison on the full twin_panda pick_cube: about an hour per frozen-encoder run on one core.
+    "pixels_full": dict(rig="twin_panda", tasks=["pick_cube"], obs=["pixels"], demos=[20], interventions=["scripted"],
+                        encoders=["pretrained", "random", "scratch"], seeds=5, steps=30_000, eval_every=2500,
+                        eval_episodes=20),
 }
 ENCODERS = {
     "pretrained": {"backbone": "twin", "freeze_backbone": True},
