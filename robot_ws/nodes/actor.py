@@ -64,6 +64,10 @@ FRAME_GAP = 0.9
 of its last step, so a camera faster than the control rate does not speed the loop up."""
 DEADLINE = 1.25
 """Control periods after its last step at which a camera policy steps without waiting for frames any longer."""
+RESET_REPLY_S = 30.0
+"""Wall seconds the actor waits for arm/reset's reply before it asks again: DDS can lose a reply across processes
+(a request sent just after discovery, before the server has matched the client's reply reader), and a reset
+that is never answered would stall the graph for good. A repeated reset only homes the arm once more."""
 LEARNER_LOST = "learner_lost"
 """The outcome of an episode a holding actor ended because its learner died."""
 
@@ -145,6 +149,7 @@ class ActorNode(Node):
         self._events_lock = threading.Lock()
         self._phase = "reset"  # reset -> resetting -> running -> reset ...
         self._reset_future = None
+        self._reset_sent = 0.0
         self._prev: _Step | None = None
         self._step = 0
         self._interventions = 0
@@ -330,6 +335,11 @@ class ActorNode(Node):
         if self._phase == "resetting":
             if self._reset_future is not None and self._reset_future.done():
                 self._start_episode()
+            elif time.monotonic() - self._reset_sent > RESET_REPLY_S:
+                self.reset_client.remove_pending_request(self._reset_future)  # a late reply is dropped
+                self.counters["reset_reply_lost"] += 1
+                self.get_logger().warning(f"arm/reset: no reply within {RESET_REPLY_S:.0f} s; asking again")
+                self._phase = "reset"
             return
         if not self._frame_keys or self._now() - self._last_step >= DEADLINE * self.rig.control_dt:
             self._run_step()
@@ -349,6 +359,7 @@ class ActorNode(Node):
             return
         self._phase = "resetting"
         self._reset_future = self.reset_client.call_async(Trigger.Request())
+        self._reset_sent = time.monotonic()
 
     def _start_episode(self) -> None:
         result = self._reset_future.result()

@@ -38,9 +38,10 @@ def test_record_scripted_demos_in_one_process(tmp_path):
 
 def test_twin_in_another_process(tmp_path):
     """The twin (with its arm, cameras and scripted operator) in a child process; actor and recorder here."""
+    log = tmp_path / "twin.log"  # a file, not a pipe nobody reads while the child runs (a full pipe would block it)
     twin = subprocess.Popen(
         [sys.executable, "-m", "tether.cli", "node", "twin", "--rig", "twin_panda"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=os.environ.copy(),
     )
     try:
         spec = GraphSpec(
@@ -49,11 +50,12 @@ def test_twin_in_another_process(tmp_path):
         )
         with Graph(spec) as graph:
             recorder = graph.node("recorder")
-            assert graph.wait(lambda: recorder.committed >= 1, timeout_s=240), graph.node("actor").counters
+            committed = graph.wait(lambda: recorder.committed >= 1, timeout_s=240)
+            assert committed, (graph.node("actor").counters, log.read_text()[-1000:])
         assert EpisodeStore(tmp_path / "remote.zarr").n_episodes >= 1
     finally:
         twin.send_signal(signal.SIGINT)
-        assert twin.wait(timeout=30) == 0, twin.stderr.read().decode()[-2000:]
+        assert twin.wait(timeout=30) == 0, log.read_text()[-2000:]
 
 
 def test_learner_killed_and_restarted_while_the_actor_keeps_stepping(tmp_path):

@@ -1,6 +1,7 @@
 """The actor's observation assembly (stale and missing inputs), human override and what it does when the learner
 is lost, over real topics."""
 
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+
 from tether import spaces
 from tether.config import load_rig
 from tether.robot_ws import messages, qos
@@ -19,6 +24,7 @@ from tether.policies.networks import EncoderConfig
 from tether.policies.registry import SACPolicy
 from tether.policies.sac import SACAgent, SACConfig
 from tether.robot_ws.graph import Graph, GraphSpec, observation_space_of
+from tether.robot_ws.nodes import actor as actor_module
 from tether.robot_ws.nodes.actor import LEARNER_LOST, ActorNode
 
 KEYS = (spaces.TCP_POSE, spaces.TCP_VEL, spaces.GRIPPER, spaces.JOINTS, "state/cube_pos")
@@ -103,6 +109,38 @@ def test_human_overrides_then_hands_back_after_the_sticky_window(actor_setup, wa
     pubs["engaged"].publish(Bool(data=False))
     time.sleep(0.2)
     assert actor._human_action(now()) is None
+
+
+def test_a_reset_whose_reply_never_comes_is_asked_again(ros, wait_for, monkeypatch):
+    """DDS can lose a service reply across processes; the actor must not wait for it forever. The arm/reset server
+    here never answers its first request (it blocks, on a thread of its own) and answers the second at once."""
+    monkeypatch.setattr(actor_module, "RESET_REPLY_S", 0.5)
+    rig = load_rig("twin_panda")
+    actor = ros.add(ActorNode(rig, "teleop", KEYS, context=ros.context))
+    ros.start()
+    server = rclpy.create_node("reset_server", namespace=rig.namespace, context=ros.context)
+    released, calls = threading.Event(), []
+
+    def on_reset(request, response):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            released.wait(10.0)  # the reply that is lost
+        response.success = True
+        return response
+
+    server.create_service(Trigger, "arm/reset", on_reset, callback_group=ReentrantCallbackGroup())
+    executor = MultiThreadedExecutor(num_threads=2, context=ros.context)
+    executor.add_node(server)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert wait_for(lambda: actor._phase == "running", timeout_s=8), actor.counters
+        assert len(calls) == 2 and actor.counters["reset_reply_lost"] == 1 and actor.episode == 1
+    finally:
+        released.set()
+        time.sleep(0.2)  # the released reply goes out before its node does (rclpy's shutdown does not wait for it)
+        executor.shutdown()
+        server.destroy_node()
 
 
 def _weights_msg(agent, version: int):
