@@ -7,16 +7,17 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
   4. fine-tune a residual SAC actor on the frozen base for --finetune-steps environment steps
      (`tether train sac --base-policy best/ --steer residual`), evaluating every --finetune-eval-every steps;
   5. evaluate the fine-tuned checkpoint (base + residual) on the same --episodes episodes.
+`--finetune-steps 0` stops after step 3 (the diffusion policy's own figures).
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
 (rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success.
 
-The issue's protocol (pixels, 50 and 200 demos, 3 seeds x 50 episodes, paper-size DDPM/DDIM policy) is the
-default and is days of CPU on a 2-core machine; a run with other settings is labelled REDUCED with the
+The issue's protocol (pixels, 100 demos, 3 seeds x 50 episodes, paper-size DDPM/DDIM policy, 20,000 gradient
+steps) is the default and is days of CPU on a 2-core machine; a run with other settings is labelled REDUCED with the
 differences listed in its notes.
 
     .venv/bin/python -m benchmarks.diffusion_success                   # the full protocol
     .venv/bin/python -m benchmarks.diffusion_success --obs state --seeds 1 --episodes 20 --size small \\
-        --objective flow --epochs 15 --finetune-steps 1500            # what fits in an hour here
+        --objective flow --steps 2000 --finetune-steps 1500            # what fits in an hour here
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from tether.policies.diffusion_train import TrainConfig, train_diffusion
 from tether.policies.sac import SACConfig
 from tether.policies.sac_loop import LoopConfig
 
-PROTOCOL = dict(tasks=["pick_cube"], obs="pixels", demos=[50, 200], seeds=3, episodes=50, size="paper",
-                objective="ddpm")
+PROTOCOL = dict(tasks=["pick_cube"], obs="pixels", demos=[100], seeds=3, episodes=50, size="paper",
+                objective="ddpm", steps=20_000)
 SIZES = {  # (DiffusionConfig overrides, TrainConfig overrides)
     "paper": ({}, {}),
     "small": ({"down_dims": (64, 128), "step_embed_dim": 32,
@@ -66,7 +67,8 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
     policy_values, train_values = SIZES[args.size]
     policy_config = DiffusionConfig.model_validate({**policy_values, "objective": args.objective})
-    train_config = TrainConfig.model_validate({**train_values, "epochs": args.epochs,
+    train_config = TrainConfig.model_validate({**train_values, "steps": args.steps,
+                                               "checkpoint_every": args.diffusion_eval_every,
                                                "eval_every": args.diffusion_eval_every,
                                                "eval_episodes": args.diffusion_eval_episodes})
     env = make_twin(task, obs, args.rig)
@@ -75,11 +77,29 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     env.close()
     trained = time.perf_counter()
     base = evaluate_checkpoint(folder / "dp" / "best", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+    figures = {"task": task, "obs": obs, "demos": demos, "seed": seed, "base_success": base.success_rate,
+               "diffusion_curve": [(r["step"], r["success_rate"]) for r in _report(folder)["rows"]
+                                   if "success_rate" in r],
+               "minutes_diffusion": (trained - start) / 60}
+    if args.finetune_steps:
+        figures |= finetune(task, obs, seed, folder, base.success_rate, args)
+    figures["minutes_total"] = (time.perf_counter() - start) / 60
+    (folder / FIGURES).write_text(json.dumps(figures))
+    print(json.dumps(figures))
+    return figures
+
+
+def _report(folder: Path) -> dict:
+    return json.loads((folder / "dp" / "report.json").read_text())
+
+
+def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, args: argparse.Namespace) -> dict:
+    """Steps 4-5: residual SAC on the frozen best/ and its evaluation; the figures they add."""
     loop = LoopConfig(eval_every=args.finetune_eval_every, eval_episodes=args.finetune_eval_episodes)
     demo_episodes = args.finetune_demos
     while True:
         try:
-            finetune = run_sac(task=task, obs_mode=obs, steps=args.finetune_steps, seed=seed, sac=SACConfig(**SAC),
+            result = run_sac(task=task, obs_mode=obs, steps=args.finetune_steps, seed=seed, sac=SACConfig(**SAC),
                                loop=loop, demo_episodes=demo_episodes, rig=args.rig, out=folder / "residual",
                                progress=False, base_policy=folder / "dp" / "best",
                                residual_scale=args.residual_scale)
@@ -90,16 +110,10 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
             print(f"{folder.name}: {error}; fine-tuning without demos (recorded in the results)")
             demo_episodes = 0
     tuned = evaluate_checkpoint(folder / "residual" / "checkpoint", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
-    curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in finetune.curve]
-    beaten = [steps for steps, success in curve if success > base.success_rate]
-    figures = {"task": task, "obs": obs, "demos": demos, "seed": seed, "residual_demos": demo_episodes,
-               "base_success": base.success_rate,
-               "finetuned_success": tuned.success_rate, "finetune_curve": curve,
-               "steps_to_beat_base": beaten[0] if beaten else None,
-               "minutes_diffusion": (trained - start) / 60, "minutes_total": (time.perf_counter() - start) / 60}
-    (folder / FIGURES).write_text(json.dumps(figures))
-    print(json.dumps(figures))
-    return figures
+    curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in result.curve]
+    beaten = [steps for steps, success in curve if success > base_success]
+    return {"residual_demos": demo_episodes, "finetuned_success": tuned.success_rate, "finetune_curve": curve,
+            "steps_to_beat_base": beaten[0] if beaten else None}
 
 
 def reduced_from_protocol(args: argparse.Namespace) -> list[str]:
@@ -117,8 +131,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=PROTOCOL["episodes"], help="evaluation episodes per seed")
     parser.add_argument("--size", choices=sorted(SIZES), default=PROTOCOL["size"])
     parser.add_argument("--objective", choices=["ddpm", "flow"], default=PROTOCOL["objective"])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--diffusion-eval-every", type=int, default=10, help="epochs between twin rollouts")
+    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="diffusion gradient steps")
+    parser.add_argument("--diffusion-eval-every", type=int, default=2_000,
+                        help="gradient steps between twin rollouts (and checkpoints)")
     parser.add_argument("--diffusion-eval-episodes", type=int, default=10)
     parser.add_argument("--finetune-steps", type=int, default=20_000)
     parser.add_argument("--finetune-eval-every", type=int, default=2_000)
@@ -135,26 +150,28 @@ def main() -> None:
     conditions = []
     for task, demos in itertools.product(args.tasks, args.demos):
         runs = [run_condition(task, args.obs, demos, seed, args) for seed in range(args.seeds)]
-        (base_iqm,), base_ci = iqm_curve(np.array([[r["base_success"]] for r in runs]), args.bootstrap, seed=0)
-        (tuned_iqm,), tuned_ci = iqm_curve(np.array([[r["finetuned_success"]] for r in runs]), args.bootstrap, seed=0)
-        conditions.append({"task": task, "obs": args.obs, "demos": demos, "runs": runs,
-                           "base_iqm": base_iqm, "base_ci": base_ci[:, 0].tolist(),
-                           "finetuned_iqm": tuned_iqm, "finetuned_ci": tuned_ci[:, 0].tolist()})
-    rows = [[f"{c['task']} {c['obs']} {c['demos']} demos", args.seeds, args.episodes,
-             f"{c['base_iqm']:.2f} [{c['base_ci'][0]:.2f}, {c['base_ci'][1]:.2f}]",
-             f"{c['finetuned_iqm']:.2f} [{c['finetuned_ci'][0]:.2f}, {c['finetuned_ci'][1]:.2f}]",
-             ", ".join(str(r["steps_to_beat_base"] or "not within budget") for r in c["runs"]),
+        condition = {"task": task, "obs": args.obs, "demos": demos, "runs": runs}
+        for name in ("base", "finetuned") if args.finetune_steps else ("base",):
+            (iqm,), ci = iqm_curve(np.array([[r[f"{name}_success"]] for r in runs]), args.bootstrap, seed=0)
+            condition |= {f"{name}_iqm": iqm, f"{name}_ci": ci[:, 0].tolist()}
+        conditions.append(condition)
+    rows = [[f"{c['task']} {c['obs']} {c['demos']} demos", args.seeds, args.episodes, _interval(c, "base"),
+             _interval(c, "finetuned"),
+             ", ".join(str(r.get("steps_to_beat_base") or "not within budget") for r in c["runs"])
+             if args.finetune_steps else "not run",
+             f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
              f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "eval episodes", "diffusion policy success IQM [95% CI]",
                             f"+ residual SAC ({args.finetune_steps} steps) IQM [95% CI]",
-                            "fine-tuning steps to beat the base (per seed)", "minutes per seed"], rows)
+                            "fine-tuning steps to beat the base (per seed)", "minutes to train the diffusion policy",
+                            "minutes per seed"], rows)
     differences = reduced_from_protocol(args)
     label = ("REDUCED run, not the issue's protocol: " + "; ".join(differences) + ". "
              if differences else "Full protocol. ")
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
-             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.epochs} epochs, best of twin "
-             f"rollouts every {args.diffusion_eval_every} epochs ({args.diffusion_eval_episodes} episodes). "
+             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.steps} gradient steps, best of "
+             f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes). "
              f"Residual SAC {json.dumps(SAC)}, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
              f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
              f"before and after; steps to beat the base compare each fine-tuning evaluation "
@@ -164,6 +181,13 @@ def main() -> None:
     write_results("diffusion_success", {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
                                         "reduced": differences, "conditions": conditions}, table, notes)
     print(table)
+
+
+def _interval(condition: dict, name: str) -> str:
+    if f"{name}_iqm" not in condition:
+        return "not run"
+    low, high = condition[f"{name}_ci"]
+    return f"{condition[f'{name}_iqm']:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:

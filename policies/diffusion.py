@@ -15,7 +15,6 @@ live in the model's buffers and travel in model.safetensors (Diffusion Policy's 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -127,12 +126,15 @@ class DiffusionConfig(StrictConfig):
 
 
 class MinMaxNormaliser(nn.Module):
-    """Maps each key's per-dimension [min, max] to [-1, 1]; a constant dimension is only centred.
+    """Maps each key's per-dimension [min, max] to [-1, 1]. A dimension that hardly varies in the data (a span
+    under `MIN_SPAN`) is centred and scaled as if it spanned MIN_SPAN: dividing by its own span of, say, 1e-4
+    would turn its noise, and any drift at deployment, into inputs of |z| in the hundreds.
 
     The statistics are buffers, so they are saved with the weights and a deployed policy works in physical units.
     """
 
-    EPS = 1e-6
+    MIN_SPAN = 0.02
+    """In the key's units (m, rad, normalised commands): 2 cm of a position, about 1 degree of an angle."""
 
     def __init__(self, dims: dict[str, int]) -> None:
         super().__init__()
@@ -157,9 +159,7 @@ class MinMaxNormaliser(nn.Module):
 
     def _centre_scale(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         low, high = self._low(key), self._high(key)
-        span = high - low
-        scale = torch.where(span > self.EPS, 2.0 / span.clamp_min(self.EPS), torch.ones_like(span))
-        return (high + low) / 2, scale
+        return (high + low) / 2, 2.0 / (high - low).clamp_min(self.MIN_SPAN)
 
     def normalise(self, key: str, x: torch.Tensor) -> torch.Tensor:
         centre, scale = self._centre_scale(key)
@@ -455,28 +455,6 @@ class DiffusionPolicy(nn.Module):
         policy = cls(space_from_json(checkpoint.config["observation_space"]), checkpoint.config["action_dim"], config)
         policy.load_state_dict(checkpoint.weights)
         return policy.eval()
-
-
-# --- EMA ---------------------------------------------------------------------------------
-
-
-def ema_decay(step: int, power: float = 0.75, max_decay: float = 0.9999) -> float:
-    """Diffusion Policy's warm-up EMA: decay 1 - (1 + step)^-power, capped; early averages forget fast."""
-    return min(max_decay, max(0.0, 1.0 - (1.0 + step) ** -power))
-
-
-@torch.no_grad()
-def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """average <- decay * average + (1 - decay) * model for parameters; buffers (statistics) are copied."""
-    for a, p in zip(average.parameters(), model.parameters(), strict=True):
-        a.lerp_(p, 1.0 - decay)
-    for a, b in zip(average.buffers(), model.buffers(), strict=True):
-        a.copy_(b)
-
-
-def ema_copy(model: nn.Module) -> nn.Module:
-    """A frozen copy to hold the moving average."""
-    return copy.deepcopy(model).requires_grad_(False).eval()
 
 
 def chunked_policy(policy: DiffusionPolicy, *, asynchronous: bool = True, ensemble: float | None = None,

@@ -1,17 +1,19 @@
-"""Training a diffusion policy from an episode store: epochs over sequence windows of the training episodes,
-validation loss on held-out episodes, periodic rollouts in an env (success rate picks the best-k
-checkpoints, the loss does not), EMA weights for acting, resume from the last checkpoint.
+"""Training a diffusion policy from an episode store: a budget of gradient steps over sequence windows of the
+training episodes (shuffled afresh every pass), validation loss on held-out episodes, periodic rollouts in an
+env (success rate picks the best-k checkpoints, the loss does not), EMA weights (diffusers EMAModel) for acting,
+a diffusers learning-rate schedule, resume from the last checkpoint.
 
 Run folder:
 
     <out>/last/         EMA policy + training state (raw weights, optimiser, RNG, history): resume point
     <out>/best/         the policy with the highest rollout success (lowest validation loss without rollouts)
-    <out>/topk/<name>/  the best `top_k` policies
-    <out>/report.json   per-epoch train / validation loss, rollout success; report.png the same as curves
+    <out>/topk/<name>/  the best `top_k` policies (step_NNNNNNN)
+    <out>/report.json   per row (every checkpoint_every steps) train / validation loss, rollout success; report.png
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -19,20 +21,22 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from pydantic import Field, model_validator
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from tether.datasets.sampler import SequenceSampler
 from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import load_checkpoint, optimizer_from_tensors, optimizer_to_tensors
-from tether.policies.diffusion import (DiffusionConfig, DiffusionPolicy, chunked_policy, ema_copy, ema_decay,
-                                      ema_update)
+from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, chunked_policy
 from tether.policies.networks import StrictConfig
 from tether.policies.registry import ResetOnEpisode
 from tether.policies.sac_loop import EvalResult, evaluate
@@ -43,14 +47,16 @@ REPORT_JSON, REPORT_PNG = "report.json", "report.png"
 
 
 class TrainConfig(StrictConfig):
-    """The optimisation and its cadence (Diffusion Policy's training defaults)."""
+    """The optimisation and its cadence (Diffusion Policy's training recipe), budgeted in gradient steps."""
 
-    epochs: int = Field(100, ge=1)
-    """Passes over the training windows."""
+    steps: int = Field(20_000, ge=1)
+    """Gradient steps in all (the budget: a step count means the same whatever the number of demos)."""
     batch_size: int = Field(64, ge=1)
     """Windows per gradient step."""
     lr: float = Field(1e-4, gt=0)
-    """AdamW learning rate after warm-up (cosine decay to zero over the run)."""
+    """AdamW learning rate after warm-up."""
+    lr_schedule: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    """diffusers learning-rate schedule after the warm-up (cosine: decays to zero at the last step)."""
     weight_decay: float = Field(1e-6, ge=0)
     """AdamW weight decay."""
     betas: tuple[float, float] = (0.95, 0.999)
@@ -58,24 +64,34 @@ class TrainConfig(StrictConfig):
     warmup_steps: int = Field(500, ge=0)
     """Linear learning-rate warm-up steps."""
     ema_power: float = Field(0.75, gt=0)
-    """EMA warm-up exponent: decay = 1 - (1 + step)^-power."""
+    """EMA warm-up exponent (diffusers EMAModel): decay = 1 - (1 + step)^-power, capped at ema_max_decay."""
     ema_max_decay: float = Field(0.9999, ge=0, lt=1)
     """Cap of the EMA decay."""
     val_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of episodes held out for the validation loss (at least one when there are two or more)."""
-    eval_every: int = Field(10, ge=0)
-    """Epochs between rollout evaluations (0: none; the best checkpoint is then the lowest validation loss)."""
+    checkpoint_every: int = Field(1_000, ge=1)
+    """Gradient steps between report rows (train and validation loss) and saves of `last`; the last step always."""
+    eval_every: int = Field(5_000, ge=0)
+    """Gradient steps between twin rollouts, a multiple of checkpoint_every (0: none; the best checkpoint is then
+    the lowest validation loss); the last step always rolls out."""
     eval_episodes: int = Field(10, ge=1)
     """Rollouts per evaluation."""
     top_k: int = Field(3, ge=1)
     """Checkpoints kept under topk/."""
 
+    @model_validator(mode="after")
+    def _cadence(self) -> TrainConfig:
+        if self.eval_every % self.checkpoint_every:
+            raise ValueError(f"eval_every {self.eval_every} must be a multiple of checkpoint_every "
+                             f"{self.checkpoint_every} (rollouts happen at report rows)")
+        return self
+
 
 @dataclass
 class TrainReport:
-    """What a run did: one row per epoch, the checkpoints it kept, its speed."""
+    """What a run did: one row per `checkpoint_every` steps, the checkpoints it kept, its speed."""
 
-    epochs: list[dict[str, float]] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)
     topk: list[dict[str, Any]] = field(default_factory=list)
     train_episodes: list[int] = field(default_factory=list)
     val_episodes: list[int] = field(default_factory=list)
@@ -113,14 +129,6 @@ def load_batch(sampler: SequenceSampler, indices: np.ndarray) -> tuple[dict[str,
     return obs, torch.as_tensor(np.stack([item["action"] for item in items]))
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0 at `total` steps."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def rollout(policy: DiffusionPolicy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
     """Success of `policy` over `episodes` episodes (seeds seed, seed + 1, ...) with synchronous chunks."""
     executor = chunked_policy(policy, asynchronous=False, seed=seed)
@@ -139,7 +147,7 @@ def train_diffusion(
     resume: bool = True,
     progress: bool = True,
 ) -> tuple[DiffusionPolicy, TrainReport]:
-    """Train on the store's windows; returns the EMA policy of the last epoch and the report."""
+    """Train on the store's windows; returns the EMA policy of the last step and the report."""
     torch.manual_seed(seed)
     missing = [k for k in observation_space.spaces if k not in store.spec.obs]
     if missing:
@@ -161,59 +169,70 @@ def train_diffusion(
                          f"not exceed the {len(train_windows)} training windows")
     model = DiffusionPolicy(observation_space, store.spec.action_dim, config)
     model.normaliser.fit({**{k: store.load(k) for k in model.state_keys}, "action": store.load("action")})
-    average = ema_copy(model)
+    average = copy.deepcopy(model).requires_grad_(False).eval()  # acts, validates and is saved: the EMA weights
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+    schedule = get_scheduler(train.lr_schedule, optimizer, num_warmup_steps=train.warmup_steps,
+                             num_training_steps=train.steps)
     trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model)
-    steps_per_epoch = len(train_windows) // train.batch_size  # full batches only, so every rank's shard is equal
-    total = steps_per_epoch * train.epochs
+    steps_per_pass = len(train_windows) // train.batch_size  # full batches only, so every rank's shard is equal
     # `generator` draws noise and diffusion times for the global batch, identically on every rank; `crops` is per rank.
     generator = torch.Generator().manual_seed(seed)
     crops = torch.Generator().manual_seed(seed * 1000 + rank + 1)
-    first_epoch = 0
     if out_dir is not None and resume and (out_dir / "last").is_dir():
-        first_epoch = _restore(out_dir / "last", model, average, optimizer, (generator, crops), report)
-        log.info("resumed %s at epoch %d (step %d)", out_dir / "last", first_epoch, report.steps)
+        _restore(out_dir / "last", model, average, optimizer, schedule, (generator, crops), report)
+        log.info("resumed %s at step %d", out_dir / "last", report.steps)
+    ema = EMAModel(average.parameters(), decay=train.ema_max_decay, use_ema_warmup=True, power=train.ema_power)
+    ema.optimization_step = report.steps
     leader = rank == 0
     shard = slice(rank * train.batch_size // world, (rank + 1) * train.batch_size // world)
 
     started, start_steps = time.perf_counter(), report.steps
-    bar = tqdm(range(first_epoch, train.epochs), desc="diffusion", disable=not (progress and leader),
-               initial=first_epoch, total=train.epochs)
-    for epoch in bar:
-        model.train()
-        order = np.random.default_rng([seed, epoch]).permutation(train_windows)
-        losses = []
-        for step in range(steps_per_epoch):
-            batch = order[step * train.batch_size : (step + 1) * train.batch_size]
-            noise, times = model.draw(train.batch_size, generator)
-            obs, action = load_batch(sampler, batch[shard])
-            args = (obs, action, noise[shard], times[shard], crops)
-            loss = model.loss(*args) if world == 1 else _ddp_loss(trained, *args)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # DDP averages the gradients of the equal shards: the global batch's gradient
-            for group in optimizer.param_groups:  # a pure function of the step, so resume needs no scheduler state
-                group["lr"] = train.lr * lr_factor(report.steps, train.warmup_steps, total)
-            optimizer.step()
-            ema_update(average, model, ema_decay(report.steps, train.ema_power, train.ema_max_decay))
-            report.steps += 1
-            losses.append(_mean_over_ranks(loss.detach(), world))
-        if not leader:
+    bar = tqdm(total=train.steps, initial=report.steps, desc="diffusion", disable=not (progress and leader))
+    losses: list[float] = []
+    order, order_pass = None, -1
+    model.train()
+    while report.steps < train.steps:
+        pass_index, position = divmod(report.steps, steps_per_pass)
+        if pass_index != order_pass:  # a fresh shuffle per pass over the windows, a function of (seed, pass)
+            order, order_pass = np.random.default_rng([seed, pass_index]).permutation(train_windows), pass_index
+        batch = order[position * train.batch_size : (position + 1) * train.batch_size]
+        noise, times = model.draw(train.batch_size, generator)
+        obs, action = load_batch(sampler, batch[shard])
+        args = (obs, action, noise[shard], times[shard], crops)
+        loss = model.loss(*args) if world == 1 else _ddp_loss(trained, *args)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # DDP averages the gradients of the equal shards: the global batch's gradient
+        optimizer.step()
+        schedule.step()
+        ema.step(model.parameters())
+        report.steps += 1
+        bar.update(1)
+        losses.append(_mean_over_ranks(loss.detach(), world))
+        last_step = report.steps == train.steps
+        if report.steps % train.checkpoint_every and not last_step:
             continue
-        row: dict[str, float] = {"epoch": epoch + 1, "step": report.steps, "train_loss": float(np.mean(losses)),
+        if not leader:
+            losses = []
+            continue
+        ema.copy_to(average.parameters())
+        row: dict[str, float] = {"step": report.steps, "train_loss": float(np.mean(losses)),
                                  "lr": optimizer.param_groups[0]["lr"]}
+        losses = []
         if len(val_windows):
             row["val_loss"] = validation_loss(average, sampler, val_windows, train.batch_size, seed)
         evaluating = bool(eval_env is not None and train.eval_every and (
-            (epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs))
+            report.steps % train.eval_every == 0 or last_step))
         if evaluating:
             row["success_rate"] = rollout(average, eval_env, train.eval_episodes, seed=1_000_000 + seed).success_rate
-        report.epochs.append(row)
+        report.rows.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_loss", "success_rate")})
         if out_dir is not None:
             selects_by_loss = eval_env is None or not train.eval_every
             if evaluating or (selects_by_loss and "val_loss" in row):
                 _keep_topk(out_dir, average, row, train.top_k, report)
-            _save_last(out_dir, model, average, optimizer, (generator, crops), report, epoch + 1)
+            _save_last(out_dir, model, average, optimizer, schedule, (generator, crops), report)
+        model.train()
+    bar.close()
     report.steps_per_second = (report.steps - start_steps) / max(time.perf_counter() - started, 1e-9)
     if out_dir is not None and leader:
         write_report(out_dir, report)
@@ -248,7 +267,7 @@ def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
 @torch.no_grad()
 def validation_loss(policy: DiffusionPolicy, sampler: SequenceSampler, windows: np.ndarray, batch_size: int,
                     seed: int) -> float:
-    """Mean loss over held-out windows with fixed noise (same seed every time), so epochs compare."""
+    """Mean loss over held-out windows with fixed noise (same seed every time), so rows compare."""
     policy.eval()
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -264,7 +283,7 @@ def _score(row: dict[str, float]) -> tuple[float, float]:
 
 
 def _keep_topk(out_dir: Path, policy: DiffusionPolicy, row: dict[str, float], k: int, report: TrainReport) -> None:
-    name = f"epoch_{int(row['epoch']):04d}"
+    name = f"step_{int(row['step']):07d}"
     candidates = sorted([*report.topk, {"name": name, **row}], key=lambda r: _score(r), reverse=True)
     kept, dropped = candidates[:k], candidates[k:]
     for entry in dropped:
@@ -278,18 +297,18 @@ def _keep_topk(out_dir: Path, policy: DiffusionPolicy, row: dict[str, float], k:
 
 
 def _save_last(out_dir: Path, model: DiffusionPolicy, average: DiffusionPolicy, optimizer: torch.optim.Optimizer,
-               generators: tuple[torch.Generator, ...], report: TrainReport, epoch: int) -> None:
+               schedule: LRScheduler, generators: tuple[torch.Generator, ...], report: TrainReport) -> None:
     tensors, optimizer_meta = optimizer_to_tensors(optimizer, "optim")
     training = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **tensors,
                 **{f"rng.{i}": g.get_state() for i, g in enumerate(generators)}}
-    meta = {"optim": optimizer_meta, "epoch": epoch, "report": asdict(report)}
-    average.save(out_dir / "last", extra_config={"epoch": epoch, "step": report.steps}, training=training,
+    meta = {"optim": optimizer_meta, "schedule": schedule.state_dict(), "report": asdict(report)}
+    average.save(out_dir / "last", extra_config={"step": report.steps}, training=training,
                  training_meta=meta)
 
 
 def _restore(directory: Path, model: DiffusionPolicy, average: DiffusionPolicy, optimizer: torch.optim.Optimizer,
-             generators: tuple[torch.Generator, ...], report: TrainReport) -> int:
-    """Load the resume state of `last` into the live objects; returns the epoch to continue from."""
+             schedule: LRScheduler, generators: tuple[torch.Generator, ...], report: TrainReport) -> None:
+    """Load the resume state of `last` into the live objects (report.steps says where to go on from)."""
     checkpoint = load_checkpoint(directory, training=True)
     config = checkpoint.config.get("diffusion")
     if config != json.loads(model.config.model_dump_json()):
@@ -300,13 +319,13 @@ def _restore(directory: Path, model: DiffusionPolicy, average: DiffusionPolicy, 
     for index, generator in enumerate(generators):
         generator.set_state(checkpoint.training[f"rng.{index}"])
     saved = checkpoint.training_meta["report"]
-    for name in ("epochs", "topk", "steps"):
+    schedule.load_state_dict(checkpoint.training_meta["schedule"])
+    for name in ("rows", "topk", "steps"):
         setattr(report, name, saved[name])
-    return int(checkpoint.training_meta["epoch"])
 
 
 def write_report(out_dir: Path, report: TrainReport) -> None:
-    """report.json and report.png (train / validation loss and rollout success per epoch)."""
+    """report.json and report.png (train / validation loss and rollout success against gradient steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -315,17 +334,17 @@ def write_report(out_dir: Path, report: TrainReport) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REPORT_JSON).write_text(json.dumps({**asdict(report), "best": report.best}, indent=2) + "\n")
     figure, (loss_axis, success_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = [row["epoch"] for row in report.epochs]
-    loss_axis.plot(epochs, [row["train_loss"] for row in report.epochs], label="train")
-    val = [(row["epoch"], row["val_loss"]) for row in report.epochs if "val_loss" in row]
+    steps = [row["step"] for row in report.rows]
+    loss_axis.plot(steps, [row["train_loss"] for row in report.rows], label="train")
+    val = [(row["step"], row["val_loss"]) for row in report.rows if "val_loss" in row]
     if val:
         loss_axis.plot(*zip(*val), label="validation (EMA)")
-    loss_axis.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
+    loss_axis.set(xlabel="gradient step", ylabel="loss", yscale="log", title="loss")
     loss_axis.legend()
-    success = [(row["epoch"], row["success_rate"]) for row in report.epochs if "success_rate" in row]
+    success = [(row["step"], row["success_rate"]) for row in report.rows if "success_rate" in row]
     if success:
         success_axis.plot(*zip(*success), marker="o")
-    success_axis.set(xlabel="epoch", ylabel="success rate", ylim=(-0.05, 1.05), title="rollout success")
+    success_axis.set(xlabel="gradient step", ylabel="success rate", ylim=(-0.05, 1.05), title="rollout success")
     figure.tight_layout()
     figure.savefig(out_dir / REPORT_PNG, dpi=100)
     plt.close(figure)

@@ -293,7 +293,8 @@ def reward_classifier_command(
 DEBUG_DIFFUSION = {"down_dims": (32, 64), "step_embed_dim": 16,
                    "vision": {"widths": (8, 16), "blocks_per_stage": 1, "group_size": 4, "keypoints": 8,
                               "latent_dim": 16}}
-DEBUG_DIFFUSION_TRAIN = {"epochs": 2, "batch_size": 16, "warmup_steps": 10, "eval_every": 1, "eval_episodes": 1}
+DEBUG_DIFFUSION_TRAIN = {"steps": 4, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 2, "eval_every": 2,
+                         "eval_episodes": 1}
 
 
 @app.command("diffusion")
@@ -304,10 +305,10 @@ def diffusion_command(
     task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task).", callback=known_task),
     obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     objective: str | None = typer.Option(None, "--objective", help="ddpm (DDIM sampling) or flow (1-4 step sampler)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs over the training windows."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps in all (default 20,000)."),
     seed: int = typer.Option(0, "--seed"),
     config: Path | None = typer.Option(None, "--config", help="YAML with diffusion: / diffusion_train: sections."),
-    debug: bool = typer.Option(False, "--debug", help="Tiny networks, two epochs: reaches every stage in seconds."),
+    debug: bool = typer.Option(False, "--debug", help="Tiny networks, four steps: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last if it exists."),
     force: bool = ForceOption,
 ) -> None:
@@ -331,7 +332,7 @@ def diffusion_command(
     policy_values = {**(DEBUG_DIFFUSION if debug else {}), **file.diffusion,
                      **({"objective": objective} if objective else {})}
     train_values = {**(DEBUG_DIFFUSION_TRAIN if debug else {}), **file.diffusion_train,
-                    **({"epochs": epochs} if epochs else {})}
+                    **({"steps": steps} if steps else {})}
     policy_config = _validated(DiffusionConfig, policy_values, "diffusion")
     train_config = _validated(TrainConfig, train_values, "diffusion_train")
     try:
