@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table, write_results
-from benchmarks.sample_efficiency import SAC, iqm_curve
+from benchmarks.sample_efficiency import iqm_curve
 from tether.cli.eval import evaluate_checkpoint
 from tether.cli.sim import run_expert
 from tether.cli.train import make_twin, run_sac
@@ -99,7 +99,7 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
     demo_episodes = args.finetune_demos
     while True:
         try:
-            result = run_sac(task=task, obs_mode=obs, steps=args.finetune_steps, seed=seed, sac=SACConfig(**SAC),
+            result = run_sac(task=task, obs_mode=obs, steps=args.finetune_steps, seed=seed, sac=SACConfig(),
                                loop=loop, demo_episodes=demo_episodes, rig=args.rig, out=folder / "residual",
                                progress=False, base_policy=folder / "dp" / "best",
                                residual_scale=args.residual_scale)
@@ -172,7 +172,7 @@ def main() -> None:
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
              f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.steps} gradient steps, best of "
              f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes). "
-             f"Residual SAC {json.dumps(SAC)}, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
+             f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
              f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
              f"before and after; steps to beat the base compare each fine-tuning evaluation "
              f"({args.finetune_eval_episodes} episodes) with that seed's base success. IQM over seeds with 95% "
