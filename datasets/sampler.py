@@ -111,7 +111,9 @@ class SequenceSampler:
         pad_after: int | None = None,
         obs_keys: Sequence[str] | None = None,
         cache: bool = True,
+        actions: np.ndarray | None = None,
     ) -> None:
+        """`actions` (n_frames, A), when given, are windowed instead of the store's (targets derived from them)."""
         if not 1 <= n_obs_steps <= horizon:
             raise ValueError(f"need 1 <= n_obs_steps <= horizon, got n_obs_steps={n_obs_steps}, horizon={horizon}")
         self.n_obs_steps, self.horizon = n_obs_steps, horizon
@@ -120,7 +122,11 @@ class SequenceSampler:
         if not (0 <= self.pad_before < horizon and 0 <= self.pad_after < horizon):
             raise ValueError(f"pad_before and pad_after must be in [0, horizon), got {self.pad_before}, {self.pad_after}")
         self.obs_keys = _obs_keys(store, obs_keys)
-        self._frames = _frames(store, [*self.obs_keys, "action"], cache)
+        self._frames = _frames(store, self.obs_keys if actions is not None else [*self.obs_keys, "action"], cache)
+        if actions is not None:
+            if len(actions) != store.n_frames:
+                raise ValueError(f"{store.path}: {len(actions)} actions given for {store.n_frames} frames")
+            self._frames["action"] = np.asarray(actions)
         starts, firsts, lasts = [], [], []
         for info in store.episodes:
             window_starts = np.arange(info.start - self.pad_before, info.stop - horizon + self.pad_after + 1)

@@ -56,6 +56,7 @@ class ChunkedExecutor:
         asynchronous: bool = True,
         prefetch: int = 2,
         ensemble: float | None = None,
+        to_action: Callable[[Observation, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if not 0 <= prefetch < n_action_steps:
             raise ValueError(f"prefetch {prefetch} must be in [0, n_action_steps={n_action_steps})")
@@ -63,6 +64,9 @@ class ChunkedExecutor:
         self.observation_keys = tuple(observation_keys)
         self.n_obs_steps, self.n_action_steps = n_obs_steps, n_action_steps
         self.asynchronous, self.prefetch, self.ensemble = asynchronous, prefetch if asynchronous else 0, ensemble
+        self.to_action = to_action
+        """Maps a chunk entry to this tick's action given this tick's observation (a policy whose chunks hold
+        targets, not actions); None: entries are actions."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-inference") if asynchronous else None
         self._lock = threading.Lock()
         self.starved = 0
@@ -105,6 +109,8 @@ class ChunkedExecutor:
             weights = np.exp(-self.ensemble * np.arange(len(live)))
             stacked = np.stack([c.actions[self._tick - c.origin] for c in live])
             action = (weights[:, None] * stacked).sum(0) / weights.sum()
+        if self.to_action is not None:
+            action = self.to_action(obs, action)
         self._last = np.asarray(action, np.float32)
         return self._last
 

@@ -33,6 +33,7 @@ from tether.policies.checkpoint import load_checkpoint, save_checkpoint
 from tether.policies.chunking import ChunkedExecutor
 from tether.policies.networks import SpatialSoftmax, StrictConfig, load_backbone
 from tether.policies.sac import space_from_json, space_to_json
+from tether import spaces
 from tether.spaces import is_image_key
 
 CHECKPOINT_KIND = "diffusion"
@@ -75,6 +76,14 @@ class DiffusionConfig(StrictConfig):
     """Actions predicted per chunk (H), starting n_obs_steps - 1 steps in the past."""
     n_action_steps: int = Field(8, ge=1)
     """Actions executed from each chunk before re-planning (receding horizon); 8 was best in the paper."""
+    action_targets: Literal["delta", "absolute"] = "delta"
+    """What a chunk holds. delta: the env's normalised actions (displacements per tick), run open loop for
+    n_action_steps ticks. absolute: TCP position targets (the measured position plus the step's displacement, in
+    m; rotation and gripper as in the actions), and each tick commands the displacement from the TCP position it
+    observes to its target, so the arm's lag and errors are corrected within a chunk instead of accumulating."""
+    translation_scale: float = Field(0.02, gt=0)
+    """Metres one unit of translation action moves the TCP per tick (the rig's arm.action_scale[0]); the trainer
+    takes it from the store's rig. Absolute targets convert with it."""
     objective: Literal["ddpm", "flow"] = "ddpm"
     """ddpm: epsilon prediction, DDIM sampling. flow: rectified flow matching, Euler sampling in few steps."""
     train_timesteps: int = Field(100, ge=1)
@@ -348,6 +357,8 @@ class DiffusionPolicy(nn.Module):
         self.state_keys = sorted(k for k in observation_space.spaces if not is_image_key(k))
         if not self.image_keys and not self.state_keys:
             raise ValueError("diffusion policy: the observation space is empty")
+        if config.action_targets == "absolute" and spaces.TCP_POSE not in self.state_keys:
+            raise ValueError(f"diffusion policy: absolute action targets need {spaces.TCP_POSE} among the observations")
         self.cameras = nn.ModuleDict()
         for key in self.image_keys:
             height, width, channels = observation_space[key].shape
@@ -421,6 +432,13 @@ class DiffusionPolicy(nn.Module):
                 x = x + self.unet(x, s * self.config.train_timesteps, cond) / steps
         return self.normaliser.unnormalise(ACTION, x.clamp(-1.0, 1.0))
 
+    def tick_action(self, obs: dict[str, np.ndarray], entry: np.ndarray) -> np.ndarray:
+        """A chunk entry as this tick's normalised action: the entry itself (delta), or the displacement from the
+        TCP position in `obs` to the entry's target (absolute)."""
+        if self.config.action_targets == "delta":
+            return entry
+        return targets_to_actions(entry, np.asarray(obs[spaces.TCP_POSE]), self.config.translation_scale)
+
     def predict_chunk(self, history: dict[str, np.ndarray], generator: torch.Generator | None = None,
                       noise: np.ndarray | None = None) -> np.ndarray:
         """One observation history (To, ...) per key -> the executable actions (H - To + 1, A) from the current step;
@@ -463,4 +481,19 @@ def chunked_policy(policy: DiffusionPolicy, *, asynchronous: bool = True, ensemb
     generator = torch.Generator().manual_seed(seed)
     return ChunkedExecutor(lambda history: policy.predict_chunk(history, generator), policy.observation_keys,
                            n_obs_steps=policy.config.n_obs_steps, n_action_steps=policy.config.n_action_steps,
-                           asynchronous=asynchronous, ensemble=ensemble)
+                           asynchronous=asynchronous, ensemble=ensemble, to_action=policy.tick_action)
+
+
+def actions_to_targets(actions: np.ndarray, tcp_pose: np.ndarray, scale: float) -> np.ndarray:
+    """Normalised actions (N, A) and the TCP poses they were taken at (N, 7) -> targets: each step's translation
+    becomes the position it aimed at (measured position + scale x action); rotation and gripper are kept."""
+    targets = np.array(actions, np.float32)
+    targets[:, :3] = tcp_pose[:, :3] + scale * targets[:, :3]
+    return targets
+
+
+def targets_to_actions(targets: np.ndarray, tcp_pose: np.ndarray, scale: float) -> np.ndarray:
+    """The inverse at one tick: the normalised action that moves the TCP from `tcp_pose` towards `targets`."""
+    actions = np.array(targets, np.float32)
+    actions[..., :3] = np.clip((actions[..., :3] - tcp_pose[..., :3]) / scale, -1.0, 1.0)
+    return actions

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from tether.datasets.sampler import SequenceSampler
 from tether.datasets.store import EpisodeStore
 from tether.policies.checkpoint import load_checkpoint, optimizer_from_tensors, optimizer_to_tensors
-from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, chunked_policy
+from tether import spaces
+from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, actions_to_targets, chunked_policy
 from tether.policies.networks import StrictConfig
 from tether.policies.registry import ResetOnEpisode
 from tether.policies.sac_loop import EvalResult, evaluate
@@ -156,7 +157,11 @@ def train_diffusion(
     if misshapen:
         raise ValueError(f"{store.path}: observation {misshapen} differs in shape from the policy's")
     keys = sorted(observation_space.spaces)
-    sampler = SequenceSampler(store, config.n_obs_steps, config.horizon, obs_keys=keys)
+    actions = store.load("action")
+    if config.action_targets == "absolute":
+        config = config.model_copy(update={"translation_scale": translation_scale(store)})
+        actions = actions_to_targets(actions, store.load(spaces.TCP_POSE), config.translation_scale)
+    sampler = SequenceSampler(store, config.n_obs_steps, config.horizon, obs_keys=keys, actions=actions)
     report = TrainReport()
     report.train_episodes, report.val_episodes = split_episodes(store.n_episodes, train.val_fraction, seed)
     train_windows = episode_windows(store, sampler, report.train_episodes)
@@ -168,7 +173,7 @@ def train_diffusion(
         raise ValueError(f"{store.path}: batch_size {train.batch_size} needs to divide among {world} processes and "
                          f"not exceed the {len(train_windows)} training windows")
     model = DiffusionPolicy(observation_space, store.spec.action_dim, config)
-    model.normaliser.fit({**{k: store.load(k) for k in model.state_keys}, "action": store.load("action")})
+    model.normaliser.fit({**{k: store.load(k) for k in model.state_keys}, "action": actions})
     average = copy.deepcopy(model).requires_grad_(False).eval()  # acts, validates and is saved: the EMA weights
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     schedule = get_scheduler(train.lr_schedule, optimizer, num_warmup_steps=train.warmup_steps,
@@ -237,6 +242,15 @@ def train_diffusion(
     if out_dir is not None and leader:
         write_report(out_dir, report)
     return average, report
+
+
+def translation_scale(store: EpisodeStore) -> float:
+    """Metres per unit of translation action in the store's rig: what its absolute targets are measured by."""
+    try:
+        return float(store.rig["arm"]["action_scale"][0])  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError(f"{store.path}: no rig snapshot with arm.action_scale, so actions cannot become "
+                         "absolute targets (train with action_targets: delta)") from None
 
 
 def distributed_rank_world() -> tuple[int, int]:

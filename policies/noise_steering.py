@@ -39,7 +39,8 @@ class NoiseDecoder:
         # The executor plans exactly at every chunk boundary (synchronous), so each plan reads the latest choice.
         self.executor = ChunkedExecutor(lambda history: policy.predict_chunk(history, noise=self._noise),
                                         policy.observation_keys, n_obs_steps=policy.config.n_obs_steps,
-                                        n_action_steps=self.n_action_steps, asynchronous=False)
+                                        n_action_steps=self.n_action_steps, asynchronous=False,
+                                        to_action=policy.tick_action)
 
     def choose(self, action: np.ndarray) -> None:
         """The RL action w in [-1, 1]^(H A) sets the next chunk's initial noise to noise_scale * w."""

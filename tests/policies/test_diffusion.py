@@ -25,6 +25,9 @@ from tether.policies.diffusion import (
     MinMaxNormaliser,
     ResNetTrunk,
     VisionConfig,
+    actions_to_targets,
+    chunked_policy,
+    targets_to_actions,
 )
 from tether.policies.diffusion_train import episode_windows, split_episodes
 
@@ -209,16 +212,57 @@ def test_temporal_ensembling_averages_overlapping_chunks_with_older_ones_weighte
     assert actions[4] == pytest.approx((weights @ [4, 400]) / weights.sum())
 
 
+def test_absolute_targets_are_where_the_actions_aimed_and_each_tick_steers_from_the_observed_position() -> None:
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (50, 4)).astype(np.float32)
+    poses = np.concatenate([rng.uniform(-0.5, 0.5, (50, 3)), np.tile([0, 0, 0, 1.0], (50, 1))], 1)
+    targets = actions_to_targets(actions, poses, 0.02)
+    assert np.allclose(targets[:, :3], poses[:, :3] + 0.02 * actions[:, :3], atol=1e-6)
+    assert np.array_equal(targets[:, 3], actions[:, 3])  # the gripper is a command, not a position
+    assert np.allclose(targets_to_actions(targets, poses, 0.02), actions, atol=1e-4)
+    # The arm lagged 1 cm behind in x: the next tick's action makes up for it, clipped to the action range.
+    lagging = poses[0] - np.array([0.01, 0, 0, 0, 0, 0, 0])
+    assert targets_to_actions(targets[0], lagging, 0.02)[0] == pytest.approx(min(1.0, actions[0, 0] + 0.5), abs=1e-4)
+    # The executor converts each entry with the observation of the tick that runs it, not the one that planned it.
+    executor = ChunkedExecutor(Planner(length=15), ["x"], n_obs_steps=1, n_action_steps=8, asynchronous=False,
+                               to_action=lambda obs, entry: entry - obs["x"][0])
+    assert [_tick(executor, t)[0] for t in range(4)] == [0, 0, 0, 0]
+
+
+def test_absolute_targets_train_on_the_store_rigs_scale_and_act_in_the_action_range(tmp_path: Path) -> None:
+    from tether.config import load_rig
+
+    base = load_rig("twin_panda")
+    rig = base.model_copy(update={"arm": base.arm.model_copy(update={"action_scale": (0.03, 0.1)})})
+    store = _demo_store(tmp_path / "demos.zarr", 3, rig=rig)
+    config = tmp_path / "absolute.yaml"
+    config.write_text(json.dumps({"diffusion": {"action_targets": "absolute"}, "diffusion_train": {"eval_every": 0}}))
+    _invoke("train", "diffusion", "--data", str(store.path), "--debug", "--config", str(config), "--out", str(tmp_path / "run"))
+    policy = DiffusionPolicy.load(tmp_path / "run" / "best")
+    assert policy.config.action_targets == "absolute" and policy.config.translation_scale == 0.03
+    centre = policy.normaliser._low("action")[:3] + policy.normaliser._high("action")[:3]
+    assert np.all(np.abs(centre.numpy() / 2) > 0.01)  # targets are positions in the workspace, not displacements
+    executor = chunked_policy(policy, asynchronous=False)
+    episode = store.episode(0)
+    action = executor.act({k: episode.obs[k][0] for k in policy.observation_keys})
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1.0)
+    without_rig = _demo_store(tmp_path / "no_rig.zarr", 2)
+    result = runner.invoke(app, ["train", "diffusion", "--data", str(without_rig.path), "--debug", "--config",
+                                 str(config), "--out", str(tmp_path / "other")])
+    assert result.exit_code == 2 and "no rig snapshot with arm.action_scale" in result.output
+
+
 # --- checkpoints and training ------------------------------------------------------------
 
 
-def _demo_store(path: Path, episodes: int, obs_mode: str = "state") -> EpisodeStore:
+def _demo_store(path: Path, episodes: int, obs_mode: str = "state", rig=None) -> EpisodeStore:
+    """Scripted pick_cube episodes; `rig`, when given, is the rig snapshot the store keeps."""
     from tether.sim2real.twin import make_env
     from tether.sim2real.twin.expert import ScriptedOperator
 
     env = make_env("pick_cube", obs_mode=obs_mode)
     operator = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=0)
-    with EpisodeWriter.create(path, env.observation_space, 4, fps=10) as writer:
+    with EpisodeWriter.create(path, env.observation_space, 4, fps=10, rig=rig) as writer:
         for seed in range(episodes):
             obs, _ = env.reset(seed=seed)
             operator.reset()
