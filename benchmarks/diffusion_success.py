@@ -59,14 +59,15 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     """Steps 1-5 of the module docstring for one seed; returns its figures (kept in the run folder, so a run
     that stopped resumes at the first seed without them)."""
     start = time.perf_counter()
-    folder = args.runs_dir / f"{task}_{obs}_{demos}demos_s{seed}"
+    folder = args.runs_dir / f"{task}_{obs}_{demos}demos_{args.action_targets}_s{seed}"
     if (folder / FIGURES).is_file():
         return json.loads((folder / FIGURES).read_text())
     store = folder / "demos.zarr"
     if not store.exists():
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
     policy_values, train_values = SIZES[args.size]
-    policy_config = DiffusionConfig.model_validate({**policy_values, "objective": args.objective})
+    policy_config = DiffusionConfig.model_validate({**policy_values, "objective": args.objective,
+                                                    "action_targets": args.action_targets})
     train_config = TrainConfig.model_validate({**train_values, "steps": args.steps,
                                                "checkpoint_every": args.diffusion_eval_every,
                                                "eval_every": args.diffusion_eval_every,
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=PROTOCOL["episodes"], help="evaluation episodes per seed")
     parser.add_argument("--size", choices=sorted(SIZES), default=PROTOCOL["size"])
     parser.add_argument("--objective", choices=["ddpm", "flow"], default=PROTOCOL["objective"])
+    parser.add_argument("--action-targets", choices=["delta", "absolute"], default="delta",
+                        help="what the policy's chunks hold (DiffusionConfig.action_targets)")
+    parser.add_argument("--tag", help="suffix of the results' name, so a comparison does not replace the default's")
     parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="diffusion gradient steps")
     parser.add_argument("--diffusion-eval-every", type=int, default=2_000,
                         help="gradient steps between twin rollouts (and checkpoints)")
@@ -170,7 +174,8 @@ def main() -> None:
              if differences else "Full protocol. ")
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
-             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.steps} gradient steps, best of "
+             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.action_targets} action targets, "
+             f"{args.steps} gradient steps, best of "
              f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes). "
              f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
              f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
@@ -178,7 +183,7 @@ def main() -> None:
              f"({args.finetune_eval_episodes} episodes) with that seed's base success. IQM over seeds with 95% "
              f"stratified-bootstrap intervals (rliable, {args.bootstrap} replicates); with one seed the interval "
              "is a point.")
-    write_results("diffusion_success", {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
+    write_results("diffusion_success" + (f"_{args.tag}" if args.tag else ""), {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
                                         "reduced": differences, "conditions": conditions}, table, notes)
     print(table)
 
