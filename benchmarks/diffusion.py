@@ -1,7 +1,7 @@
 """Diffusion-policy speed on this machine: inference latency per chunk (p50 / p99) for DDIM with 100 and 10
 steps and the flow-matching sampler with 1, 2 and 4 steps, with one and two 128x128 cameras (+ proprioception);
-and training iterations/s at batch 64. Two sizes: the paper's U-Net (down dims 256-512-1024, ResNet-18 trunk
-per camera) and a small one (64-128, widths 32-64-128-256).
+and training iterations/s at batch 64. The presets of `tether train diffusion`: `paper` (U-Net 256-512-1024,
+ResNet-18 trunk per camera) and `cpu` (64-128, a two-stage trunk of widths 32-64).
 
 One chunk = encode the n_obs_steps = 2 observation history once, then `steps` U-Net evaluations, batch 1,
 as the actor's background thread does. Random weights: latency does not depend on them.
@@ -20,13 +20,11 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table, write_results
-from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, VisionConfig
+from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from tether.policies.diffusion_train import PRESETS
 
 SAMPLERS = [("ddpm", 100), ("ddpm", 10), ("flow", 4), ("flow", 2), ("flow", 1)]
-SIZES = {
-    "paper": DiffusionConfig(),
-    "small": DiffusionConfig(down_dims=(64, 128), step_embed_dim=32, vision=VisionConfig(widths=(32, 64, 128, 256))),
-}
+SIZES = {name: DiffusionConfig.model_validate(preset["diffusion"]) for name, preset in PRESETS.items()}
 TRAIN_BATCH = 64
 
 

@@ -11,13 +11,13 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
 (rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success.
 
-The issue's protocol (pixels, 100 demos, 3 seeds x 50 episodes, paper-size DDPM/DDIM policy, 20,000 gradient
-steps) is the default and is days of CPU on a 2-core machine; a run with other settings is labelled REDUCED with the
-differences listed in its notes.
+The issue's protocol is 100 demos, 3 training seeds x 50 evaluation episodes, per task and observation mode;
+anything less is labelled REDUCED with the differences in its notes. The recipe is `tether train diffusion`'s
+default (preset `cpu`, DDPM / DDIM-10, delta actions) unless flags choose another.
 
-    .venv/bin/python -m benchmarks.diffusion_success                   # the full protocol
-    .venv/bin/python -m benchmarks.diffusion_success --obs state --seeds 1 --episodes 20 --size small \\
-        --objective flow --steps 2000 --finetune-steps 1500            # what fits in an hour here
+    .venv/bin/python -m benchmarks.diffusion_success --obs state --finetune-steps 0     # the diffusion policy
+    .venv/bin/python -m benchmarks.diffusion_success --obs pixels --finetune-steps 0
+    .venv/bin/python -m benchmarks.diffusion_success --obs state --action-targets absolute --tag absolute
 """
 
 from __future__ import annotations
@@ -35,21 +35,16 @@ from benchmarks.report import markdown_table, write_results
 from benchmarks.sample_efficiency import iqm_curve
 from tether.cli.eval import evaluate_checkpoint
 from tether.cli.sim import run_expert
-from tether.cli.train import make_twin, run_sac
+from tether.cli.train import layered, make_twin, run_sac
 from tether.datasets.store import EpisodeStore
 from tether.policies.diffusion import DiffusionConfig
-from tether.policies.diffusion_train import TrainConfig, train_diffusion
+from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
 from tether.policies.sac import SACConfig
 from tether.policies.sac_loop import LoopConfig
 
-PROTOCOL = dict(tasks=["pick_cube"], obs="pixels", demos=[100], seeds=3, episodes=50, size="paper",
-                objective="ddpm", steps=20_000)
-SIZES = {  # (DiffusionConfig overrides, TrainConfig overrides)
-    "paper": ({}, {}),
-    "small": ({"down_dims": (64, 128), "step_embed_dim": 32,
-               "vision": {"widths": (32, 64), "blocks_per_stage": 1, "keypoints": 16, "latent_dim": 32}},
-              {"lr": 1e-3, "warmup_steps": 50}),
-}
+PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
+"""The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
+`tether train diffusion` uses by default unless flags say otherwise."""
 EVAL_SEED = 100_000  # evaluation episodes never share a seed with a demo
 DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
 FIGURES = "figures.json"
@@ -65,10 +60,10 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     store = folder / "demos.zarr"
     if not store.exists():
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
-    policy_values, train_values = SIZES[args.size]
-    policy_config = DiffusionConfig.model_validate({**policy_values, "objective": args.objective,
-                                                    "action_targets": args.action_targets})
-    train_config = TrainConfig.model_validate({**train_values, "steps": args.steps,
+    policy_config = DiffusionConfig.model_validate(layered(PRESETS[args.preset]["diffusion"], {
+        "objective": args.objective, "action_targets": args.action_targets}))
+    train_config = TrainConfig.model_validate({**PRESETS[args.preset]["diffusion_train"],
+                                               **({"steps": args.steps} if args.steps else {}),
                                                "checkpoint_every": args.diffusion_eval_every,
                                                "eval_every": args.diffusion_eval_every,
                                                "eval_episodes": args.diffusion_eval_episodes})
@@ -125,17 +120,17 @@ def reduced_from_protocol(args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=PROTOCOL["tasks"], choices=["pick_cube", "peg_insert"])
-    parser.add_argument("--obs", default=PROTOCOL["obs"], choices=["state", "pixels"])
+    parser.add_argument("--tasks", nargs="+", default=["pick_cube"], choices=["pick_cube", "peg_insert"])
+    parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--demos", nargs="+", type=int, default=PROTOCOL["demos"])
     parser.add_argument("--seeds", type=int, default=PROTOCOL["seeds"])
     parser.add_argument("--episodes", type=int, default=PROTOCOL["episodes"], help="evaluation episodes per seed")
-    parser.add_argument("--size", choices=sorted(SIZES), default=PROTOCOL["size"])
-    parser.add_argument("--objective", choices=["ddpm", "flow"], default=PROTOCOL["objective"])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET, help="the training recipe")
+    parser.add_argument("--objective", choices=["ddpm", "flow"], default="ddpm")
     parser.add_argument("--action-targets", choices=["delta", "absolute"], default="delta",
                         help="what the policy's chunks hold (DiffusionConfig.action_targets)")
     parser.add_argument("--tag", help="suffix of the results' name, so a comparison does not replace the default's")
-    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="diffusion gradient steps")
+    parser.add_argument("--steps", type=int, help="diffusion gradient steps (default: the preset's)")
     parser.add_argument("--diffusion-eval-every", type=int, default=2_000,
                         help="gradient steps between twin rollouts (and checkpoints)")
     parser.add_argument("--diffusion-eval-episodes", type=int, default=10)
@@ -169,13 +164,14 @@ def main() -> None:
                             f"+ residual SAC ({args.finetune_steps} steps) IQM [95% CI]",
                             "fine-tuning steps to beat the base (per seed)", "minutes to train the diffusion policy",
                             "minutes per seed"], rows)
+    train_steps = args.steps or PRESETS[args.preset]["diffusion_train"].get("steps", TrainConfig().steps)
     differences = reduced_from_protocol(args)
     label = ("REDUCED run, not the issue's protocol: " + "; ".join(differences) + ". "
              if differences else "Full protocol. ")
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
-             f"Diffusion policy: size '{args.size}', objective {args.objective}, {args.action_targets} action targets, "
-             f"{args.steps} gradient steps, best of "
+             f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action targets, "
+             f"{train_steps} gradient steps, best of "
              f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes). "
              f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
              f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
@@ -183,7 +179,7 @@ def main() -> None:
              f"({args.finetune_eval_episodes} episodes) with that seed's base success. IQM over seeds with 95% "
              f"stratified-bootstrap intervals (rliable, {args.bootstrap} replicates); with one seed the interval "
              "is a point.")
-    write_results("diffusion_success" + (f"_{args.tag}" if args.tag else ""), {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
+    write_results(f"diffusion_success_{args.obs}" + (f"_{args.tag}" if args.tag else ""), {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
                                         "reduced": differences, "conditions": conditions}, table, notes)
     print(table)
 

@@ -42,6 +42,11 @@ from tether.types import Transition
 log = logging.getLogger(__name__)
 
 STATS = "learner_stats.json"
+QUIET_S = 0.5
+"""A stopping learner first takes the transitions still queued for it, until none has come for this long (the
+actor's last ones are published just before the stop), so the final checkpoint and stats hold every one."""
+DRAIN_S = 5.0
+"""The longest a stopping learner waits for that quiet."""
 
 
 def non_finite_parts(transition: Transition) -> list[str]:
@@ -83,6 +88,7 @@ class LearnerNode(Node):
         self.publish_every = publish_every
         self.rejected = 0
         self.non_finite = 0
+        self._last_intake = time.monotonic()
         self._stop = threading.Event()
         self.steering = steering
         checkpoint = self.run_dir / CHECKPOINT_DIR
@@ -135,6 +141,12 @@ class LearnerNode(Node):
     # --- data in ----------------------------------------------------------------------
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
+        try:
+            self._take(msg)
+        finally:
+            self._last_intake = time.monotonic()
+
+    def _take(self, msg: UInt8MultiArray) -> None:
         transition, _ = messages.transition_from_msg(msg)
         try:
             self.online.check(transition)
@@ -200,7 +212,10 @@ class LearnerNode(Node):
         self.diag_pub.publish(array)
 
     def shutdown(self) -> None:
-        """Stop updating, checkpoint, and leave the run's figures in learner_stats.json."""
+        """Take what is still queued, stop updating, checkpoint, and leave the run's figures in learner_stats.json."""
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and time.monotonic() - self._last_intake < QUIET_S:
+            time.sleep(0.05)
         self._stop.set()
         self._thread.join(timeout=10.0)
         self.checkpoint()

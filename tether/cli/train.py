@@ -297,6 +297,17 @@ DEBUG_DIFFUSION_TRAIN = {"steps": 4, "batch_size": 16, "warmup_steps": 2, "check
                          "eval_episodes": 1}
 
 
+def layered(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers override earlier ones key by key, into nested sections (a file's `vision: {weights: F}` keeps
+    the preset's trunk widths)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+            merged[key] = layered(merged[key], value) if nested else value
+    return merged
+
+
 @app.command("diffusion")
 def diffusion_command(
     data: Path = typer.Option(..., "--data", help="Episode store (zarr) of demonstrations."),
@@ -305,7 +316,8 @@ def diffusion_command(
     task: str | None = typer.Option(None, "--task", "-t", help="Twin task for rollouts (default: the rig's task).", callback=known_task),
     obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     objective: str | None = typer.Option(None, "--objective", help="ddpm (DDIM sampling) or flow (1-4 step sampler)."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps in all (default 20,000)."),
+    preset: str = typer.Option("cpu", "--preset", help="Recipe the config file and flags refine: cpu (small U-Net, 6,000 steps) or paper."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps in all (default: the preset's)."),
     seed: int = typer.Option(0, "--seed"),
     config: Path | None = typer.Option(None, "--config", help="YAML with diffusion: / diffusion_train: sections."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks, four steps: reaches every stage in seconds."),
@@ -324,15 +336,17 @@ def diffusion_command(
     from tether.config import load_rig
     from tether.datasets.store import EpisodeStore, StoreError
     from tether.policies.diffusion import DiffusionConfig
-    from tether.policies.diffusion_train import TrainConfig, train_diffusion
+    from tether.policies.diffusion_train import PRESETS, TrainConfig, train_diffusion
 
     if objective not in (None, "ddpm", "flow"):
         raise typer.BadParameter(f"'{objective}': must be ddpm or flow", param_hint="--objective")
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"'{preset}': must be one of {', '.join(PRESETS)}", param_hint="--preset")
     file = read_train_file(config)
-    policy_values = {**(DEBUG_DIFFUSION if debug else {}), **file.diffusion,
-                     **({"objective": objective} if objective else {})}
-    train_values = {**(DEBUG_DIFFUSION_TRAIN if debug else {}), **file.diffusion_train,
-                    **({"steps": steps} if steps else {})}
+    policy_values = layered(PRESETS[preset]["diffusion"], DEBUG_DIFFUSION if debug else {}, file.diffusion,
+                            {"objective": objective} if objective else {})
+    train_values = layered(PRESETS[preset]["diffusion_train"], DEBUG_DIFFUSION_TRAIN if debug else {},
+                           file.diffusion_train, {"steps": steps} if steps else {})
     policy_config = _validated(DiffusionConfig, policy_values, "diffusion")
     train_config = _validated(TrainConfig, train_values, "diffusion_train")
     try:

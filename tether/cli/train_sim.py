@@ -193,6 +193,6 @@ def train_diffusion_on_demos(*, task: str, rig_path: Path, episodes: int, seed: 
         raise typer.BadParameter("diffusion needs at least one demo", param_hint="--demo-episodes")
     demos = run_expert(task, str(rig_path), episodes, seed, out=out / DEMO_STORE)
     diffusion_command(data=out / DEMO_STORE, out=out / "diffusion", rig=str(rig_path), task=task, obs=obs,
-                      objective=None, steps=None, seed=seed, config=config, debug=debug, resume=False,
+                      objective=None, preset="cpu", steps=None, seed=seed, config=config, debug=debug, resume=False,
                       force=True)  # inside the run folder train-sim has claimed
     return {"demos": demos}
