@@ -56,7 +56,7 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     start = time.perf_counter()
     folder = args.runs_dir / f"{task}_{obs}_{demos}demos_{args.action_targets}_s{seed}"
     if (folder / FIGURES).is_file():
-        return json.loads((folder / FIGURES).read_text())
+        return with_fast_sampler(json.loads((folder / FIGURES).read_text()), folder, args)
     store = folder / "demos.zarr"
     if not store.exists():
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
@@ -80,6 +80,16 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     if args.finetune_steps:
         figures |= finetune(task, obs, seed, folder, base.success_rate, args)
     figures["minutes_total"] = (time.perf_counter() - start) / 60
+    return with_fast_sampler(figures, folder, args)
+
+
+def with_fast_sampler(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
+    """The base checkpoint's success with --fast-steps sampler steps on the same episodes (added to a run that
+    lacks it), saved with the run's figures."""
+    key = f"fast_{args.fast_steps}_success"
+    if key not in figures:
+        figures[key] = evaluate_checkpoint(folder / "dp" / "best", figures["task"], args.episodes, seed=EVAL_SEED,
+                                           rig=args.rig, sampler_steps=args.fast_steps).success_rate
     (folder / FIGURES).write_text(json.dumps(figures))
     print(json.dumps(figures))
     return figures
@@ -134,6 +144,7 @@ def main() -> None:
     parser.add_argument("--diffusion-eval-every", type=int, default=2_000,
                         help="gradient steps between twin rollouts (and checkpoints)")
     parser.add_argument("--diffusion-eval-episodes", type=int, default=10)
+    parser.add_argument("--fast-steps", type=int, default=2, help="sampler steps of the few-step sampler compared")
     parser.add_argument("--finetune-steps", type=int, default=20_000)
     parser.add_argument("--finetune-eval-every", type=int, default=2_000)
     parser.add_argument("--finetune-eval-episodes", type=int, default=10)
@@ -150,17 +161,19 @@ def main() -> None:
     for task, demos in itertools.product(args.tasks, args.demos):
         runs = [run_condition(task, args.obs, demos, seed, args) for seed in range(args.seeds)]
         condition = {"task": task, "obs": args.obs, "demos": demos, "runs": runs}
-        for name in ("base", "finetuned") if args.finetune_steps else ("base",):
+        for name in ("base", f"fast_{args.fast_steps}", "finetuned") if args.finetune_steps else (
+                "base", f"fast_{args.fast_steps}"):
             (iqm,), ci = iqm_curve(np.array([[r[f"{name}_success"]] for r in runs]), args.bootstrap, seed=0)
             condition |= {f"{name}_iqm": iqm, f"{name}_ci": ci[:, 0].tolist()}
         conditions.append(condition)
     rows = [[f"{c['task']} {c['obs']} {c['demos']} demos", args.seeds, args.episodes, _interval(c, "base"),
-             _interval(c, "finetuned"),
+             _interval(c, f"fast_{args.fast_steps}"), _interval(c, "finetuned"),
              ", ".join(str(r.get("steps_to_beat_base") or "not within budget") for r in c["runs"])
              if args.finetune_steps else "not run",
              f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
              f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "eval episodes", "diffusion policy success IQM [95% CI]",
+                            f"same checkpoint, {args.fast_steps}-step sampler IQM [95% CI]",
                             f"+ residual SAC ({args.finetune_steps} steps) IQM [95% CI]",
                             "fine-tuning steps to beat the base (per seed)", "minutes to train the diffusion policy",
                             "minutes per seed"], rows)
@@ -172,7 +185,9 @@ def main() -> None:
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
              f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action targets, "
              f"{train_steps} gradient steps, best of "
-             f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes). "
+             f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes); "
+             f"its sampler: {'DDIM-10' if args.objective == 'ddpm' else 'Euler, 2 steps'}, beside the same best/ "
+             f"checkpoint with {args.fast_steps} sampler steps on the same episodes. "
              f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
              f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
              f"before and after; steps to beat the base compare each fine-tuning evaluation "

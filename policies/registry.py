@@ -82,6 +82,8 @@ class LoadOptions:
     """Diffusion bases: seed of the sampler's noise."""
     ensemble: float | None = None
     """Diffusion: ACT's temporal ensembling weight (None: the newest chunk's action)."""
+    sampler_steps: int | None = None
+    """Diffusion: sampler steps per chunk (DDIM or Euler) instead of the checkpoint's: the few-step sampler."""
 
 
 @dataclass
@@ -201,13 +203,16 @@ def _run_checkpoint(run: Path) -> Path | None:
 
 
 def load_policy(path: Path, *, deterministic: bool = True, asynchronous: bool = False, seed: int = 0,
-                ensemble: float | None = None) -> LoadedPolicy:
+                ensemble: float | None = None, sampler_steps: int | None = None) -> LoadedPolicy:
     """The policy a checkpoint or run directory holds, loaded into the class its kind names (see the module
     docstring); anything that cannot act is a `CheckpointError` naming the folder and the reason."""
     checkpoint = find_checkpoint(path)
     config = checkpoint_config(checkpoint)
     kind = policy_kind(checkpoint, config)
-    options = LoadOptions(deterministic=deterministic, asynchronous=asynchronous, seed=seed, ensemble=ensemble)
+    if sampler_steps is not None and kind != "diffusion":
+        raise CheckpointError(f"{checkpoint}: sampler steps apply to a diffusion policy, not to kind '{kind}'")
+    options = LoadOptions(deterministic=deterministic, asynchronous=asynchronous, seed=seed, ensemble=ensemble,
+                          sampler_steps=sampler_steps)
     try:
         return _LOADERS[kind](checkpoint, config, options)
     except CheckpointError:
@@ -233,9 +238,11 @@ def _sac(checkpoint: Path, config: dict[str, Any], options: LoadOptions) -> Load
 
 @register("diffusion")
 def _diffusion(checkpoint: Path, config: dict[str, Any], options: LoadOptions) -> LoadedPolicy:
-    from tether.policies.diffusion import DiffusionPolicy, chunked_policy
+    from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, chunked_policy
 
     policy = DiffusionPolicy.load(checkpoint)
+    if options.sampler_steps is not None:
+        policy.config = DiffusionConfig.model_validate({**policy.config.model_dump(), "inference_steps": options.sampler_steps})
     executor = chunked_policy(policy, asynchronous=options.asynchronous, ensemble=options.ensemble, seed=options.seed)
     return LoadedPolicy("diffusion", checkpoint, policy.observation_space, action_box(policy.action_dim), executor)
 

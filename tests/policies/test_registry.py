@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from tether.cli import main
 from tether.policies.checkpoint import CONFIG_FILE, MODEL_FILE, CheckpointError
-from tether.policies.diffusion import ACTION, DiffusionConfig, DiffusionPolicy, chunked_policy
+from tether.policies.diffusion import ACTION, ConditionalUnet1D, DiffusionConfig, DiffusionPolicy, chunked_policy
 from tether.policies.networks import EncoderConfig
 from tether.policies.registry import LoadedPolicy, find_checkpoint, load_policy
 from tether.policies.residual import BASE_ACTION, base_action_space
@@ -105,6 +105,25 @@ def test_noise_steering_decodes_the_actors_noise_once_per_chunk(runs) -> None:
     chunk = base.predict_chunk(history, noise=noise)
     acted = [policy.act(first)] + [policy.act(later) for _ in range(N_ACTION_STEPS - 1)]
     assert np.allclose(acted, chunk[:N_ACTION_STEPS], atol=1e-5)  # one noise, one chunk, whatever it observes next
+
+
+def test_a_diffusion_policy_loads_with_fewer_sampler_steps_and_other_kinds_refuse_them(runs, monkeypatch) -> None:
+    """The few-step sampler of a trained checkpoint: its U-Net runs `sampler_steps` times per chunk."""
+    calls = []
+    forward = ConditionalUnet1D.forward
+    monkeypatch.setattr(ConditionalUnet1D, "forward", lambda self, *args: (calls.append(1), forward(self, *args))[1])
+    counts = []
+    for steps in (None, 3):
+        policy = load_policy(runs["diffusion"], sampler_steps=steps)
+        calls.clear()
+        policy.act(_obs(_space(), 0))  # the first tick plans the first chunk
+        policy.close()
+        counts.append(len(calls))
+    assert counts == [2, 3]  # the checkpoint's flow sampler takes 2 Euler steps
+    with pytest.raises(ValueError, match="sampler steps apply to a diffusion policy, not to kind 'sac'"):
+        load_policy(runs["sac"], sampler_steps=2)
+    with pytest.raises(ValueError, match="sampler steps apply to a diffusion policy, not to kind 'sac'"):
+        load_policy(runs["sac"], sampler_steps=2)
 
 
 def test_run_folders_resolve_to_their_policy(runs, tmp_path) -> None:

@@ -83,9 +83,10 @@ def load_checked(policy: Path, **options: Any) -> Policy:
 
 
 def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
-                        record: bool = False) -> EvalResult:
+                        record: bool = False, sampler_steps: int | None = None) -> EvalResult:
     """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin, whatever its kind
-    (chunked policies run synchronously). Bad checkpoints raise BadParameter."""
+    (chunked policies run synchronously; a diffusion policy with `sampler_steps` if given). Bad checkpoints
+    raise BadParameter."""
     import gymnasium as gym
 
     from tether.policies.registry import ResetOnEpisode
@@ -93,7 +94,7 @@ def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0
     from tether.policies.sac_loop import evaluate
     from tether.sim2real.twin import make_env
 
-    loaded = load_checked(policy, deterministic=True, seed=seed)
+    loaded = load_checked(policy, deterministic=True, seed=seed, sampler_steps=sampler_steps)
     pixels = any(k.startswith("images/") for k in loaded.observation_keys)
     env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
     try:
@@ -115,6 +116,7 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path."),
     sheet: Path | None = typer.Option(None, "--contact-sheet", help="PNG of the first episode (default: next to --json)."),
+    sampler_steps: int | None = typer.Option(None, "--sampler-steps", min=1, help="Diffusion: sampler steps per chunk instead of the checkpoint's (DDIM or Euler)."),
     gap: bool = typer.Option(False, "--gap", help="Instead: replay --log's commands on the twin of --rig, report divergence."),
     log_store: Path | None = typer.Option(None, "--log", help="With --gap: log store from `tether sim excite`."),
     twin_replay: Path | None = typer.Option(
@@ -140,9 +142,9 @@ def eval_command(
         return
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
     claim_output(sheet, "--contact-sheet", force=force)
-    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True)
+    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True, sampler_steps=sampler_steps)
     summary = {
-        "policy": str(policy), "task": task, "episodes": episodes, "seed": seed,
+        "policy": str(policy), "task": task, "episodes": episodes, "seed": seed, "sampler_steps": sampler_steps,
         "success_rate": result.success_rate, "mean_length": result.mean_length, "mean_return": result.mean_return,
         "successes": result.successes, "lengths": result.lengths,
         "contact_sheet": str(contact_sheet(result.frames, sheet)) if sheet else None,
