@@ -29,8 +29,9 @@ TRAIN_BATCH = 64
 
 
 def make_space(cameras: int) -> gym.spaces.Dict:
-    space = {f"state/{k}": gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)
-             for k, d in {"tcp_pose": 7, "tcp_vel": 6, "gripper": 1, "joints": 7}.items()}
+    """Proprioception and `cameras` 128x128 cameras; without cameras, pick_cube's task state (a state policy)."""
+    dims = {"tcp_pose": 7, "tcp_vel": 6, "gripper": 1, "joints": 7} | ({} if cameras else {"cube_pos": 3, "cube_quat": 4})
+    space = {f"state/{k}": gym.spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items()}
     for name in ("front", "wrist")[:cameras]:
         space[f"images/{name}"] = gym.spaces.Box(0, 255, (128, 128, 3), np.uint8)
     return gym.spaces.Dict(space)
@@ -72,12 +73,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="Chunks timed per configuration (DDIM-100: 2).")
     parser.add_argument("--train-iterations", type=int, default=2)
+    parser.add_argument("--presets", nargs="+", choices=sorted(SIZES), default=sorted(SIZES))
+    parser.add_argument("--cameras", nargs="+", type=int, choices=[0, 1, 2], default=[1, 2],
+                        help="128x128 cameras besides proprioception (0: state only)")
+    parser.add_argument("--tag", help="suffix of the results' name, so a partial run does not replace the full one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows, results = [], []
-    for size, base in SIZES.items():
-        for cameras in (1, 2):
+    for size in args.presets:
+        base = SIZES[size]
+        for cameras in args.cameras:
             policy = DiffusionPolicy(make_space(cameras), 4, base).eval()
             rate = train_rate(policy.train(), args.train_iterations, rng)
             policy.eval()
@@ -92,11 +98,14 @@ def main() -> None:
                                 "parameters": sum(p.numel() for p in policy.parameters())})
                 rows.append([size, cameras, sampler, p50, p99, round(1000 / p50, 1), f"{rate:.2f}"])
                 print(rows[-1], flush=True)
-    notes = (f"`python -m benchmarks.diffusion --threads {args.threads}` on {os.cpu_count()} cores (shared). "
+    command = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                       for k, v in vars(args).items() if v is not None)
+    notes = (f"`python -m benchmarks.diffusion {command}` on {os.cpu_count()} cores (shared). "
              "Latency of one chunk (n_obs_steps 2, horizon 16, batch 1) in ms; chunks/s = 1000 / p50; an 8-action "
              "chunk at 10 Hz leaves 800 ms. Training: iterations/s at batch 64 for that size and camera count.")
     table = markdown_table(["size", "cameras", "sampler", "p50 ms", "p99 ms", "chunks/s", "train it/s"], rows)
-    path = write_results("diffusion", {"threads": args.threads, "results": results}, table, notes)
+    name = "diffusion" + (f"_{args.tag}" if args.tag else "")
+    path = write_results(name, {"settings": vars(args), "results": results}, table, notes)
     print(f"wrote {path}")
 
 
