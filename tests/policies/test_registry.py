@@ -202,10 +202,10 @@ def test_eval_takes_a_run_folder_through_the_entry_point(runs, tmp_path, capfd) 
 
 
 @pytest.mark.usefixtures("ros_domain")
-@pytest.mark.parametrize("kind", ["residual", "noise"])
-def test_the_actor_node_runs_a_steered_run_folder_on_the_twin(runs, tmp_path, kind) -> None:
-    """Deploy through the real graph (twin, arm node, actor, recorder): the actor acts with the base and its
-    steering from nothing but the run folder."""
+@pytest.mark.parametrize("kind", ["diffusion", "residual", "noise"])
+def test_the_actor_node_runs_a_chunked_run_folder_on_the_twin(runs, tmp_path, kind) -> None:
+    """Deploy through the real graph (twin, arm node, actor, recorder): the actor acts with the diffusion policy
+    (and its steering) from nothing but the run folder, and counts the ticks its background inference missed."""
     from tether.cli.deploy import run_deploy
     from tether.config import load_rig
     from tether.datasets.store import EpisodeStore
@@ -214,7 +214,8 @@ def test_the_actor_node_runs_a_steered_run_folder_on_the_twin(runs, tmp_path, ki
     rig = rig.model_copy(update={"task": rig.task.model_copy(update={"episode_length": 2 * N_ACTION_STEPS}),
                                  "cameras": []})
     summary = run_deploy(runs[kind], rig, 1, tmp_path / "deploy.zarr", time_scale=3.0, timeout_s=120, progress=False)
-    assert summary["episodes"] == 1 and summary["policy"] == str(runs[kind] / "checkpoint")
+    assert summary["episodes"] == 1 and summary["policy"] == str(find_checkpoint(runs[kind]))
+    assert (summary["starved_ticks"] is not None) == (kind == "diffusion") and summary["steps"] >= 1
     episode = EpisodeStore(tmp_path / "deploy.zarr").episode(0)
     assert len(episode) == 2 * N_ACTION_STEPS or summary["outcomes"] == ["success"]
     np.testing.assert_array_equal(episode.action, episode.policy_action)  # executed = the policy's own action

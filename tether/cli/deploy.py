@@ -90,12 +90,16 @@ def run_deploy(
                 raise TimeoutError(f"deploy on rig '{rig.name}': {recorder.committed} of {episodes} episodes in {timeout_s} s")
             graph.wait(lambda: recorder.committed != bar.n or stop.is_set(), timeout_s=1.0)
             bar.update(recorder.committed - bar.n)
-    results = graph.node("actor").episode_results[:episodes]
+    actor = graph.node("actor")
+    results = actor.episode_results[:episodes]
     return {
         "policy": str(policy), "rig": rig.name, "task": rig.task.name, "episodes": len(results), "store": str(out),
         "success_rate": float(np.mean([r["success"] for r in results])) if results else 0.0,
         "mean_length": float(np.mean([r["length"] for r in results])) if results else 0.0,
         "outcomes": [r["outcome"] for r in results],
+        # A chunked policy infers in the background; a tick that found no action ready sent a hold.
+        "starved_ticks": getattr(getattr(actor.policy, "controller", None), "starved", None),
+        "steps": actor.counters["steps"],
         **tracking_summary(list(graph.node("arm").tracking_errors)),
         "final_target_distance_m": final_reach_distances(out, before),
     }
@@ -129,3 +133,6 @@ def deploy(
         f"{summary['task']} on {summary['rig']}: success {summary['success_rate']:.2f} over {summary['episodes']} episodes"
         + (f", tracking error {tracking:.1f} mm mean" if tracking is not None else "") + f"; recorded in {out}"
     )
+    if summary["starved_ticks"]:
+        typer.echo(f"warning: {summary['starved_ticks']} of {summary['steps']} ticks held because the policy's next "
+                   "chunk was not ready (inference slower than the chunk's prefetch); success suffers", err=True)
