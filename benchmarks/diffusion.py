@@ -23,7 +23,7 @@ from benchmarks.report import markdown_table, write_results
 from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from tether.policies.diffusion_train import PRESETS
 
-SAMPLERS = [("ddpm", 100), ("ddpm", 10), ("ddpm", 2), ("flow", 4), ("flow", 2), ("flow", 1)]
+SAMPLERS = [("ddpm", 100), ("ddpm", 10), ("ddpm", 4), ("ddpm", 3), ("ddpm", 2), ("flow", 4), ("flow", 2), ("flow", 1)]
 SIZES = {name: DiffusionConfig.model_validate(preset["diffusion"]) for name, preset in PRESETS.items()}
 TRAIN_BATCH = 64
 

@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--diffusion-eval-every", type=int, default=2_000,
                         help="gradient steps between twin rollouts (and checkpoints)")
     parser.add_argument("--diffusion-eval-episodes", type=int, default=10)
-    parser.add_argument("--fast-steps", type=int, default=2, help="sampler steps of the few-step sampler compared")
+    parser.add_argument("--fast-steps", type=int, default=3, help="sampler steps of the few-step sampler compared")
     parser.add_argument("--finetune-steps", type=int, default=20_000)
     parser.add_argument("--finetune-eval-every", type=int, default=2_000)
     parser.add_argument("--finetune-eval-episodes", type=int, default=10)
