@@ -180,22 +180,23 @@ def main() -> None:
     train_steps = args.steps or PRESETS[args.preset]["diffusion_train"].get("steps", TrainConfig().steps)
     differences = reduced_from_protocol(args)
     label = ("REDUCED run, not the issue's protocol: " + "; ".join(differences) + ". "
-             if differences else "Full protocol. ")
+             if differences else "The issue's protocol (100 demos, 3 training seeds x 50 evaluation episodes). ")
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
+    residual = (f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} "
+                f"scripted demos mapped into residuals, no interventions; steps to beat the base compare each "
+                f"fine-tuning evaluation ({args.finetune_eval_episodes} episodes) with that seed's base success. "
+                if args.finetune_steps else "Residual fine-tuning not run (--finetune-steps 0). ")
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
-             f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action targets, "
-             f"{train_steps} gradient steps, best of "
-             f"twin rollouts every {args.diffusion_eval_every} steps ({args.diffusion_eval_episodes} episodes); "
-             f"its sampler: {'DDIM-10' if args.objective == 'ddpm' else 'Euler, 2 steps'}, beside the same best/ "
-             f"checkpoint with {args.fast_steps} sampler steps on the same episodes. "
-             f"Residual SAC with `tether train sac`'s defaults, scale {args.residual_scale}, {args.finetune_demos} scripted demos "
-             f"mapped into residuals, no interventions. Success over the same {args.episodes} held-out episode seeds "
-             f"before and after; steps to beat the base compare each fine-tuning evaluation "
-             f"({args.finetune_eval_episodes} episodes) with that seed's base success. IQM over seeds with 95% "
-             f"stratified-bootstrap intervals (rliable, {args.bootstrap} replicates); with one seed the interval "
-             "is a point.")
-    write_results(f"diffusion_success_{args.obs}" + (f"_{args.tag}" if args.tag else ""), {"settings": vars(args) | {"runs_dir": str(args.runs_dir)},
-                                        "reduced": differences, "conditions": conditions}, table, notes)
+             f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action "
+             f"targets, {train_steps} gradient steps, best of twin rollouts every {args.diffusion_eval_every} steps "
+             f"({args.diffusion_eval_episodes} episodes); its sampler: "
+             f"{'DDIM-10' if args.objective == 'ddpm' else 'Euler, 2 steps'}, beside the same best/ checkpoint with "
+             f"{args.fast_steps} sampler steps. {residual}Success over the same {args.episodes} held-out episode "
+             f"seeds throughout. IQM over seeds with 95% stratified-bootstrap intervals (rliable, {args.bootstrap} "
+             "replicates); with one seed the interval is a point.")
+    name = f"diffusion_success_{args.obs}" + (f"_{args.tag}" if args.tag else "")
+    write_results(name, {"settings": vars(args) | {"runs_dir": str(args.runs_dir)}, "reduced": differences,
+                         "conditions": conditions}, table, notes)
     print(table)
 
 
