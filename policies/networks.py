@@ -215,6 +215,18 @@ class TanhGaussianActor(nn.Module):
         self.net = mlp(feature_dim, hidden_dims, 2 * action_dim, layer_norm=layer_norm)
         self.log_std_min, self.log_std_max = log_std_range
 
+    def start_at_zero(self, std: float) -> None:
+        """Make the policy the zero action at every state, with pre-tanh standard deviation `std`."""
+        low, high = self.log_std_min, self.log_std_max
+        if not low < math.log(std) < high:
+            raise ValueError(f"actor std {std}: its log must lie inside log_std_range ({low}, {high})")
+        head = self.net[-1]
+        action_dim = head.out_features // 2
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias[:action_dim] = 0.0
+            head.bias[action_dim:] = math.atanh(2 * (math.log(std) - low) / (high - low) - 1)
+
     def distribution(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of the pre-tanh Gaussian, each (B, A)."""
         mean, log_std = self.net(features).chunk(2, dim=-1)

@@ -117,6 +117,18 @@ class SACConfig(StrictConfig):
     """Weight of a behaviour-cloning term on the actor: squared distance of its mean action from the action
     taken on rows a person acted (demos and interventions, `Batch.intervened`). 0 is plain SAC; a small
     weight keeps the actor near what the operator showed while Q is still uninformed (as TD3+BC, ConRFT)."""
+    actor_init_std: float | None = Field(None, gt=0)
+    """When set, the actor starts as the zero action at every state with this pre-tanh standard deviation (its
+    output layer's weights zero), the grasp critic as indifferent, and the target entropy, unless given, is the
+    entropy it starts with: a residual on a good base starts as no correction with little exploration noise and
+    is not pushed to more. None: the usual random initialisation."""
+    critic_warmup_updates: int = Field(0, ge=0)
+    """Critic updates before the actor's (and the temperature's) first, and before the grasp critic's choice
+    counts ('stay' until then): the critics learn the value of what the policy does as it starts (a residual:
+    the base alone) and of the demos before the policy follows them."""
+    grasp_override_margin: float | None = Field(None, ge=0)
+    """When set, the grasp critic commands open or close only where that class's Q beats 'stay' by more than this
+    (a residual's 'stay' keeps the base's gripper); None: the plain argmax."""
     actor_trains_encoder: bool = False
     """Let the actor loss update the image encoders; off freezes the backbone for the actor (DrQ)."""
     encoder: EncoderConfig = EncoderConfig(backbone="twin", freeze_backbone=True)
@@ -140,6 +152,11 @@ def grasp_class(gripper: torch.Tensor) -> torch.Tensor:
     classes[gripper <= -GRIPPER_THRESHOLD] = GRASP_OPEN
     classes[gripper >= GRIPPER_THRESHOLD] = GRASP_CLOSE
     return classes
+
+
+def gaussian_entropy(std: float) -> float:
+    """Differential entropy (nats) of a one-dimensional normal distribution with standard deviation `std`."""
+    return 0.5 * math.log(2 * math.pi * math.e) + math.log(std)
 
 
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -207,9 +224,9 @@ class SACAgent(nn.Module):
         if config.grasp_critic and GRIPPER not in observation_space.spaces:
             raise ValueError(f"grasp_critic needs '{GRIPPER}' in the observation to tell when the gripper moved")
         self.arm_dim = action_dim - 1 if config.grasp_critic else action_dim
-        self.target_entropy = (
-            config.target_entropy if config.target_entropy is not None else -self.arm_dim / 2.0
-        )
+        default_entropy = (-self.arm_dim / 2.0 if config.actor_init_std is None
+                           else self.arm_dim * gaussian_entropy(config.actor_init_std))
+        self.target_entropy = config.target_entropy if config.target_entropy is not None else default_entropy
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -223,6 +240,11 @@ class SACAgent(nn.Module):
                 log_std_range=config.log_std_range,
             )
             self.grasp = mlp(features, config.hidden_dims, 3, layer_norm=config.layer_norm) if config.grasp_critic else None
+            if config.actor_init_std is not None:
+                self.actor.start_at_zero(config.actor_init_std)
+                if self.grasp is not None:
+                    nn.init.zeros_(self.grasp[-1].weight)
+                    nn.init.zeros_(self.grasp[-1].bias)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -276,7 +298,13 @@ class SACAgent(nn.Module):
         arm = self.actor.mode(features) if deterministic else self.actor(features, self.generator)[0]
         if self.grasp is None:
             return arm[0].cpu().numpy().astype(np.float32)
-        grasp = int(self.grasp(features).argmax(-1))
+        q = self.grasp(features)[0]
+        grasp = int(q.argmax())
+        margin = self.config.grasp_override_margin
+        warmup = self.config.critic_warmup_updates
+        warming_up = warmup > 0 and int(self.critic_updates) <= warmup  # the grasp critic acts with the actor
+        if warming_up or (margin is not None and float(q[grasp] - q[GRASP_STAY]) <= margin):
+            grasp = GRASP_STAY
         if not deterministic and self.config.grasp_epsilon > 0:
             if torch.rand((), generator=self.generator, device=self.device) < self.config.grasp_epsilon:
                 grasp = int(torch.randint(3, (), generator=self.generator, device=self.device))
@@ -311,7 +339,8 @@ class SACAgent(nn.Module):
             features, critic_metrics = self._critic_step(mb_obs, mb_next, action[part], reward[part], done[part],
                                                          human[part])
             metrics.update(critic_metrics)
-            if int(self.critic_updates) % self.config.critic_actor_ratio == 0:
+            updates = int(self.critic_updates)
+            if updates > self.config.critic_warmup_updates and updates % self.config.critic_actor_ratio == 0:
                 if self.config.actor_trains_encoder:  # the critic's backward freed its graph: encode afresh
                     features = self._features(self.encoder, mb_obs, augment=True)
                 metrics.update(self._actor_step(features, action[part], human[part]))
@@ -408,7 +437,9 @@ class SACAgent(nn.Module):
         actor_loss = (self.alpha.detach() * log_prob - q).mean()
         bc_loss = torch.zeros((), device=self.device)
         if self.config.bc_weight > 0:
-            bc_loss = masked_mean((torch.tanh(mean) - taken[:, : self.arm_dim]).pow(2).sum(-1), human)
+            # An executed action beyond the actor's range (a person's override of a residual) is followed to its edge.
+            target = taken[:, : self.arm_dim].clamp(-1.0, 1.0)
+            bc_loss = masked_mean((torch.tanh(mean) - target).pow(2).sum(-1), human)
             actor_loss = actor_loss + self.config.bc_weight * bc_loss
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

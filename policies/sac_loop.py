@@ -35,7 +35,7 @@ from tether.datasets.replay import ReplayBuffer
 from tether.policies.learner import CHECKPOINT_DIR, DemoLoad, Learner, LoopConfig, rlif_transition  # noqa: F401
 from tether.policies.sac import SACAgent
 from tether.teleop.arbitration import TakeoverRule
-from tether.types import Observation, Transition
+from tether.types import ACTION_TAKEN, Observation, Transition
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ def collect_demos(env: gym.Env, expert: Expert, episodes: int, buffer: ReplayBuf
         while not done:
             action = np.asarray(expert.act(env), dtype=np.float32)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            steps.append(Transition(obs, action, float(reward), next_obs, terminated, truncated, intervened=True))
+            taken = np.asarray(info.get(ACTION_TAKEN, action), dtype=np.float32)
+            steps.append(Transition(obs, taken, float(reward), next_obs, terminated, truncated, intervened=True))
             obs, done = next_obs, terminated or truncated
         if successful_only and not info.get("success", False):
             continue
@@ -272,7 +273,8 @@ def train_sac(
         human = intervention(obs, proposal) if intervention is not None else None
         action = proposal if human is None else human
         next_obs, reward, terminated, truncated, info = env.step(action)
-        learner.add(Transition(obs, action, float(reward), next_obs, terminated, truncated,
+        taken = np.asarray(info.get(ACTION_TAKEN, action), dtype=np.float32)  # what was executed, not what was asked
+        learner.add(Transition(obs, taken, float(reward), next_obs, terminated, truncated,
                                intervened=human is not None, policy_action=proposal))
         obs = next_obs
         episode_ended = terminated or truncated

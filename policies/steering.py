@@ -25,9 +25,16 @@ from tether.policies.noise_steering import NoiseDecoder, NoiseSteeredPolicy, Noi
 from tether.policies.registry import STEERING_KEY as CONFIG_KEY
 from tether.policies.registry import STEERS
 from tether.policies.residual import Residual, ResidualEnv, ResidualPolicy
+from tether.policies.sac import SACConfig
 from tether.types import Observation
 
 Steer = Literal["residual", "noise"]
+
+RESIDUAL_SAC = {"actor_init_std": 0.1, "actor_lr": 3e-5, "critic_warmup_updates": 4_000, "grasp_override_margin": 0.05}
+"""SAC's recipe for a residual, safe by construction: it starts as no correction (zero mean, pre-tanh std 0.1:
+exploration of about 0.02 of the action range at scale 0.2) and keeps the base's gripper; the critics learn the base's rollouts
+and the demos for 4,000 updates (1,000 environment steps at UTD 4) before the actor moves, and then it moves at a
+tenth of the critics' learning rate. A caller's explicit SAC settings win over it."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,13 @@ class Steering:
         if entry is None:
             return None
         return cls(base=Path(entry["path"]), steer=entry["steer"], scale=float(entry["scale"]))
+
+    def sac_config(self, sac: SACConfig) -> SACConfig:
+        """The SAC settings to steer with: the residual recipe under the fields `sac` was given explicitly; noise
+        steering has no grasp critic (its action is noise, not arm + gripper)."""
+        if self.steer == "noise":
+            return sac.model_copy(update={"grasp_critic": False})
+        return SACConfig.model_validate({**RESIDUAL_SAC, **sac.model_dump(include=sac.model_fields_set)})
 
     def load_base(self) -> DiffusionPolicy:
         """The frozen base from its checkpoint (errors name it and the reason)."""

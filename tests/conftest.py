@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -61,3 +62,10 @@ def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return domain
+
+
+@pytest.fixture
+def plain():
+    """CLI output as one line of words: typer's error panel without its frame, and wrapped lines joined (where
+    a panel wraps depends on the length of the paths it shows)."""
+    return lambda output: " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())

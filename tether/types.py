@@ -13,6 +13,10 @@ Observation = dict[str, np.ndarray]
 
 EPISODE_SOURCES = ("teleop", "policy", "hil", "scripted", "sim")
 
+ACTION_TAKEN = "action_taken"
+"""`info` key of an env whose executed action can differ from the one it was given (a clip, a bound): the
+action, in the env's own action space, that reproduces what was executed. The learner stores it instead."""
+
 
 class DeviceError(RuntimeError):
     """A device that is missing, unplugged or failing; the message names it and the reason."""

@@ -31,7 +31,8 @@ policy that already runs its base. While a residual is being trained on the robo
 --base-policy`), the actor gets the `residual` (a frozen base policy, `tether.policies.residual.Residual`)
 and the policy is the residual learner: the observation gains the base's proposal (`state/base_action`),
 the policy's output is a bounded correction, the arm receives base + correction, and transitions carry
-the residual (a human's command is mapped to the residual that reproduces it), so the learner trains it.
+the residual of what the arm received (a human's command, unbounded, as the residual that reproduces it
+exactly), so the learner trains on what was executed.
 """
 
 from __future__ import annotations
@@ -452,10 +453,10 @@ class ActorNode(Node):
         self._wait_for_release()
         if self.residual is None:
             self._publish_action(action, proposal, now)
-        else:  # `action` so far is what the arm gets from a human, else the policy's residual
+        else:  # `action` so far is what the arm gets from a human (unbounded), else the policy's residual
             executed = action if intervened else self.residual.execute(obs, action)
             self._publish_action(executed, None if proposal is None else self.residual.execute(obs, proposal), now)
-            action = self.residual.residual_of(obs, action) if intervened else action
+            action = self.residual.residual_of(obs, executed)  # stored: the residual of what the arm received
         sent = self._now()
         timed = [self._latest[k] for k in self._timed_inputs]
         self.timing.append(CommandTiming(oldest_input=min(t.stamp for t in timed),

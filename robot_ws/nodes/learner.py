@@ -93,6 +93,8 @@ class LearnerNode(Node):
         self.steering = steering
         checkpoint = self.run_dir / CHECKPOINT_DIR
         resuming = (checkpoint / TRAINING_FILE).is_file()
+        if steering is not None:
+            sac = steering.sac_config(sac or SACConfig())
         agent = (SACAgent.load(checkpoint) if resuming
                  else SACAgent(observation_space, rig.arm.action_dim, sac, seed=seed))
         self.learner = Learner(agent, self.loop, seed=seed, run_dir=self.run_dir, online_source="hil",

@@ -229,7 +229,7 @@ def test_absolute_targets_are_where_the_actions_aimed_and_each_tick_steers_from_
     assert [_tick(executor, t)[0] for t in range(4)] == [0, 0, 0, 0]
 
 
-def test_absolute_targets_train_on_the_store_rigs_scale_and_act_in_the_action_range(tmp_path: Path) -> None:
+def test_absolute_targets_train_on_the_store_rigs_scale_and_act_in_the_action_range(tmp_path: Path, plain) -> None:
     from tether.config import load_rig
 
     base = load_rig("twin_panda")
@@ -249,7 +249,7 @@ def test_absolute_targets_train_on_the_store_rigs_scale_and_act_in_the_action_ra
     without_rig = _demo_store(tmp_path / "no_rig.zarr", 2)
     result = runner.invoke(app, ["train", "diffusion", "--data", str(without_rig.path), "--debug", "--config",
                                  str(config), "--out", str(tmp_path / "other")])
-    assert result.exit_code == 2 and "no rig snapshot with arm.action_scale" in result.output
+    assert result.exit_code == 2 and "no rig snapshot with arm.action_scale" in plain(result.output)
 
 
 # --- checkpoints and training ------------------------------------------------------------

@@ -90,8 +90,9 @@ def test_residual_adds_a_bounded_correction_to_its_own_base(runs) -> None:
     base = chunked_policy(DiffusionPolicy.load(runs["diffusion"] / "best"), asynchronous=False, seed=3)
     for tick in range(6):
         obs = _obs(_space(), tick)
-        proposal = base.act(obs)
-        assert np.all(np.abs(policy.act(obs) - np.clip(proposal, -1, 1)) <= SCALE + 1e-5)
+        proposal, action = base.act(obs), policy.act(obs)
+        assert np.all(np.abs(action[:-1] - np.clip(proposal[:-1], -1, 1)) <= SCALE + 1e-5)
+        assert action[-1] in (proposal[-1], -1.0, 1.0)  # the base's gripper command, or an override of it
     policy.close()
 
 

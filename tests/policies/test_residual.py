@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,10 @@ from typer.testing import CliRunner
 from tether.cli import app
 from tether.datasets.store import EpisodeWriter
 from tether.policies.residual import BASE_ACTION, ResidualEnv, ResidualExpert, compose, residual_for
+from tether.spaces import gripper_command
+from tether.types import ACTION_TAKEN
+
+gripper_class = np.vectorize(gripper_command)
 
 runner = CliRunner()
 
@@ -35,12 +38,36 @@ class FixedBase:
 
 def test_composition_stays_within_the_residual_bound_and_the_action_range() -> None:
     rng = np.random.default_rng(0)
-    base = rng.uniform(-1, 1, (1000, 4))
+    base = rng.uniform(-1, 1, (1000, 4)).astype(np.float32)
     residual = rng.uniform(-5, 5, (1000, 4))  # out-of-range residuals are clipped first
     executed = compose(base, residual, 0.2)
-    assert np.all(np.abs(executed - base) <= 0.2 + 1e-6) and np.all(np.abs(executed) <= 1.0)
+    assert np.all(np.abs(executed[:, :3] - base[:, :3]) <= 0.2 + 1e-6) and np.all(np.abs(executed) <= 1.0)
     target = np.clip(base + rng.uniform(-0.2, 0.2, (1000, 4)), -1, 1)
-    assert np.allclose(compose(base, residual_for(base, target, 0.2), 0.2), target, atol=1e-6)
+    target[:, 3] = rng.choice([-1.0, 1.0], 1000)  # an operator's gripper: open or close
+    # Within the bound the residual reproduces the target; a target gripper that means what the base's means is
+    # the base's own command (the residual keeps it).
+    reproduced = compose(base, residual_for(base, target, 0.2), 0.2)
+    assert np.allclose(reproduced[:, :3], target[:, :3], atol=1e-6)
+    assert np.array_equal(gripper_class(reproduced[:, 3]), gripper_class(target[:, 3]))
+    # A residual cannot say 'hold': a held gripper where the base commands one becomes the base's command.
+    assert compose(base[:1], residual_for(base[:1], np.array([[0, 0, 0, 0.0]]), 0.2), 0.2)[0, 3] == base[0, 3]
+
+
+def test_a_zero_residual_is_the_base_exactly_and_the_gripper_changes_only_on_open_or_close() -> None:
+    base = np.array([[0.3, -0.2, 0.1, 0.9], [0.3, -0.2, 0.1, -0.7], [0.3, -0.2, 0.1, 0.2]], np.float32)
+    assert np.array_equal(compose(base, np.zeros_like(base), 0.2), base)
+    small = np.array([0.0, 0.0, 0.0, 0.4], np.float32)  # below the gripper's threshold: 'stay', the base's command
+    assert np.array_equal(compose(base, np.broadcast_to(small, base.shape), 0.2)[:, 3], base[:, 3])
+    close = np.array([0.0, 0.0, 0.0, 0.8], np.float32)
+    assert compose(base, np.broadcast_to(close, base.shape), 0.2)[:, 3].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_residual_of_an_executed_action_reproduces_it_exactly_beyond_the_bound() -> None:
+    base = np.array([0.1, 0.0, -0.2, -1.0], np.float32)
+    override = np.array([0.9, -0.8, -0.2, 1.0], np.float32)  # a person's command, far beyond a 0.2 residual
+    exact = residual_for(base, override, 0.2, bounded=False)
+    assert np.allclose(base[:3] + 0.2 * exact[:3], override[:3], atol=1e-6) and exact[3] == 1.0
+    assert np.abs(residual_for(base, override, 0.2)[:3]).max() == 1.0  # bounded: as close as the residual may
 
 
 def test_residual_env_adds_the_base_proposal_and_executes_the_bounded_sum(toy) -> None:
@@ -52,6 +79,8 @@ def test_residual_env_adds_the_base_proposal_and_executes_the_bounded_sum(toy) -
     assert base.seen[-1] == ["state/tcp_pose"]  # the base sees only its own keys
     _, _, _, _, info = env.step(np.array([1.0, 1.0, -3.0, 0.0], np.float32))
     assert np.allclose(info["executed_action"], [1.0, -0.25, -0.25, -1.0])
+    # What the learner stores: the residual of what was executed (the arm's clip at 1.0 cut the first dimension).
+    assert np.allclose(info[ACTION_TAKEN], [0.4, 1.0, -1.0, 0.0])
     env.reset(seed=1)
     assert base.resets == 2
     with pytest.raises(ValueError, match="residual scale 0"):
@@ -69,7 +98,7 @@ def test_expert_in_residual_space_reproduces_its_action_when_within_the_bound(to
     assert np.allclose(info["executed_action"], wanted, atol=1e-6)
 
 
-def test_train_sac_with_a_diffusion_base_policy_learns_a_residual(tmp_path: Path) -> None:
+def test_train_sac_with_a_diffusion_base_policy_learns_a_residual(tmp_path: Path, plain) -> None:
     from tether.sim2real.twin import make_env
     from tether.sim2real.twin.expert import ScriptedOperator
 
@@ -102,7 +131,7 @@ def test_train_sac_with_a_diffusion_base_policy_learns_a_residual(tmp_path: Path
     assert BASE_ACTION in saved["observation_space"]
     bad = runner.invoke(app, ["train", "sac", "--debug", "--steps", "5", "--base-policy", str(tmp_path / "nope"),
                               "--out", str(tmp_path / "bad")])
-    message = " ".join(re.sub(r"[│╭╮╰╯─]", " ", bad.output).split())
+    message = plain(bad.output)
     assert bad.exit_code != 0 and "Invalid value for --base-policy" in message and "is missing" in message
 
 

@@ -345,3 +345,35 @@ def test_bad_inputs_give_one_line_errors(h) -> None:
         SACAgent(gym.spaces.Dict({"state/tcp_pose": h.state_space()["state/tcp_pose"]}), 4, SACConfig(**SMALL))
     with pytest.raises(ValidationError, match="groups 3 does not divide channels"):
         EncoderConfig(groups=3)
+
+
+def test_an_actor_started_at_zero_acts_zero_keeps_the_gripper_and_waits_for_its_critics(h) -> None:
+    """The residual recipe's settings: no correction and 'stay' at first, small noise, the actor still for the
+    critic warm-up."""
+    config = SACConfig(**SMALL, actor_init_std=0.1, critic_warmup_updates=3, grasp_override_margin=0.05)
+    agent = SACAgent(h.state_space(), h.ACTION_DIM, config, seed=0)
+    obs = {k: v[0] for k, v in h.random_batch(h.state_space(), 1, np.random.default_rng(1)).obs.items()}
+    assert agent.act(obs, deterministic=True).tolist() == [0.0] * (h.ACTION_DIM - 1) + [GRASP_COMMANDS[GRASP_STAY]]
+    draws = np.stack([agent.act(obs) for _ in range(400)])
+    assert draws[:, -1].tolist() == [0.0] * 400  # zero-initialised grasp critic: every class ties, 'stay' wins
+    assert 0.08 < draws[:, :-1].std() < 0.12 and abs(draws[:, :-1].mean()) < 0.02
+    assert agent.target_entropy == pytest.approx((h.ACTION_DIM - 1) * (0.5 * math.log(2 * math.pi * math.e * 0.01)))
+
+    actor_before = [p.detach().clone() for p in agent.actor.parameters()]
+    batch = h.random_batch(h.state_space(), 16, np.random.default_rng(2))
+    for _ in range(3):
+        metrics = agent.update(batch)
+    assert (metrics["critic_updates"], metrics["actor_updates"]) == (3, 0)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
+    with torch.no_grad():  # however sure the grasp critic is, it does not act during the warm-up
+        agent.grasp[-1].bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+    assert agent.act(obs, deterministic=True)[-1] == GRASP_COMMANDS[GRASP_STAY]
+    assert agent.update(batch)["actor_updates"] == 1
+
+    with torch.no_grad():  # 'close' ahead of 'stay' by less than the margin: the base's gripper stays
+        agent.grasp[-1].weight.zero_()
+        agent.grasp[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.04]))
+    assert agent.act(obs, deterministic=True)[-1] == GRASP_COMMANDS[GRASP_STAY]
+    with torch.no_grad():
+        agent.grasp[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.06]))
+    assert agent.act(obs, deterministic=True)[-1] == GRASP_COMMANDS[GRASP_CLOSE]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tether.datasets.replay import ReplayBuffer
+from tether.types import ACTION_TAKEN
 from tether.policies.sac import SACAgent, SACConfig
 from tether.policies.sac_loop import (
     CHECKPOINT_DIR,
@@ -88,6 +89,31 @@ def test_interventions_go_to_both_buffers_and_rlif_penalises_the_takeover(toy) -
     assert all(t.terminated and not t.intervened for t in penalties)
     assert all(not np.allclose(t.action, [0.5, 0.5, 0.5, -1]) for t in penalties)  # the rejected proposal
     assert len(online) == 40 + 11
+
+
+class HalvingEnv(gym.Wrapper):
+    """Executes half of every action it is given and says so, as a bounded or clipped env does."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(0.5 * action)
+        return obs, reward, terminated, truncated, {**info, ACTION_TAKEN: 0.5 * np.asarray(action, np.float32)}
+
+
+def test_the_loop_stores_the_action_an_env_says_it_executed(toy) -> None:
+    env = HalvingEnv(toy.Env())
+    online = ReplayBuffer(env.observation_space, 4, 1000)
+    demos = ReplayBuffer(env.observation_space, 4, 1000)
+    collect_demos(env, toy.Expert(), 1, demos, seed=0, successful_only=False)
+    agent = SACAgent(env.observation_space, 4, SMALL, seed=0)
+    train_sac(agent, env, LoopConfig(steps=20, learning_starts=1000), seed=0, online=online, progress=False)
+    for buffer in (online, demos):
+        transitions = [t for episode in buffer.episodes() for t in episode.transitions()]
+        assert transitions and all(np.allclose(t.action, 0.5 * t.policy_action) for t in transitions
+                                   if t.policy_action is not None and not np.isnan(t.policy_action).any())
+    online_steps = [t for episode in online.episodes() for t in episode.transitions()]
+    assert all(np.abs(t.action).max() <= 0.5 for t in online_steps)  # never the proposal itself
+    demo_steps = [t for episode in demos.episodes() for t in episode.transitions()]
+    assert all(np.abs(t.action[:3]).max() <= 0.5 for t in demo_steps)
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.25])

@@ -158,8 +158,7 @@ def run_sac(
         if steer == "noise" and (demos is not None or demo_episodes or interventions != "none"):
             raise typer.BadParameter("noise steering learns from its own chunks only: drop --demos, "
                                      "--demo-episodes and --interventions", param_hint="--steer")
-        if steer == "noise":
-            sac = sac.model_copy(update={"grasp_critic": False})
+        sac = steering.sac_config(sac)
     env = make_twin(task, obs_mode, rig)
     rig_task = env.unwrapped.rig.task
     classifier = classifier or (rig_task.classifier if rig_task.reward == "classifier" else None)
