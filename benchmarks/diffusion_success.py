@@ -11,7 +11,8 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
 `--finetune-steps 0` stops after step 3 (the diffusion policy's own figures).
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
 (rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success, and
-"worst dip" the most any fine-tuning evaluation fell below it (negative: never below).
+"worst dip" the most any fine-tuning evaluation fell below the base's success on the same episodes (its
+evaluations play episodes `EVAL_SEEDS + seed`, ...; negative: never below).
 
 The fine-tuning protocol: a base deliberately weak (`--steps 500`: about 0.6 on pick_cube state), 5 seeds,
 10,000 steps:
@@ -48,7 +49,7 @@ from tether.datasets.store import EpisodeStore
 from tether.policies.diffusion import DiffusionConfig
 from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
 from tether.policies.sac import SACConfig
-from tether.policies.sac_loop import LoopConfig
+from tether.policies.sac_loop import EVAL_SEEDS, LoopConfig
 
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
@@ -56,6 +57,8 @@ PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 EVAL_SEED = 100_000  # evaluation episodes never share a seed with a demo
 DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
 FIGURES = "figures.json"
+BASE_ON_FINETUNE_EPISODES = "base_on_finetune_episodes"
+"""The base's success on the episodes every fine-tuning evaluation plays: the paired reference of the dips."""
 
 
 def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Namespace) -> dict:
@@ -90,12 +93,17 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
 
 
 def with_fast_sampler(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
-    """The base checkpoint's success with --fast-steps sampler steps on the same episodes, and each --steer
-    fine-tuning's figures (added to a run that lacks them), saved with the run's figures."""
+    """The base checkpoint's success with --fast-steps sampler steps on the same episodes, on the episodes of the
+    fine-tuning's evaluations, and each --steer fine-tuning's figures (added to a run that lacks them), saved
+    with the run's figures."""
     key = f"fast_{args.fast_steps}_success"
     if key not in figures:
         figures[key] = evaluate_checkpoint(folder / "dp" / "best", figures["task"], args.episodes, seed=EVAL_SEED,
                                            rig=args.rig, sampler_steps=args.fast_steps).success_rate
+    if args.finetune_steps and BASE_ON_FINETUNE_EPISODES not in figures:  # what each fine-tuning point is held to
+        figures[BASE_ON_FINETUNE_EPISODES] = evaluate_checkpoint(
+            folder / "dp" / "best", figures["task"], args.finetune_eval_episodes,
+            seed=EVAL_SEEDS + figures["seed"], rig=args.rig).success_rate
     (folder / FIGURES).write_text(json.dumps(figures))
     for steer in args.steer if args.finetune_steps else ():
         figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, figures["base_success"], args,
@@ -133,8 +141,7 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
     curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in result.curve]
     beaten = [steps for steps, success in curve if success > base_success]
     figures = {f"{steer}_demos": demo_episodes, f"{steer}_success": tuned.success_rate, f"{steer}_curve": curve,
-               f"{steer}_steps_to_beat_base": beaten[0] if beaten else None,
-               f"{steer}_worst_dip": base_success - min(success for _, success in curve)}
+               f"{steer}_steps_to_beat_base": beaten[0] if beaten else None}
     saved.write_text(json.dumps(figures))
     return figures
 
@@ -190,7 +197,7 @@ def main() -> None:
              *[cell for steer in steers for cell in (
                  _interval(c, steer),
                  ", ".join(str(r[f"{steer}_steps_to_beat_base"] or "not within budget") for r in c["runs"]),
-                 ", ".join(f"{r[f'{steer}_worst_dip']:+.2f}" for r in c["runs"]))],
+                 ", ".join(f"{worst_dip(r, steer):+.2f}" for r in c["runs"]))],
              f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
              f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "eval episodes", "diffusion policy success IQM [95% CI]",
@@ -207,8 +214,9 @@ def main() -> None:
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     residual = (f"Fine-tuning with `tether train sac --base-policy`'s defaults ({', '.join(args.steer)}): residual "
                 f"scale {args.residual_scale} with {args.finetune_demos} scripted demos mapped into residuals, noise "
-                f"steering from its own chunks, no interventions; steps to beat the base and the worst dip compare "
-                f"each fine-tuning evaluation ({args.finetune_eval_episodes} episodes) with that seed's base success. "
+                f"steering from its own chunks, no interventions; steps to beat the base compare each "
+                f"fine-tuning evaluation ({args.finetune_eval_episodes} episodes) with that seed's base success, the "
+                f"worst dip with the base's success on the same {args.finetune_eval_episodes} episodes. "
                 if args.finetune_steps else "Fine-tuning not run (--finetune-steps 0). ")
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
              f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action "
@@ -222,6 +230,11 @@ def main() -> None:
     write_results(name, {"settings": vars(args) | {"runs_dir": str(args.runs_dir)}, "reduced": differences,
                          "conditions": conditions}, table, notes)
     print(table)
+
+
+def worst_dip(run: dict, steer: str) -> float:
+    """How far the lowest fine-tuning evaluation fell below the base on the same episodes (negative: never)."""
+    return run[BASE_ON_FINETUNE_EPISODES] - min(success for _, success in run[f"{steer}_curve"])
 
 
 def _interval(condition: dict, name: str) -> str:

@@ -40,7 +40,7 @@ from tether import spaces
 from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy, actions_to_targets, chunked_policy
 from tether.policies.networks import StrictConfig
 from tether.policies.registry import ResetOnEpisode
-from tether.policies.sac_loop import EvalResult, evaluate
+from tether.policies.sac_loop import EVAL_SEEDS, EvalResult, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def train_diffusion(
         evaluating = bool(eval_env is not None and train.eval_every and (
             report.steps % train.eval_every == 0 or last_step))
         if evaluating:
-            row["success_rate"] = rollout(average, eval_env, train.eval_episodes, seed=1_000_000 + seed).success_rate
+            row["success_rate"] = rollout(average, eval_env, train.eval_episodes, seed=EVAL_SEEDS + seed).success_rate
         report.rows.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_loss", "success_rate")})
         if out_dir is not None:

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 Policy = Callable[[Observation], np.ndarray]
 CURVE_JSON = "curve.json"
 CURVE_PNG = "curve.png"
+EVAL_SEEDS = 1_000_000
+"""A training run's evaluations play episodes EVAL_SEEDS + seed, + 1, ...: never an episode it trains on."""
 
 
 class Expert(Protocol):
@@ -304,7 +306,7 @@ def _evaluate_point(
     """Evaluate the deterministic policy, append a point to the learning curve (with the run's wall seconds so
     far, over all its sittings) and the metrics."""
     agent, config, counters = learner.agent, learner.config, learner.state
-    result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes, seed=1_000_000 + seed)
+    result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes, seed=EVAL_SEEDS + seed)
     point = {
         "env_steps": counters.env_steps, "success_rate": result.success_rate, "mean_length": result.mean_length,
         "critic_updates": learner.critic_updates, "utd_achieved": learner.critic_updates / max(counters.learning_steps, 1),

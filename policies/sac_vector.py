@@ -29,7 +29,7 @@ from tqdm import tqdm
 from tether.datasets.replay import ReplayBuffer
 from tether.policies.learner import Learner, LoopConfig
 from tether.policies.sac import SACAgent
-from tether.policies.sac_loop import TrainResult, evaluate, write_curve
+from tether.policies.sac_loop import EVAL_SEEDS, TrainResult, evaluate, write_curve
 from tether.types import Observation, Transition
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def train_sac_vector(
         if eval_env is not None and (env_steps >= next_eval or env_steps >= config.steps):
             next_eval += config.eval_every
             result = evaluate(lambda o: agent.act(o, deterministic=True), eval_env, config.eval_episodes,
-                              seed=1_000_000 + seeds[0])
+                              seed=EVAL_SEEDS + seeds[0])
             point = {"env_steps": env_steps, "success_rate": result.success_rate, "mean_length": result.mean_length,
                      "train_success_rate": float(np.mean(recent)) if recent else 0.0, "episodes": episodes,
                      "critic_updates": learner.critic_updates, "updates_per_s": learner.updates_per_second,

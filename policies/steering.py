@@ -30,7 +30,8 @@ from tether.types import Observation
 
 Steer = Literal["residual", "noise"]
 
-RESIDUAL_SAC = {"actor_init_std": 0.1, "actor_lr": 3e-5, "critic_warmup_updates": 4_000, "grasp_override_margin": 0.05}
+RESIDUAL_SAC = {"actor_init_std": 0.1, "actor_lr": 3e-5, "critic_warmup_updates": 4_000,
+                "grasp_override_margin": 0.05}
 """SAC's recipe for a residual, safe by construction: it starts as no correction (zero mean, pre-tanh std 0.1:
 exploration of about 0.02 of the action range at scale 0.2) and keeps the base's gripper; the critics learn the base's rollouts
 and the demos for 4,000 updates (1,000 environment steps at UTD 4) before the actor moves, and then it moves at a
