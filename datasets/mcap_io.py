@@ -11,13 +11,14 @@ Topic mapping (under the rig's namespace, default `/tether`):
     state/wrench      arm/wrench                   geometry_msgs/WrenchStamped
     state/joints      arm/joint_states             sensor_msgs/JointState (position)
     state/gripper     gripper/state                std_msgs/Float32
-    action            arm/cmd + gripper/cmd        TwistStamped (EE delta per tick, metres / radians
-                                                   = action x rig action_scale) + Float32
+    action            arm/cmd + gripper/cmd        TwistStamped (TCP velocity, m/s and rad/s, as the live
+                                                   graph sends it: `tether.actions`) + Float32
     intervened        teleop/engaged               std_msgs/Bool
-    episode bounds    episode/events               std_msgs/String: reset, then success | failure | stop
+    episode bounds    episode/events               std_msgs/String: reset, then success | failure | timeout
 
 Import splits episodes on `episode/events` (`reset` opens one, `success` / `failure` end it
-terminated, `stop` ends it truncated, `rerecord` throws it away) and aligns every topic to a
+terminated, `timeout` / `stop` / `learner_lost` end it truncated, as the actor node names them; `rerecord`
+throws it away) and aligns every topic to a
 fixed rate: tick k of an episode is at t0 + k / fps (t0: first frame of the reference topic, the
 first camera or else the TCP pose) and takes each topic's latest sample no later than half a
 period after the tick (nearest-earlier). The observation at the end event is the episode's final
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +42,7 @@ from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer
 from rosbags.typesys import Stores, get_typestore
 
+from tether.actions import ActionScale
 from tether.config import RigConfig
 from tether.datasets.store import EpisodeStore, EpisodeWriter, StoreError
 from tether.spaces import IMAGES, is_image_key
@@ -48,7 +50,8 @@ from tether.spaces import IMAGES, is_image_key
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-END_EVENTS = {"success": (True, False), "failure": (True, False), "stop": (False, True)}  # terminated, truncated
+END_EVENTS = {"success": (True, False), "failure": (True, False),  # terminated, truncated
+              "timeout": (False, True), "stop": (False, True), "learner_lost": (False, True)}
 
 
 @dataclass(frozen=True)
@@ -135,12 +138,12 @@ class _BagWriter:
         self._writer.finish()
 
 
-def _action_scale(store: EpisodeStore, action_scale: tuple[float, float] | None) -> tuple[float, float]:
-    if action_scale is not None:
-        return action_scale
-    if store.rig is not None:
-        return tuple(store.rig["arm"]["action_scale"])  # type: ignore[return-value]
-    raise StoreError(f"{store.path}: no rig snapshot to scale actions by; pass action_scale")
+def _action_scale(store: EpisodeStore, action_scale: tuple[float, float] | None) -> ActionScale:
+    """The store's action convention: its rig snapshot's scale (or the one given), one period per frame."""
+    if action_scale is None and store.rig is None:
+        raise StoreError(f"{store.path}: no rig snapshot to scale actions by; pass action_scale")
+    translation, rotation = action_scale if action_scale is not None else store.rig["arm"]["action_scale"]
+    return ActionScale(float(translation), float(rotation), 1.0 / store.fps, store.spec.action_dim == 7)
 
 
 def export_mcap(
@@ -152,8 +155,7 @@ def export_mcap(
 ) -> int:
     """Write every committed episode as ROS 2 messages into one MCAP file; returns messages written."""
     store = EpisodeStore(store_path)
-    translation, rotation = _action_scale(store, action_scale)
-    rotation_dims = store.spec.action_dim - 4  # [dx dy dz (rx ry rz) g]
+    scale = _action_scale(store, action_scale)
     skipped = [k for k in store.spec.obs if not is_image_key(k) and k not in STATE_TOPICS]
     if skipped:
         log.warning("%s: no ROS topic for %s; not exported", store.path, ", ".join(skipped))
@@ -184,13 +186,12 @@ def export_mcap(
                             bag.stamped(spec.topic, spec.msgtype, spec.to_msg(value), ns)
                 if obs is None:
                     break
-                action = episode.action[t].astype(np.float64)
-                angular = action[3 : 3 + rotation_dims] * rotation if rotation_dims else np.zeros(3)
-                twist = {"twist": {"linear": _vec(action[:3] * translation), "angular": _vec(angular)}}
+                velocity = scale.to_velocity(episode.action[t])
+                twist = {"twist": {"linear": _vec(velocity[:3]), "angular": _vec(velocity[3:])}}
                 bag.stamped(CMD, "geometry_msgs/msg/TwistStamped", twist, ns)
-                bag.write(GRIPPER_CMD, "std_msgs/msg/Float32", {"data": float(action[-1])}, ns)
+                bag.write(GRIPPER_CMD, "std_msgs/msg/Float32", {"data": float(episode.action[t, -1])}, ns)
                 bag.write(ENGAGED, "std_msgs/msg/Bool", {"data": bool(episode.intervened[t])}, ns)
-            end = "success" if info.success else ("stop" if episode.truncated[-1] else "failure")
+            end = "success" if info.success else ("timeout" if episode.truncated[-1] else "failure")
             bag.write(EVENTS, "std_msgs/msg/String", {"data": end}, stamps[-1])
         bag.finish()
     return bag.count
@@ -291,8 +292,7 @@ def import_mcap(
                              shape=series[topic].values[0].shape, dtype=series[topic].values[0].dtype)
          for key, topic in obs_topics.items()}
     )  # fmt: skip
-    translation, rotation = rig.arm.action_scale
-    rotation_dims = rig.arm.action_dim - 4
+    scale = replace(ActionScale.of_rig(rig), control_dt=1.0 / fps)  # an action is one of the store's periods
     written = 0
     with EpisodeWriter.create(out, space, rig.arm.action_dim, fps, rig, exist_ok=True) as writer:
         start: int | None = None
@@ -316,9 +316,7 @@ def import_mcap(
                     _, twist = series[CMD].at(tick, period // 2, CMD)
                     _, gripper = series[GRIPPER_CMD].at(tick, period // 2, GRIPPER_CMD)
                     engaged = ENGAGED in series and bool(series[ENGAGED].at(tick, period // 2, ENGAGED)[1])
-                    action = np.concatenate(
-                        [twist[:3] / translation, twist[3 : 3 + rotation_dims] / rotation, [float(gripper)]]
-                    ).astype(np.float32)
+                    action = scale.to_action(twist, float(gripper))
                     last = k == len(ticks) - 1
                     writer.add_step(
                         obs, action, reward=float(last and event == "success"), terminated=last and terminated,

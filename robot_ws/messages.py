@@ -20,6 +20,7 @@ from safetensors.numpy import save as st_save
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
+from tether.actions import ActionScale
 from tether.config import CameraConfig, RigConfig
 from tether.types import Transition
 
@@ -148,23 +149,13 @@ def task_state_from_msg(msg: Float32MultiArray) -> dict[str, np.ndarray]:
 
 
 def action_to_velocity(action: np.ndarray, rig: RigConfig) -> np.ndarray:
-    """Normalised action (without gripper) -> TCP velocity (6,), m/s and rad/s."""
-    scale_t, scale_r = rig.arm.action_scale
-    velocity = np.zeros(6)
-    velocity[:3] = np.asarray(action[:3]) * scale_t / rig.control_dt
-    if rig.arm.rotation_actions:
-        velocity[3:] = np.asarray(action[3:6]) * scale_r / rig.control_dt
-    return velocity
+    """Normalised action (without gripper) -> TCP velocity (6,), m/s and rad/s (`tether.actions`)."""
+    return ActionScale.of_rig(rig).to_velocity(action)
 
 
 def velocity_to_action(velocity: np.ndarray, gripper: float, rig: RigConfig) -> np.ndarray:
-    """TCP velocity + gripper -> normalised action of the rig's layout, clipped to [-1, 1]."""
-    scale_t, scale_r = rig.arm.action_scale
-    parts = [np.asarray(velocity[:3]) * rig.control_dt / scale_t]
-    if rig.arm.rotation_actions:
-        parts.append(np.asarray(velocity[3:6]) * rig.control_dt / scale_r)
-    parts.append([gripper])
-    return np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32)
+    """TCP velocity + gripper -> normalised action of the rig's layout, clipped to [-1, 1] (`tether.actions`)."""
+    return ActionScale.of_rig(rig).to_action(velocity, gripper)
 
 
 # --- binary records --------------------------------------------------------------------

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from tether import spaces
+from tether.actions import ActionScale
 from tether.config import RandomizationConfig, RigConfig, load_rig
 from tether.safety import UnsafeCommand, check_finite, limit_norm, translation_target
 from tether.sim2real.twin.randomize import EpisodeDraw
@@ -119,12 +120,13 @@ class TwinEnv(gym.Env):
 
     def _apply(self, action: np.ndarray) -> None:
         arm, dt = self.rig.arm, self.rig.control_dt
+        step = ActionScale.of_rig(self.rig).to_step(action)
         position, rotation = self.sim.tcp_pose()
         self._tcp_target = translation_target(
-            position, self._tcp_target, action[:3] * arm.action_scale[0], arm.workspace, arm.max_linear_speed, dt
+            position, self._tcp_target, step[:3], arm.workspace, arm.max_linear_speed, dt
         )
         if arm.rotation_actions:
-            rotvec = limit_norm(action[3:6] * arm.action_scale[1], arm.max_angular_speed * dt)
+            rotvec = limit_norm(step[3:], arm.max_angular_speed * dt)
             target_matrix = quat_xyzw_to_matrix(apply_rotvec(self.sim.proprio()[spaces.TCP_POSE][3:], rotvec))
         else:
             target_matrix = self.sim.home_tcp_mat

@@ -11,6 +11,7 @@ from tether.config import load_rig
 from tether.datasets.episode import EpisodeArrays
 from tether.datasets.mcap_io import export_mcap, import_mcap
 from tether.datasets.store import EpisodeStore, EpisodeWriter
+from tether.robot_ws import messages as messages_of_graph
 
 SHAPES = {"state/tcp_pose": 7, "state/tcp_vel": 6, "state/gripper": 1, "state/joints": 7}
 
@@ -33,8 +34,8 @@ def _episode(i: int, length: int, end: str) -> EpisodeArrays:
         action=rng.uniform(-1, 1, (length, 4)).astype(np.float32),
         policy_action=np.full((length, 4), np.nan, np.float32),
         reward=(last & (end == "success")).astype(np.float32),
-        terminated=last & (end != "stop"),
-        truncated=last & (end == "stop"),
+        terminated=last & (end != "timeout"),
+        truncated=last & (end == "timeout"),
         intervened=rng.random(length) < 0.5,
         timestamp=500.0 + 20 * i + np.arange(length) / 10.0,
     )
@@ -42,7 +43,7 @@ def _episode(i: int, length: int, end: str) -> EpisodeArrays:
 
 def test_mcap_round_trip_is_exact_and_readable_by_rosbags(tmp_path: Path) -> None:
     rig = load_rig("twin_panda")
-    ends = ["success", "failure", "stop"]
+    ends = ["success", "failure", "timeout"]
     episodes = [_episode(i, n, end) for i, (n, end) in enumerate(zip([6, 1, 9], ends))]
     store = tmp_path / "in.zarr"
     with EpisodeWriter.create(store, _space(), 4, fps=rig.arm.control_rate_hz, rig=rig) as writer:
@@ -60,9 +61,13 @@ def test_mcap_round_trip_is_exact_and_readable_by_rosbags(tmp_path: Path) -> Non
     assert types["/tether/arm/joint_states"] == "sensor_msgs/msg/JointState"
     assert types["/tether/episode/events"] == "std_msgs/msg/String"
     events = [m.data for topic, m in messages if topic == "/tether/episode/events"]
-    assert events == ["reset", "success", "reset", "failure", "reset", "stop"]
-    first_cmd = next(m for topic, m in messages if topic == "/tether/arm/cmd")
-    assert np.isclose(first_cmd.twist.linear.x, episodes[0].action[0, 0] * rig.arm.action_scale[0])
+    assert events == ["reset", "success", "reset", "failure", "reset", "timeout"]  # the actor node's outcomes
+    # arm/cmd carries what the live graph's actor publishes for the same action: a velocity, not a per-step move.
+    commands = [m.twist for topic, m in messages if topic == "/tether/arm/cmd"]
+    for twist, action in zip(commands, np.concatenate([e.action for e in episodes])):
+        sent = messages_of_graph.action_to_velocity(action, rig)
+        assert np.allclose([twist.linear.x, twist.linear.y, twist.linear.z], sent[:3])
+    assert np.isclose(commands[0].linear.x, episodes[0].action[0, 0] * rig.arm.action_scale[0] / rig.control_dt)
     images = [m for topic, m in messages if topic == "/tether/cameras/wrist/image_raw"]
     assert len(images) == 16 + 3 and images[0].encoding == "rgb8"  # every frame plus each final obs
 
