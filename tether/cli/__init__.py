@@ -8,6 +8,7 @@ traceback, never a panel wrapped at the terminal's width) and an exit code that 
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import sys
@@ -46,8 +47,29 @@ app.command("up")(robot.up)
 app.command("node")(robot.node)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"tether {importlib.metadata.version('tether')}")
+        raise typer.Exit()
+
+
+@app.command("rigs")
+def rigs() -> None:
+    """List the rigs that ship with tether (give one by name to --rig, or a YAML path of your own)."""
+    from tether.config import load_rig, rig_names
+
+    for name in rig_names():
+        rig = load_rig(name)
+        cameras = ", ".join(f"{c.name} ({c.backend})" for c in rig.cameras) or "none"
+        typer.echo(f"{name}: arm {rig.arm.backend}, cameras {cameras}, teleop {rig.teleop.device}, task {rig.task.name}")
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging; tracebacks of unexpected errors.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging; tracebacks of unexpected errors."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print tether's version and exit."),
+) -> None:
     if verbose:
         os.environ[TRACEBACK_ENV] = "1"
     # tether's own progress at INFO; other libraries only warn, so their chatter never mixes with an error line.
