@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 
-from tether.cli.options import known_task
+from tether.cli.options import TaskOption, rig_task
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 
@@ -110,7 +110,7 @@ def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0
 def eval_command(
     policy: Path | None = typer.Option(None, "--policy", help="Checkpoint or run folder: SAC (plain, residual or "
                                        "noise-steered on its frozen diffusion base) or diffusion."),
-    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task),
+    task: str | None = TaskOption,
     episodes: int = typer.Option(20, "--episodes", "-n", min=1, help="Episodes to run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
@@ -142,6 +142,7 @@ def eval_command(
         return
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
     claim_output(sheet, "--contact-sheet", force=force)
+    task = rig_task(task, rig)
     result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True, sampler_steps=sampler_steps)
     summary = {
         "policy": str(policy), "task": task, "episodes": episodes, "seed": seed, "sampler_steps": sampler_steps,

@@ -16,6 +16,17 @@ def known_task(value: str | None) -> str | None:
     return value
 
 
+TaskOption = typer.Option(None, "--task", "-t", help="Twin task: pick_cube or peg_insert (default: the rig's task).",
+                          callback=known_task)
+
+
+def rig_task(task: str | None, rig: str) -> str:
+    """--task, else the task the rig names."""
+    from tether.config import load_rig
+
+    return task or load_rig(rig).task.name
+
+
 def known_obs(value: str) -> str:
     """--obs: what a policy observes."""
     if value not in OBS_MODES:

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from tether.cli.options import known_obs, known_task
+from tether.cli.options import TaskOption, known_obs, rig_task
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG
 from tether.datasets.gym_recorder import StoreRecorder
@@ -17,7 +17,6 @@ from tether.datasets.gym_recorder import StoreRecorder
 app = typer.Typer(help="Twin tools: run the scripted operator, check envs.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
-TaskOption = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task)
 RigOption = typer.Option(DEFAULT_RIG, "--rig", help="Rig name (hardware_configs/<name>.yaml) or a YAML path.")
 
 
@@ -49,7 +48,7 @@ def run_expert(task: str, rig: str, episodes: int, seed: int, out: Path | None =
 
 @app.command()
 def expert(
-    task: str = TaskOption,
+    task: str | None = TaskOption,
     rig: str = RigOption,
     episodes: int = typer.Option(100, "--episodes", "-n", min=1, help="Episodes to run."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode i uses seed + i)."),
@@ -61,6 +60,7 @@ def expert(
 ) -> None:
     """Run the scripted operator in the twin and report its success rate."""
     claim_output(json_out, "--json", force=force)
+    task = rig_task(task, rig)
     summary = run_expert(task, rig, episodes, seed, out)
     typer.echo(
         f"{task}: success {summary['success_rate']:.2f} over {episodes} episodes, "
@@ -71,7 +71,7 @@ def expert(
 
 @app.command()
 def check(
-    task: str = TaskOption,
+    task: str | None = TaskOption,
     rig: str = RigOption,
     obs: str = typer.Option("state", "--obs", help="Observation mode: state or pixels.", callback=known_obs),
 ) -> None:
@@ -80,6 +80,7 @@ def check(
 
     from tether.sim2real.twin import make_env
 
+    task = rig_task(task, rig)
     env = make_env(task, rig=rig, obs_mode=obs)
     typer.echo(f"task {task} on rig {env.unwrapped.rig.name} ({obs})")
     typer.echo(f"action space: {env.action_space}")

@@ -18,7 +18,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tether.cli.options import known_obs, known_task
+from tether.cli.options import TaskOption, known_obs, known_task, rig_task
 from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG, RigConfig
 from tether.policies.encoder_pretrain import EncoderPretrainConfig
@@ -160,8 +160,8 @@ def run_sac(
                                      "--demo-episodes and --interventions", param_hint="--steer")
         sac = steering.sac_config(sac)
     env = make_twin(task, obs_mode, rig)
-    rig_task = env.unwrapped.rig.task
-    classifier = classifier or (rig_task.classifier if rig_task.reward == "classifier" else None)
+    task_config = env.unwrapped.rig.task
+    classifier = classifier or (task_config.classifier if task_config.reward == "classifier" else None)
     eval_env = make_twin(task, obs_mode, rig)
     if steering is not None:
         env, eval_env = (steered_env(e, steering, seed) for e in (env, eval_env))
@@ -205,7 +205,7 @@ DEBUG_LOOP = {"learning_starts": 20, "eval_every": 50, "eval_episodes": 1, "chec
 
 @app.command("sac")
 def sac_command(
-    task: str = typer.Option("pick_cube", "--task", "-t", help="Twin task: pick_cube or peg_insert.", callback=known_task),
+    task: str | None = TaskOption,
     obs: str = typer.Option("state", "--obs", help="Observation: state (privileged task state) or pixels.", callback=known_obs),
     demos: Path | None = typer.Option(None, "--demos", help="Episode store (zarr) whose episodes seed the demo buffer."),
     demo_episodes: int = typer.Option(0, "--demo-episodes", min=0, help="Scripted-operator demos to collect first."),
@@ -246,6 +246,7 @@ def sac_command(
         raise typer.BadParameter("a reward classifier reads camera images: use --obs pixels", param_hint="--classifier")
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, loop_values, "loop")
+    task = rig_task(task, rig)
     claim_output(out, "--out", force=force, resuming=resume and (out / CHECKPOINT_DIR / TRAINING_FILE).is_file())
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
                      demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
