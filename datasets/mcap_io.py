@@ -44,6 +44,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from tether.actions import ActionScale
 from tether.config import RigConfig
+from tether.frames import BASE_FRAME, TOOL_FRAME, optical_frame
 from tether.datasets.store import EpisodeStore, EpisodeWriter, StoreError
 from tether.spaces import IMAGES, is_image_key
 
@@ -63,6 +64,7 @@ class _StateTopic:
     dim: int | None  # fixed vector size, None when any
     to_msg: Callable[[np.ndarray], dict[str, Any]]
     from_msg: Callable[[Any], list[float]]
+    frame: str = BASE_FRAME
 
 
 def _vec(v: np.ndarray, names: str = "xyz") -> dict[str, float]:
@@ -87,7 +89,7 @@ STATE_TOPICS: dict[str, _StateTopic] = {
     "state/wrench": _StateTopic(
         "arm/wrench", "geometry_msgs/msg/WrenchStamped", 6,
         lambda v: {"wrench": {"force": _vec(v[:3]), "torque": _vec(v[3:])}},
-        lambda m: [*_xyz(m.wrench.force), *_xyz(m.wrench.torque)],
+        lambda m: [*_xyz(m.wrench.force), *_xyz(m.wrench.torque)], TOOL_FRAME,
     ),
     "state/joints": _StateTopic(
         "arm/joint_states", "sensor_msgs/msg/JointState", None,
@@ -131,7 +133,7 @@ class _BagWriter:
         self._writer.write_message(f"{self._namespace}/{topic}", self._schemas[msgtype], message, ns, ns)
         self.count += 1
 
-    def stamped(self, topic: str, msgtype: str, body: dict[str, Any], ns: int, frame: str = "base") -> None:
+    def stamped(self, topic: str, msgtype: str, body: dict[str, Any], ns: int, frame: str = BASE_FRAME) -> None:
         self.write(topic, msgtype, {"header": {"stamp": _stamp(ns), "frame_id": frame}, **body}, ns)
 
     def finish(self) -> None:
@@ -177,13 +179,13 @@ def export_mcap(
                         height, width, _ = value.shape
                         body = {"height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0,
                                 "step": 3 * width, "data": value.tobytes()}  # fmt: skip
-                        bag.stamped(_image_topic(key), "sensor_msgs/msg/Image", body, ns, key[len(IMAGES):])
+                        bag.stamped(_image_topic(key), "sensor_msgs/msg/Image", body, ns, optical_frame(key[len(IMAGES):]))
                     elif key in STATE_TOPICS:
                         spec = STATE_TOPICS[key]
                         if spec.msgtype.startswith("std_msgs"):
                             bag.write(spec.topic, spec.msgtype, spec.to_msg(value), ns)
                         else:
-                            bag.stamped(spec.topic, spec.msgtype, spec.to_msg(value), ns)
+                            bag.stamped(spec.topic, spec.msgtype, spec.to_msg(value), ns, spec.frame)
                 if obs is None:
                     break
                 velocity = scale.to_velocity(episode.action[t])

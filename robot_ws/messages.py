@@ -5,6 +5,7 @@ Everything that crosses a topic goes through here, so units and layouts are deci
   does; a normalised action becomes a velocity by `action_scale / control_dt`.
 - `learner/transitions` and `learner/weights` carry safetensors bytes in a UInt8MultiArray:
   typed, versioned, never unpickled.
+- Frames are `tether.frames`' names (REP-103 / REP-105).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
 from tether.actions import ActionScale
 from tether.config import CameraConfig, RigConfig
+from tether.frames import BASE_FRAME, TOOL_FRAME, optical_frame
 from tether.types import Transition
 
 RECORD_VERSION = "1"
@@ -58,17 +60,27 @@ def image_array(msg: Image) -> np.ndarray:
 
 
 def camera_info_msg(camera: CameraConfig, stamp: float) -> CameraInfo:
-    """Pinhole intrinsics of the output image, from the vertical field of view when known."""
-    width, height = camera.output_size
-    fovy = np.deg2rad(camera.pose.fovy_deg if camera.pose is not None else 58.0)
-    focal = 0.5 * height / np.tan(0.5 * fovy)
-    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    """Pinhole intrinsics of the image the camera node publishes: the calibrated ones (`tether calibrate
+    camera`) or, without a calibration, those of the twin's field of view (58 degrees vertical if none is
+    given), carried through the rig's crop and resize."""
+    width, height = camera.resolution
+    calibrated = camera.intrinsics
+    if calibrated is not None:
+        fx, fy, cx, cy, distortion = calibrated.fx, calibrated.fy, calibrated.cx, calibrated.cy, calibrated.distortion
+    else:
+        fy = 0.5 * height / np.tan(0.5 * np.deg2rad(camera.pose.fovy_deg if camera.pose is not None else 58.0))
+        fx, cx, cy, distortion = fy, width / 2, height / 2, (0.0,) * 5
+    x0, y0, x1, y1 = camera.crop or (0, 0, width, height)
+    out_w, out_h = camera.output_size
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    fx, fy, cx, cy = fx * sx, fy * sy, (cx - x0) * sx, (cy - y0) * sy
+    msg = CameraInfo(width=out_w, height=out_h, distortion_model="plumb_bob")
     msg.header.stamp = to_stamp(stamp)
-    msg.header.frame_id = camera.name
-    msg.d = [0.0] * 5
-    msg.k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+    msg.header.frame_id = optical_frame(camera.name)
+    msg.d = [float(v) for v in distortion]
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [focal, 0.0, width / 2, 0.0, 0.0, focal, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
 
 
@@ -84,7 +96,7 @@ def joint_state_msg(names: tuple[str, ...], position, velocity, effort, stamp: f
     return msg
 
 
-def pose_msg(pose: np.ndarray, stamp: float, frame_id: str = "base") -> PoseStamped:
+def pose_msg(pose: np.ndarray, stamp: float, frame_id: str = BASE_FRAME) -> PoseStamped:
     """xyz + quaternion xyzw -> PoseStamped."""
     msg = PoseStamped()
     msg.header.stamp = to_stamp(stamp)
@@ -100,7 +112,7 @@ def pose_array(msg: PoseStamped) -> np.ndarray:
     return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
 
 
-def twist_msg(twist: np.ndarray, stamp: float, frame_id: str = "base") -> TwistStamped:
+def twist_msg(twist: np.ndarray, stamp: float, frame_id: str = BASE_FRAME) -> TwistStamped:
     """(6,) linear + angular -> TwistStamped."""
     msg = TwistStamped()
     msg.header.stamp = to_stamp(stamp)
@@ -116,7 +128,7 @@ def twist_array(msg: TwistStamped) -> np.ndarray:
     return np.array([linear.x, linear.y, linear.z, angular.x, angular.y, angular.z])
 
 
-def wrench_msg(wrench: np.ndarray, stamp: float, frame_id: str = "tcp") -> WrenchStamped:
+def wrench_msg(wrench: np.ndarray, stamp: float, frame_id: str = TOOL_FRAME) -> WrenchStamped:
     msg = WrenchStamped()
     msg.header.stamp = to_stamp(stamp)
     msg.header.frame_id = frame_id

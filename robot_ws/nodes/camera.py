@@ -10,6 +10,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from tether.config import CameraConfig, RigConfig
+from tether.frames import optical_frame
 from tether.robot_ws import messages, qos
 from tether.robot_ws.interfaces import CameraDriver, DeviceError
 
@@ -56,7 +57,7 @@ class CameraNode(Node):
                     self.get_logger().error(str(error), throttle_duration_sec=2.0)
                 continue
             sequence = frame.sequence
-            self.image_pubs[name].publish(messages.image_msg(frame.image, frame.stamp, name))
+            self.image_pubs[name].publish(messages.image_msg(frame.image, frame.stamp, optical_frame(name)))
             self.info_pubs[name].publish(messages.camera_info_msg(camera, frame.stamp))
             self.counters[f"{name}_published"] += 1
 

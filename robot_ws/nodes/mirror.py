@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float32, Float32MultiArray
 
 from tether.config import RigConfig
+from tether.frames import optical_frame
 from tether.robot_ws import messages, qos
 from tether.sim2real.mirror import MirrorTwin
 
@@ -104,7 +105,7 @@ class MirrorNode(Node):
             self.counters["markers_seen"] += len(seen)
         stamp = joints.stamp  # the renders show the arm as it was measured then
         for name, picture in (self.mirror.render() if self.cameras else {}).items():
-            self.image_pubs[name].publish(messages.image_msg(picture, stamp, f"{self.rig.mirror.namespace}/{name}"))
+            self.image_pubs[name].publish(messages.image_msg(picture, stamp, optical_frame(name)))
             self.info_pubs[name].publish(messages.camera_info_msg(self.cameras[name], stamp))
         self.state_pub.publish(messages.task_state_msg(self.mirror.task_state()))
         self.success_pub.publish(Bool(data=bool(self.mirror.score().success)))

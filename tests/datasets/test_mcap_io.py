@@ -64,12 +64,14 @@ def test_mcap_round_trip_is_exact_and_readable_by_rosbags(tmp_path: Path) -> Non
     assert events == ["reset", "success", "reset", "failure", "reset", "timeout"]  # the actor node's outcomes
     # arm/cmd carries what the live graph's actor publishes for the same action: a velocity, not a per-step move.
     commands = [m.twist for topic, m in messages if topic == "/tether/arm/cmd"]
+    first_pose = next(m for topic, m in messages if topic == "/tether/arm/tcp_pose")
     for twist, action in zip(commands, np.concatenate([e.action for e in episodes])):
         sent = messages_of_graph.action_to_velocity(action, rig)
         assert np.allclose([twist.linear.x, twist.linear.y, twist.linear.z], sent[:3])
     assert np.isclose(commands[0].linear.x, episodes[0].action[0, 0] * rig.arm.action_scale[0] / rig.control_dt)
     images = [m for topic, m in messages if topic == "/tether/cameras/wrist/image_raw"]
     assert len(images) == 16 + 3 and images[0].encoding == "rgb8"  # every frame plus each final obs
+    assert images[0].header.frame_id == "wrist_optical_frame" and first_pose.header.frame_id == "base_link"
 
     back = tmp_path / "back.zarr"
     assert import_mcap(bag, back, rig=rig, source="teleop") == 3

@@ -68,3 +68,27 @@ def test_task_state_round_trip():
     assert list(decoded) == ["cube_pos", "cube_quat"]
     for key in state:
         np.testing.assert_array_equal(decoded[key], state[key])
+
+
+def test_camera_info_carries_the_calibrated_intrinsics_through_the_crop_and_resize() -> None:
+    from tether.config import CameraConfig, CameraIntrinsics
+
+    intrinsics = CameraIntrinsics(size=(640, 480), fx=600.0, fy=610.0, cx=330.0, cy=245.0,
+                                  distortion=(0.1, -0.2, 0.001, 0.002, 0.05))
+    camera = CameraConfig(name="front", backend="opencv", device=0, resolution=(640, 480), crop=(80, 0, 560, 480),
+                          output_size=(128, 128), intrinsics=intrinsics)
+    info = messages.camera_info_msg(camera, 3.0)
+    scale = 128 / 480  # a 480x480 crop resized to 128x128
+    assert (info.width, info.height, info.header.frame_id) == (128, 128, "front_optical_frame")
+    assert np.allclose(info.k, [600 * scale, 0, (330 - 80) * scale, 0, 610 * scale, 245 * scale, 0, 0, 1])
+    assert np.allclose(info.d, intrinsics.distortion) and np.allclose(info.p[:3], [600 * scale, 0, 250 * scale])
+    # Uncalibrated: the field of view's focal length, the image centre.
+    plain = messages.camera_info_msg(camera.model_copy(update={"intrinsics": None, "crop": None,
+                                                                "output_size": (640, 480)}), 3.0)
+    assert np.isclose(plain.k[4], 0.5 * 480 / np.tan(np.deg2rad(58.0) / 2)) and plain.k[2] == 320
+
+
+def test_stamped_messages_name_the_ros_frames() -> None:
+    assert messages.pose_msg(np.zeros(7), 1.0).header.frame_id == "base_link"
+    assert messages.twist_msg(np.zeros(6), 1.0).header.frame_id == "base_link"
+    assert messages.wrench_msg(np.zeros(6), 1.0).header.frame_id == "tcp"
