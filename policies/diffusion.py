@@ -413,22 +413,28 @@ class DiffusionPolicy(nn.Module):
         noise = torch.randn(batch, self.config.horizon, self.action_dim, generator=generator)
         return noise, torch.rand(batch, generator=generator)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (the trainer's `device`; a loaded checkpoint acts on the CPU)."""
+        return next(self.parameters()).device
+
     @torch.no_grad()
     def sample(self, obs: dict[str, torch.Tensor], *, generator: torch.Generator | None = None,
                noise: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:
-        """A whole chunk (B, H, A) in physical units. `noise` (B, H, A) fixes the initial sample (noise-space RL)."""
+        """A whole chunk (B, H, A) in physical units. `noise` (B, H, A) fixes the initial sample (noise-space RL);
+        drawn here, it comes from `generator` on the CPU whatever the device, so a seed means the same chunk."""
         cond = self.encode(obs)
         batch, steps = cond.shape[0], steps or self.config.sampler_steps
         shape = (batch, self.config.horizon, self.action_dim)
-        x = noise if noise is not None else torch.randn(shape, generator=generator)
+        x = (noise if noise is not None else torch.randn(shape, generator=generator)).to(cond.device)
         if self.config.objective == "ddpm":
             self.sampler.set_timesteps(steps)
             for t in self.sampler.timesteps:
-                eps = self.unet(x, t.expand(batch), cond)
+                eps = self.unet(x, t.expand(batch).to(x.device), cond)
                 x = self.sampler.step(eps, t, x, generator=generator).prev_sample
         else:
             for i in range(steps):
-                s = torch.full((batch,), i / steps)
+                s = torch.full((batch,), i / steps, device=x.device)
                 x = x + self.unet(x, s * self.config.train_timesteps, cond) / steps
         return self.normaliser.unnormalise(ACTION, x.clamp(-1.0, 1.0))
 
@@ -443,10 +449,10 @@ class DiffusionPolicy(nn.Module):
                       noise: np.ndarray | None = None) -> np.ndarray:
         """One observation history (To, ...) per key -> the executable actions (H - To + 1, A) from the current step;
         `noise` (H, A) fixes the sampler's initial sample."""
-        obs = {key: torch.as_tensor(np.asarray(history[key]))[None] for key in self.observation_keys}
+        obs = {key: torch.as_tensor(np.asarray(history[key]))[None].to(self.device) for key in self.observation_keys}
         initial = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))[None]
         chunk = self.sample(obs, generator=generator, noise=initial)[0]
-        return chunk[self.config.n_obs_steps - 1 :].numpy()
+        return chunk[self.config.n_obs_steps - 1 :].cpu().numpy()
 
     # --- checkpoints -------------------------------------------------------------------
 

@@ -136,12 +136,13 @@ def episode_windows(store: EpisodeStore, sampler: SequenceSampler, episodes: lis
     return np.concatenate([np.arange(starts[e], starts[e + 1]) for e in episodes] or [np.zeros(0, np.int64)])
 
 
-def load_batch(sampler: SequenceSampler, indices: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Windows -> observation history (B, To, ...) per key and actions (B, H, A) as tensors."""
+def load_batch(sampler: SequenceSampler, indices: np.ndarray, device: torch.device | str = "cpu",
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Windows -> observation history (B, To, ...) per key and actions (B, H, A) as tensors on `device`."""
     items = [sampler[int(i)] for i in indices]
-    obs = {key[len("obs/"):]: torch.as_tensor(np.stack([item[key] for item in items]))
+    obs = {key[len("obs/"):]: torch.as_tensor(np.stack([item[key] for item in items])).to(device)
            for key in items[0] if key.startswith("obs/")}
-    return obs, torch.as_tensor(np.stack([item["action"] for item in items]))
+    return obs, torch.as_tensor(np.stack([item["action"] for item in items])).to(device)
 
 
 def rollout(policy: DiffusionPolicy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
@@ -161,8 +162,12 @@ def train_diffusion(
     out_dir: Path | None = None,
     resume: bool = True,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[DiffusionPolicy, TrainReport]:
-    """Train on the store's windows; returns the EMA policy of the last step and the report."""
+    """Train on the store's windows on `device`; returns the EMA policy of the last step and the report.
+
+    Random draws (noise, diffusion times, crops, shuffles) come from CPU generators whatever the device, so a
+    seed picks the same batches and draws on a GPU as on the CPU."""
     torch.manual_seed(seed)
     missing = [k for k in observation_space.spaces if k not in store.spec.obs]
     if missing:
@@ -188,11 +193,14 @@ def train_diffusion(
                          f"not exceed the {len(train_windows)} training windows")
     model = DiffusionPolicy(observation_space, store.spec.action_dim, config)
     model.normaliser.fit({**{k: store.load(k) for k in model.state_keys}, "action": actions})
+    device = torch.device(device)
+    model.to(device)
     average = copy.deepcopy(model).requires_grad_(False).eval()  # acts, validates and is saved: the EMA weights
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     schedule = get_scheduler(train.lr_schedule, optimizer, num_warmup_steps=train.warmup_steps,
                              num_training_steps=train.steps)
-    trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model)
+    trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_pass = len(train_windows) // train.batch_size  # full batches only, so every rank's shard is equal
     # `generator` draws noise and diffusion times for the global batch, identically on every rank; `crops` is per rank.
     generator = torch.Generator().manual_seed(seed)
@@ -216,8 +224,8 @@ def train_diffusion(
             order, order_pass = np.random.default_rng([seed, pass_index]).permutation(train_windows), pass_index
         batch = order[position * train.batch_size : (position + 1) * train.batch_size]
         noise, times = model.draw(train.batch_size, generator)
-        obs, action = load_batch(sampler, batch[shard])
-        args = (obs, action, noise[shard], times[shard], crops)
+        obs, action = load_batch(sampler, batch[shard], device)
+        args = (obs, action, noise[shard].to(device), times[shard].to(device), crops)
         loss = model.loss(*args) if world == 1 else _ddp_loss(trained, *args)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP averages the gradients of the equal shards: the global batch's gradient
@@ -301,7 +309,9 @@ def validation_loss(policy: DiffusionPolicy, sampler: SequenceSampler, windows: 
     losses = []
     for batch in np.array_split(windows, math.ceil(len(windows) / batch_size)):
         noise, times = policy.draw(len(batch), generator)
-        losses.append(policy.loss(*load_batch(sampler, batch), noise, times, generator).item() * len(batch))
+        obs, action = load_batch(sampler, batch, policy.device)
+        loss = policy.loss(obs, action, noise.to(policy.device), times.to(policy.device), generator)
+        losses.append(loss.item() * len(batch))
     return float(sum(losses) / len(windows))
 
 

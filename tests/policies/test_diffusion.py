@@ -433,3 +433,18 @@ def test_ddp_with_two_gloo_processes_matches_one_process_on_the_same_global_batc
     for name, tensor in weights[0].items():
         if name.startswith("model."):
             assert torch.allclose(tensor, weights[1][name], atol=1e-5), name
+
+
+def test_device_cuda_is_refused_in_one_line_where_torch_sees_no_gpu_and_nothing_is_written(
+    tmp_path: Path, plain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU is lent here: torch's CUDA query is patched to say so, whatever the machine running the test."""
+    store = _demo_store(tmp_path / "demos.zarr", 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, ["train", "diffusion", "--data", str(store.path), "--debug", "--device", "cuda",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "torch sees no CUDA device" in plain(result.output)
+    assert not (tmp_path / "run").exists()
+    result = runner.invoke(app, ["train", "diffusion", "--data", str(store.path), "--debug", "--device", "tpu",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "must be cpu or cuda" in plain(result.output)

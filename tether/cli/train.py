@@ -322,11 +322,12 @@ def diffusion_command(
     config: Path | None = typer.Option(None, "--config", help="YAML with diffusion: / diffusion_train: sections."),
     debug: bool = typer.Option(False, "--debug", help="Tiny networks, four steps: reaches every stage in seconds."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last if it exists."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: each process its LOCAL_RANK's GPU)."),
     force: bool = ForceOption,
 ) -> None:
     """Train a diffusion policy on a store's windows; twin rollouts pick the best checkpoints.
 
-    Data-parallel on several processes when launched by torchrun (gloo; the trainer runs on CPU): each takes an
+    Data-parallel on several processes when launched by torchrun (gloo on the CPU, nccl on GPUs): each takes an
     equal share of every batch; process 0 validates, evaluates and writes the run folder.
     """
     import os
@@ -349,6 +350,7 @@ def diffusion_command(
                            file.diffusion_train, {"steps": steps} if steps else {})
     policy_config = _validated(DiffusionConfig, policy_values, "diffusion")
     train_config = _validated(TrainConfig, train_values, "diffusion_train")
+    torch_device = training_device(device)
     try:
         store = EpisodeStore(data)
     except StoreError as error:
@@ -356,10 +358,10 @@ def diffusion_command(
     claim_output(out, "--out", force=force, resuming=resume and (out / "last").is_dir())
     env = make_twin(task or load_rig(rig).task.name, obs, rig)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
     try:
         policy, report = train_diffusion(store, env.observation_space, policy_config, train_config, seed=seed,
-                                         eval_env=env, out_dir=out, resume=resume)
+                                         eval_env=env, out_dir=out, resume=resume, device=torch_device)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--data") from None
     finally:
@@ -372,6 +374,22 @@ def diffusion_command(
     typer.echo(f"diffusion ({policy_config.objective}, {obs}): {report.steps} steps at "
                f"{report.steps_per_second:.1f}/s; "
                f"best {best.get('name')} success {best.get('success_rate', float('nan')):.2f}; wrote {out}")
+
+
+def training_device(name: str):
+    """--device as a torch device: `cuda` is this process's GPU (LOCAL_RANK under torchrun); refused in one line
+    where torch sees none."""
+    import os
+
+    import torch
+
+    if name not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"'{name}': must be cpu or cuda", param_hint="--device")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise typer.BadParameter("cuda: torch sees no CUDA device here (a CPU build, or no GPU)", param_hint="--device")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 SHIFTED_TABLE_RGB = (0.45, 0.55, 0.70)
