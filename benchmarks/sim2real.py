@@ -11,7 +11,7 @@ so give a new --out when changing --steps, --episodes, --excite-seconds or --dr-
   2. `tether sim sysid --joint-weight 0` on the fitting log: the nominal twin of that rig with
      identified `twin_dynamics` (held-out segments before/after in its report);
   3. `tether eval --gap` of the nominal and the identified twin on the held-out log;
-  4. `tether train-sim --task reach` for each condition and seed, same step budget:
+  4. `tether train sim --task reach` for each condition and seed, same step budget:
      no DR on the nominal twin, DR on the nominal twin, DR on the identified twin;
   5. `tether deploy` of each checkpoint on franky-sim for --episodes episodes, the same reach
      targets for every checkpoint: success, final TCP-to-target distance, arm tracking error.
@@ -119,9 +119,9 @@ def identify(out: Path, fit_log: Path, held_log: Path, evals: int) -> tuple[Path
 def train(out: Path, condition: str, rig: Path, seed: int, args: argparse.Namespace) -> Path:
     folder = out / "train" / f"{slug(condition)}_s{seed}"
     if not (folder / SUMMARY_JSON).exists():
-        shutil.rmtree(folder, ignore_errors=True)  # train-sim does not resume
+        shutil.rmtree(folder, ignore_errors=True)  # `train sim` does not resume
         profile = "none" if condition == "no DR" else args.dr_profile
-        tether(["train-sim", "--task", "reach", "--rig", str(rig), "--randomize", profile, "--steps", str(args.steps),
+        tether(["train", "sim", "--task", "reach", "--rig", str(rig), "--randomize", profile, "--steps", str(args.steps),
                 "--envs", str(args.envs), "--seed", str(seed), "--out", str(folder)], out / "logs" / f"{folder.name}.log")
     return folder
 
@@ -209,12 +209,12 @@ def tables(conditions: dict[str, dict], identification: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=PROTOCOL["seeds"])
-    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="train-sim env steps per run")
+    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="`train sim` env steps per run")
     parser.add_argument("--episodes", type=int, default=PROTOCOL["episodes"], help="deployment episodes per checkpoint")
     parser.add_argument("--dr-profile", default=PROTOCOL["dr_profile"], choices=["light", "heavy"])
     parser.add_argument("--excite-seconds", type=float, default=PROTOCOL["excite_seconds"])
     parser.add_argument("--sysid-evals", type=int, default=150, help="replays the identification may spend")
-    parser.add_argument("--envs", type=int, default=2, help="train-sim twin workers")
+    parser.add_argument("--envs", type=int, default=2, help="`train sim` twin workers")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--out", type=Path, default=Path("runs/sim2real"))
     args = parser.parse_args()
@@ -258,7 +258,7 @@ def main() -> None:
         "its stale states: deployments slow down, figures stay honest. Excitation: "
         f"{args.excite_seconds:.0f} s from franky-sim for fitting (plan seed {FIT_PLAN_SEED}) and another for the gap "
         f"(plan seed {HELD_OUT_PLAN_SEED}); identification `tether sim sysid --joint-weight 0 --max-evals "
-        f"{args.sysid_evals}` of the nominal twin of that rig. Training: `tether train-sim --task reach --steps "
+        f"{args.sysid_evals}` of the nominal twin of that rig. Training: `tether train sim --task reach --steps "
         f"{args.steps} --envs {args.envs}` per seed (SAC, shaped reward, 10 scripted demos; curriculum with DR), "
         f"'twin success' its last evaluation in the twin it trained in (full ranges), 'DR scale reached' the "
         "curriculum's scale at the end, per seed (1: the profile's ranges). Deployment: `tether deploy` of each "

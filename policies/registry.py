@@ -33,8 +33,8 @@ STEERS = ("residual", "noise")
 STEERING_KEY = "base_policy"
 
 RUN_CHECKPOINTS = ("checkpoint", "best", "last")
-"""A run directory's policy checkpoint, preferred first: SAC runs (`train sac`, `train-sim`, `train-hil`) keep
-checkpoint/; diffusion runs best/ (highest rollout success) and last/. `tether demo` and `train-sim --policy
+"""A run directory's policy checkpoint, preferred first: SAC runs (`train sac`, `train sim`, `train hil`) keep
+checkpoint/; diffusion runs best/ (highest rollout success) and last/. `tether demo` and `train sim --policy
 diffusion` keep such a run one folder down (hil/, diffusion/)."""
 NOT_POLICIES = {"reward_classifier": "a reward classifier (it scores observations; it does not act)"}
 

@@ -71,7 +71,7 @@ class GraphSpec:
     seed: int = 0
     learner_kwargs: dict = field(default_factory=dict)
     steering: Steering | None = None
-    """A frozen diffusion policy the actor's SAC policy corrects (residual RL; `tether train-hil --base-policy`).
+    """A frozen diffusion policy the actor's SAC policy corrects (residual RL; `tether train hil --base-policy`).
     A `policy` checkpoint trained that way needs none: it loads with its base (`load_policy`)."""
 
     def __post_init__(self) -> None:

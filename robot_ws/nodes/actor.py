@@ -27,7 +27,7 @@ demos) and `eval` (policy alone, deterministic).
 
 The policy is one of `tether.policies.registry.load_policy` (any kind, for eval and deployment), else the
 SAC policy built from the learner's weights. A trained residual or noise-steered checkpoint loads as one
-policy that already runs its base. While a residual is being trained on the robot (`tether train-hil
+policy that already runs its base. While a residual is being trained on the robot (`tether train hil
 --base-policy`), the actor gets the `residual` (a frozen base policy, `tether.policies.residual.Residual`)
 and the policy is the residual learner: the observation gains the base's proposal (`state/base_action`),
 the policy's output is a bounded correction, the arm receives base + correction, and transitions carry

@@ -128,7 +128,7 @@ def test_a_diffusion_policy_loads_with_fewer_sampler_steps_and_other_kinds_refus
 
 
 def test_run_folders_resolve_to_their_policy(runs, tmp_path) -> None:
-    assert find_checkpoint(runs["sac"]) == runs["sac"] / "checkpoint"  # train sac, train-sim, train-hil
+    assert find_checkpoint(runs["sac"]) == runs["sac"] / "checkpoint"  # train sac, train sim, train hil
     assert find_checkpoint(runs["diffusion"]) == runs["diffusion"] / "best"  # train diffusion: best before last
     assert find_checkpoint(runs["sac"] / "checkpoint") == runs["sac"] / "checkpoint"
     demo = tmp_path / "demo"  # tether demo: the trained policy one folder down, next to the untrained one

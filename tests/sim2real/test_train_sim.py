@@ -1,4 +1,4 @@
-"""`tether train-sim` end to end at debug size: SAC in twins with a profile and the curriculum writes a
+"""`tether train sim` end to end at debug size: SAC in twins with a profile and the curriculum writes a
 checkpoint that loads and evaluates on the twin it trained in; diffusion trains on scripted demos
 recorded in the randomised twin; bad input is one clear line."""
 
@@ -27,7 +27,7 @@ def _invoke(*args: str) -> str:
 
 def test_sac_run_writes_a_loadable_checkpoint_and_a_summary(tmp_path):
     out = tmp_path / "run"
-    output = _invoke("train-sim", "--task", "reach", "--rig", "franka_realsense", "--randomize", "heavy",
+    output = _invoke("train", "sim", "--task", "reach", "--rig", "franka_realsense", "--randomize", "heavy",
                      "--steps", "60", "--envs", "1", "--seed", "2", "--demo-episodes", "1", "--debug", "--out", str(out))
     assert "final success" in output
     summary = json.loads((out / "summary.json").read_text())
@@ -50,7 +50,7 @@ def test_sac_run_writes_a_loadable_checkpoint_and_a_summary(tmp_path):
 
 def test_diffusion_run_trains_on_demos_recorded_in_the_randomised_twin(tmp_path):
     out = tmp_path / "run"
-    _invoke("train-sim", "--task", "reach", "--policy", "diffusion", "--randomize", "light", "--demo-episodes", "3",
+    _invoke("train", "sim", "--task", "reach", "--policy", "diffusion", "--randomize", "light", "--demo-episodes", "3",
             "--seed", "1", "--debug", "--out", str(out))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["demos"]["episodes"] == 3 and summary["demos"]["success_rate"] == 1.0
@@ -61,5 +61,5 @@ def test_diffusion_run_trains_on_demos_recorded_in_the_randomised_twin(tmp_path)
 
 def test_bad_profile_and_task_are_one_line_errors(tmp_path):
     for args, words in ((["--randomize", "medium"], "unknown profile"), (["--task", "fly"], "unknown task")):
-        result = runner.invoke(app, ["train-sim", *args, "--out", str(tmp_path / "x")])
+        result = runner.invoke(app, ["train", "sim", *args, "--out", str(tmp_path / "x")])
         assert result.exit_code != 0 and words in result.output

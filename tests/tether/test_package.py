@@ -50,9 +50,9 @@ def test_every_command_has_help():
         assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.output
         seen.append(" ".join(path))
-    assert {"sim expert", "sim check", "demo", "record", "train-hil", "up", "node", "data info", "train sac"} <= set(seen)
+    assert {"sim expert", "sim check", "demo", "record", "train hil", "train-hil", "up", "node", "data info", "train sac"} <= set(seen)
 
 
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "tether.cli", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "train-hil" in result.stdout
+    assert result.returncode == 0 and "train-hil" in result.stdout and "deprecated" in result.stdout

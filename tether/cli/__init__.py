@@ -41,8 +41,11 @@ app.command("eval")(eval_command)
 app.command("demo")(demo.demo)
 app.command("deploy")(deploy.deploy)
 app.command("record")(robot.record)
-app.command("train-hil")(robot.train_hil)
-app.command("train-sim")(train_sim.train_sim)
+train.app.command("hil")(robot.train_hil)
+train.app.command("sim")(train_sim.train_sim)
+# The names of the previous release, kept one more release.
+app.command("train-hil", deprecated=True, help="Deprecated: use `tether train hil`.")(robot.train_hil)
+app.command("train-sim", deprecated=True, help="Deprecated: use `tether train sim`.")(train_sim.train_sim)
 app.command("up")(robot.up)
 app.command("node")(robot.node)
 

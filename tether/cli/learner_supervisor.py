@@ -1,4 +1,4 @@
-"""Keeping `tether train-hil`'s learner process alive, so a learner crash never stops the robot side.
+"""Keeping `tether train hil`'s learner process alive, so a learner crash never stops the robot side.
 
 A learner that dies is started again after a back-off (1 s, doubling per restart, at most 30 s);
 the new process resumes from the run directory's last checkpoint and buffers. After

@@ -1,4 +1,4 @@
-"""`tether up`, `tether node`, `tether record`, `tether train-hil`: the ROS 2 graph from the command line."""
+"""`tether up`, `tether node`, `tether record`, `tether train hil`: the ROS 2 graph from the command line."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ BasePolicyOption = typer.Option(
     None, "--base-policy", help="A diffusion checkpoint the SAC policy corrects with a bounded residual (frozen)."
 )
 LearnerLoss = Literal["act", "hold"]
-"""What the actor does while a dead learner restarts (`tether train-hil --on-learner-loss`)."""
+"""What the actor does while a dead learner restarts (`tether train hil --on-learner-loss`)."""
 ResidualScaleOption = typer.Option(
     0.2, "--residual-scale", min=0.01, max=2.0, help="With --base-policy: the residual's bound per action dimension."
 )
@@ -216,7 +216,7 @@ def run_hil(
     )
     losses: list[dict] = []
     try:
-        with Graph(spec) as graph, tqdm(total=steps, desc="train-hil", unit="step", disable=not progress) as bar:
+        with Graph(spec) as graph, tqdm(total=steps, desc="train hil", unit="step", disable=not progress) as bar:
             actor, recorder = graph.node("actor"), graph.node("recorder")
             while actor.counters["transitions"] < steps and not stop.is_set() and not learner.gave_up:
                 code = learner.check(may_restart=actor.weights_version >= 0)

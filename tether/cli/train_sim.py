@@ -1,4 +1,4 @@
-"""`tether train-sim`: train in many twin instances at once, with domain randomisation and a curriculum.
+"""`tether train sim`: train in many twin instances at once, with domain randomisation and a curriculum.
 
 The rig (a twin rig, or the twin of a hardware rig: same workspace, limits, action scale and
 rate) is written into the run folder as `twin_rig.yaml` with the chosen profile's ranges, so the
@@ -180,7 +180,7 @@ def train_sim(
                                             else demo_episodes, seed=seed, obs=obs, config=config, debug=debug, out=out)
         message = f"{summary['demos']['episodes']} demos (success {summary['demos']['success_rate']:.2f}); wrote {out / 'diffusion'}"
     (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-    typer.echo(f"train-sim {task} ({policy}, {randomize}, {envs} envs): {message}; wrote {out / SUMMARY_JSON}")
+    typer.echo(f"train sim {task} ({policy}, {randomize}, {envs} envs): {message}; wrote {out / SUMMARY_JSON}")
 
 
 def train_diffusion_on_demos(*, task: str, rig_path: Path, episodes: int, seed: int, obs: str, config: Path | None,
@@ -194,5 +194,5 @@ def train_diffusion_on_demos(*, task: str, rig_path: Path, episodes: int, seed: 
     demos = run_expert(task, str(rig_path), episodes, seed, out=out / DEMO_STORE)
     diffusion_command(data=out / DEMO_STORE, out=out / "diffusion", rig=str(rig_path), task=task, obs=obs,
                       objective=None, preset="cpu", steps=None, seed=seed, config=config, debug=debug, resume=False,
-                      force=True)  # inside the run folder train-sim has claimed
+                      force=True)  # inside the run folder `train sim` has claimed
     return {"demos": demos}

@@ -189,7 +189,7 @@ def test_existing_outputs_are_refused_without_force(capfd, tmp_path, checkpoint,
         ["train", "sac", "--out", str(run_dir), "--debug"],
         ["train", "reward-classifier", "--data", str(store), "--out", str(run_dir)],
         ["train", "diffusion", "--data", str(store), "--out", str(run_dir)],
-        ["train-sim", "--out", str(run_dir)],
+        ["train", "sim", "--out", str(run_dir)],
         ["demo", "--out", str(run_dir)],
         ["eval", "--policy", str(checkpoint), "--json", str(report)],
         ["deploy", "--policy", str(checkpoint), "--json", str(report)],
@@ -206,7 +206,7 @@ def test_existing_outputs_are_refused_without_force(capfd, tmp_path, checkpoint,
     line = _fails(capfd, tmp_path, BAD_INPUT, "train", "sac", "--out", str(finished), "--no-resume")
     assert f"{finished}: exists already" in line
     # A HIL run is continued only when asked: its learner resumes and its episode store grows.
-    line = _fails(capfd, tmp_path, BAD_INPUT, "train-hil", "--out", str(run_dir))
+    line = _fails(capfd, tmp_path, BAD_INPUT, "train", "hil", "--out", str(run_dir))
     assert "exists already" in line and "give --resume to continue that run" in line
 
 

@@ -1,4 +1,4 @@
-"""`tether train-hil` on the twin with its learner killed (SIGKILL) partway: the actor keeps acting, the recorder
+"""`tether train hil` on the twin with its learner killed (SIGKILL) partway: the actor keeps acting, the recorder
 keeps committing episodes, the learner comes back from its checkpoint, and the summary counts the restart."""
 
 import json
@@ -26,7 +26,7 @@ RESUMED = re.compile(r"resumed from \S+: (\d+) env steps")
 
 @contextmanager
 def _own_signal_handlers() -> Iterator[None]:
-    """train-hil installs SIGINT / SIGTERM handlers (Ctrl-C stops its graph); give pytest its own back."""
+    """`train hil` installs SIGINT / SIGTERM handlers (Ctrl-C stops its graph); give pytest its own back."""
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -95,7 +95,7 @@ def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_d
     with _own_signal_handlers():
         try:
             result = CliRunner().invoke(app, [
-                "train-hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
+                "train", "hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
             ])
         finally:
             done.set()
@@ -121,7 +121,7 @@ def test_train_hil_gives_up_on_a_learner_that_dies_before_sending_weights_and_st
     not_a_store.mkdir()
     with _own_signal_handlers():
         result = CliRunner().invoke(app, [
-            "train-hil", "--out", str(tmp_path / "hil"), "--demos", str(not_a_store), "--steps", "100",
+            "train", "hil", "--out", str(tmp_path / "hil"), "--demos", str(not_a_store), "--steps", "100",
         ])
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
@@ -135,7 +135,7 @@ def test_train_hil_refuses_a_bad_config_before_starting_anything(tmp_path):
     config = tmp_path / "learner.yaml"
     config.write_text(yaml.safe_dump({"loop": {"checkpoint_every": 0}}))
     result = subprocess.run(  # the console entry point, whose error line no terminal width wraps
-        [sys.executable, "-m", "tether.cli", "train-hil", "--out", str(tmp_path / "hil"), "--config", str(config)],
+        [sys.executable, "-m", "tether.cli", "train", "hil", "--out", str(tmp_path / "hil"), "--config", str(config)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "loop: checkpoint_every" in result.stderr, result.stderr
@@ -150,7 +150,7 @@ def test_train_hil_from_pixels_with_a_frozen_encoder_learns_on_cached_features_t
     config.write_text(yaml.safe_dump(frozen))
     with _own_signal_handlers():
         result = CliRunner().invoke(app, [
-            "train-hil", "--obs", "pixels", "--out", str(out), "--steps", "60", "--config", str(config),
+            "train", "hil", "--obs", "pixels", "--out", str(out), "--steps", "60", "--config", str(config),
             "--rig", "twin_panda_demo", "--time-scale", "2",
         ])
     assert result.exit_code == 0, result.output
