@@ -155,6 +155,9 @@ def pack(
                f"{report.bytes / 1e6:.2f} MB")
 
 
+CONVERT_TARGETS = ("auto", "diffusion-policy")
+
+
 @app.command()
 def convert(
     source: Path = typer.Argument(..., help="A .mcap bag or a .zarr store."),
@@ -163,11 +166,22 @@ def convert(
     episode_source: str = typer.Option("teleop", "--source", help="Episode source recorded for a bag's episodes."),
     task: str = typer.Option("", "--task", help="Task name recorded for a bag's episodes."),
     append: bool = typer.Option(False, "--append", help="MCAP to zarr: append to an existing store (same spec)."),
+    to: str = typer.Option("auto", "--to", help="auto: MCAP <-> zarr by the file extensions; diffusion-policy: a "
+                           "store into the Diffusion Policy codebase's ReplayBuffer layout (zarr 2)."),
     force: bool = ForceOption,
 ) -> None:
-    """MCAP (ROS 2 bag) to zarr, or zarr to MCAP, by the file extensions."""
+    """MCAP (ROS 2 bag) to zarr, or zarr to MCAP, by the file extensions; or a store into another codebase's layout."""
     from tether.datasets.mcap_io import export_mcap, import_mcap
 
+    if to not in CONVERT_TARGETS:
+        raise BadInput(f"--to {to}: must be one of {', '.join(CONVERT_TARGETS)}")
+    if to == "diffusion-policy":
+        from tether.datasets.diffusion_policy_io import export_diffusion_policy
+
+        with replacing(target, force) as temporary:
+            count = export_diffusion_policy(source, temporary)
+        typer.echo(f"{target}: {count} episode(s) from {source} in the Diffusion Policy ReplayBuffer layout")
+        return
     if (source.suffix == ".mcap") == (target.suffix == ".mcap"):
         raise BadInput(f"{source} -> {target}: exactly one side must be a .mcap file")
     if append and (force or target.suffix == ".mcap"):

@@ -181,3 +181,22 @@ def test_malformed_mcap_is_one_line_and_writes_nothing(tmp_path: Path, tether) -
         assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
         assert result.stderr.startswith(f"error: {bag}: not a readable MCAP file: ")
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["demo.zarr", "good.mcap", *[n for n in ("garbage.mcap", "cut.mcap") if (tmp_path / n).exists()]])
+
+
+def test_convert_to_the_diffusion_policy_layout_keeps_every_step_and_the_episode_ends(tmp_path: Path, tether) -> None:
+    """The layout the Diffusion Policy codebase's ReplayBuffer opens: zarr format 2, data/<key>, meta/episode_ends."""
+    path = tmp_path / "demo.zarr"
+    _store(path, [4, 6, 3])
+    out = tmp_path / "dp.zarr"
+    result = tether("data", "convert", str(path), str(out), "--to", "diffusion-policy")
+    assert result.exit_code == 0, result.output
+    assert (out / ".zgroup").is_file() and (out / "data" / ".zgroup").is_file()  # format 2, readable by zarr 2
+    root = zarr.open_group(out, mode="r", zarr_format=2)
+    assert sorted(root["data"].array_keys()) == ["action", "front", "gripper", "tcp_pose"]
+    np.testing.assert_array_equal(root["meta/episode_ends"][:], [4, 10, 13])
+    store = EpisodeStore(path)
+    for key, name in (("action", "action"), ("images/front", "front"), ("state/tcp_pose", "tcp_pose")):
+        np.testing.assert_array_equal(root[f"data/{name}"][:], store.load(key), err_msg=key)
+    assert root["data/front"].chunks == (1, 12, 16, 3)
+    unknown = tether("data", "convert", str(path), str(tmp_path / "x"), "--to", "lerobot2")
+    assert unknown.exit_code == 2 and "must be one of auto, diffusion-policy" in unknown.output
