@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from tqdm import tqdm
 
 from tether.datasets.store import EpisodeStore, StoreError
 from tether.spaces import IMAGES, STATE, is_image_key
@@ -35,7 +36,8 @@ def data_name(key: str) -> str:
     return key
 
 
-def export_diffusion_policy(store_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
+def export_diffusion_policy(store_path: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                            progress: bool = False) -> int:
     """Write the store's committed episodes in the ReplayBuffer layout at `out`; returns how many."""
     store = EpisodeStore(store_path)
     keys = [*store.spec.obs, "action"]
@@ -55,7 +57,7 @@ def export_diffusion_policy(store_path: str | os.PathLike[str], out: str | os.Pa
         chunks = (1, *sample.shape[1:]) if is_image_key(key) else (ROWS_PER_CHUNK, *sample.shape[1:])
         arrays[key] = data.create_array(names[key], shape=shape, dtype=sample.dtype, chunks=chunks)
     written = 0
-    for info in store.episodes:
+    for info in tqdm(store.episodes, desc="export", unit="episode", disable=None if progress else True):
         rows = slice(written, written + info.length)
         for key in keys:
             arrays[key][rows] = store.load(key, info.start, info.stop)

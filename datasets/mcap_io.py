@@ -41,6 +41,7 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer
 from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
 
 from tether.actions import ActionScale
 from tether.config import RigConfig
@@ -154,6 +155,7 @@ def export_mcap(
     *,
     namespace: str = "/tether",
     action_scale: tuple[float, float] | None = None,
+    progress: bool = False,
 ) -> int:
     """Write every committed episode as ROS 2 messages into one MCAP file; returns messages written."""
     store = EpisodeStore(store_path)
@@ -163,7 +165,7 @@ def export_mcap(
         log.warning("%s: no ROS topic for %s; not exported", store.path, ", ".join(skipped))
     with open(out, "wb") as stream:
         bag = _BagWriter(stream, namespace)
-        for info in store.episodes:
+        for info in tqdm(store.episodes, desc="export", unit="episode", disable=None if progress else True):
             episode = store.episode(info.index)
             times = episode.timestamp
             synthetic = info.start_time + np.arange(len(episode) + 1) / store.fps
@@ -276,6 +278,7 @@ def import_mcap(
     fps: float | None = None,
     source: str = "teleop",
     task: str = "",
+    progress: bool = False,
 ) -> int:
     """Episodes of a bag into a store (created, or appended to if its spec matches); returns how many."""
     namespace = rig.namespace.rstrip("/") + "/"
@@ -298,7 +301,7 @@ def import_mcap(
     written = 0
     with EpisodeWriter.create(out, space, rig.arm.action_dim, fps, rig, exist_ok=True) as writer:
         start: int | None = None
-        for ns, event in sorted(events):
+        for ns, event in tqdm(sorted(events), desc="import", unit="event", disable=None if progress else True):
             if event == "reset":
                 start = ns
             elif event == "rerecord":

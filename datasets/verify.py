@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from tether.datasets.integrity import Damage, repair_hint
 from tether.datasets.store import ENDS, EPISODES, EpisodeStore, EpisodeWriter, StoreDamage, StoreError
@@ -50,7 +51,7 @@ def _partial_files(path: Path) -> list[Path]:
     return [p for p in path.rglob(f"*{PARTIAL_SUFFIX}") if p.is_file()]
 
 
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, progress: bool = False) -> VerifyReport:
     """Check attrs, every array's metadata and length against the episode index and the schema, and read
     every stored object of the committed range (one chunk or shard at a time, so memory stays bounded)."""
     try:
@@ -62,7 +63,8 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     damage = list(store.damage)
     report = VerifyReport(episodes=store.n_episodes, frames=store.n_frames)
     _check_commit_point(store, report)
-    for array_path in store.array_paths():
+    arrays = store.array_paths()
+    for array_path in tqdm(arrays, desc="verify", unit="array", disable=None if progress else True):
         rows = store.n_episodes if array_path.startswith("meta/") else store.n_frames
         damage += _read_every_unit(store, array_path, rows)
     for info in store.episodes:

@@ -107,10 +107,12 @@ class EvalResult:
     """Frames of the first episode (camera image or env render), if `record` was asked."""
 
 
-def evaluate(policy: Policy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
+def evaluate(policy: Policy, env: gym.Env, episodes: int, *, seed: int, record: bool = False,
+             progress: bool = False) -> EvalResult:
     """Run `episodes` episodes with seeds seed, seed+1, ...; success is info['success'] at the end."""
     successes, lengths, returns, frames = [], [], [], []
-    for episode in range(episodes):
+    # With `progress`, a bar where stderr is a terminal (tqdm's disable=None).
+    for episode in tqdm(range(episodes), desc="eval", unit="episode", disable=None if progress else True):
         obs, info = env.reset(seed=seed + episode)
         done, length, total = False, 0, 0.0
         while not done:

@@ -111,7 +111,7 @@ def verify(path: Path = PathArgument) -> None:
     """Decode every committed chunk and check the metadata; exit 1 on any problem."""
     from tether.datasets.verify import verify as verify_store
 
-    report = verify_store(path)
+    report = verify_store(path, progress=True)
     for note in report.notes:
         typer.echo(f"note: {note}")
     for problem in report.problems:
@@ -179,7 +179,7 @@ def convert(
         from tether.datasets.diffusion_policy_io import export_diffusion_policy
 
         with replacing(target, force) as temporary:
-            count = export_diffusion_policy(source, temporary)
+            count = export_diffusion_policy(source, temporary, progress=True)
         typer.echo(f"{target}: {count} episode(s) from {source} in the Diffusion Policy ReplayBuffer layout")
         return
     if (source.suffix == ".mcap") == (target.suffix == ".mcap"):
@@ -189,14 +189,15 @@ def convert(
     rig_config = load_rig(rig)
     if target.suffix == ".mcap":
         with replacing(target, force) as temporary:
-            count = export_mcap(source, temporary, namespace=rig_config.namespace)
+            count = export_mcap(source, temporary, namespace=rig_config.namespace, progress=True)
         typer.echo(f"{target}: {count} messages from {source}")
         return
     if append:
-        count = import_mcap(source, target, rig=rig_config, source=episode_source, task=task)
+        count = import_mcap(source, target, rig=rig_config, source=episode_source, task=task, progress=True)
     else:
         with replacing(target, force) as temporary:
-            count = import_mcap(source, temporary, rig=rig_config, source=episode_source, task=task)
+            count = import_mcap(source, temporary, rig=rig_config, source=episode_source, task=task,
+                                    progress=True)
     typer.echo(f"{target}: {count} episode(s) imported from {source}")
 
 

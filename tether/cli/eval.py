@@ -83,7 +83,7 @@ def load_checked(policy: Path, **options: Any) -> Policy:
 
 
 def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0, rig: str = DEFAULT_RIG,
-                        record: bool = False, sampler_steps: int | None = None) -> EvalResult:
+                        record: bool = False, sampler_steps: int | None = None, progress: bool = False) -> EvalResult:
     """Episodes seed, seed + 1, ... of the checkpoint's deterministic policy in the twin, whatever its kind
     (chunked policies run synchronously; a diffusion policy with `sampler_steps` if given). Bad checkpoints
     raise BadParameter."""
@@ -101,7 +101,7 @@ def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0
         provided = {k: v for k, v in env.observation_space.spaces.items() if k in loaded.observation_space.spaces}
         if space_to_json(gym.spaces.Dict(provided)) != space_to_json(loaded.observation_space):  # no bounds kept
             raise typer.BadParameter(f"{policy}: its observation space differs from {task}'s", param_hint="--policy")
-        return evaluate(loaded.act, ResetOnEpisode(env, loaded), episodes, seed=seed, record=record)
+        return evaluate(loaded.act, ResetOnEpisode(env, loaded), episodes, seed=seed, record=record, progress=progress)
     finally:
         env.close()
         loaded.close()
@@ -143,7 +143,8 @@ def eval_command(
     sheet = sheet or (json_out.with_name(json_out.stem + "_" + CONTACT_SHEET) if json_out else None)
     claim_output(sheet, "--contact-sheet", force=force)
     task = rig_task(task, rig)
-    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True, sampler_steps=sampler_steps)
+    result = evaluate_checkpoint(policy, task, episodes, seed=seed, rig=rig, record=True, sampler_steps=sampler_steps,
+                                 progress=True)
     summary = {
         "policy": str(policy), "task": task, "episodes": episodes, "seed": seed, "sampler_steps": sampler_steps,
         "success_rate": result.success_rate, "mean_length": result.mean_length, "mean_return": result.mean_return,
