@@ -8,13 +8,15 @@ lazily: a twin-only machine never loads franky or librealsense.
 from __future__ import annotations
 
 from tether.config import CameraConfig, FrankaArm, RigConfig, ServoArm
+from tether.errors import needs_extra
 from tether.robot_ws.interfaces import ArmBackend, CameraDriver
 
 
 def make_camera(config: CameraConfig) -> CameraDriver:
     """A driver for one hardware camera of the rig (not yet connected: use it as a context manager)."""
     if config.backend == "realsense":
-        from tether.robot_ws.camera_realsense import RealSenseCamera
+        with needs_extra(f"camera '{config.name}' (realsense)", "realsense"):
+            from tether.robot_ws.camera_realsense import RealSenseCamera
 
         return RealSenseCamera(config)
     if config.backend == "opencv":
@@ -28,7 +30,8 @@ def make_arm(rig: RigConfig) -> ArmBackend:
     """The arm backend of a hardware rig (not yet connected: use it as a context manager)."""
     arm = rig.arm
     if isinstance(arm, FrankaArm):
-        from tether.robot_ws.arm_franka import FrankaBackend
+        with needs_extra(f"rig '{rig.name}': the Franka arm", "franka"):
+            from tether.robot_ws.arm_franka import FrankaBackend
 
         return FrankaBackend(arm)
     if isinstance(arm, ServoArm):
