@@ -47,7 +47,8 @@ GIL_SWITCH_S = 0.001
 default let the physics, camera and executor threads delay a frame or a command by several ms at a time
 (benchmarks/control_loop.py: latency p99 24.9 -> 21.0 ms, period jitter p99 4.2 -> 0.6 ms at 10 Hz); 0.5 ms
 switched so often that it was slower again."""
-NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach")  # the live twin and the real-side reach judge run only when asked for
+NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach", "viewer")  # the live twin, the real-side reach judge and the
+# rerun view run only when asked for
 
 
 @dataclass
@@ -73,6 +74,8 @@ class GraphSpec:
     steering: Steering | None = None
     """A frozen diffusion policy the actor's SAC policy corrects (residual RL; `tether train hil --base-policy`).
     A `policy` checkpoint trained that way needs none: it loads with its base (`load_policy`)."""
+    view: str | None = None
+    """Where the viewer node streams the run: `spawn` (a rerun viewer) or a .rrd path (`--view`)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.nodes) - set(NODE_NAMES))
@@ -87,6 +90,8 @@ class GraphSpec:
             raise ValueError("the recorder node needs a store path")
         if "learner" in self.nodes and self.run_dir is None:
             raise ValueError("the learner node needs a run directory")
+        if "viewer" in self.nodes and self.view is None:
+            raise ValueError("the viewer node needs a target (spawn or a .rrd path)")
 
 
 def plain_node(context: rclpy.Context, name: str, namespace: str) -> Node:
@@ -154,6 +159,10 @@ class Graph:
             from tether.robot_ws.nodes.reach import ReachNode
 
             self.nodes["reach"] = ReachNode(rig, seed=spec.seed, **self._kwargs())
+        if "viewer" in names:
+            from tether.robot_ws.nodes.viewer import ViewerNode
+
+            self.nodes["viewer"] = ViewerNode(rig, spec.view, **self._kwargs())
         if "mirror" in names:
             from tether.robot_ws.nodes.mirror import MirrorNode
 

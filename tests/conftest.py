@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,20 @@ def plain():
     """CLI output as one line of words: typer's error panel without its frame, and wrapped lines joined (where
     a panel wraps depends on the length of the paths it shows)."""
     return lambda output: " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """A context manager for running a command that installs SIGINT / SIGTERM handlers (Ctrl-C stops its graph):
+    pytest gets its own back afterwards."""
+
+    @contextmanager
+    def restored() -> Iterator[None]:
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+    return restored

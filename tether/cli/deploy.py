@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from tether import spaces
 from tether.cli.eval import load_checked
+from tether.cli.options import ViewOption, viewed
 from tether.cli.output import ForceOption, claim_output, write_json
 from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
 
@@ -64,7 +65,7 @@ def final_reach_distances(store: Path, first_episode: int) -> list[float]:
 
 def run_deploy(
     policy: Path, rig: RigConfig, episodes: int, out: Path, *, seed: int = 0, time_scale: float = 1.0,
-    timeout_s: float | None = None, progress: bool = True,
+    timeout_s: float | None = None, progress: bool = True, view: str | None = None,
 ) -> dict:
     """Run `episodes` episodes of a checkpoint (or a run's) on a rig; returns success and tracking figures."""
     from tether.cli.robot import _stop_event
@@ -78,8 +79,8 @@ def run_deploy(
     nodes, obs_mode = deploy_nodes(rig, loaded.observation_keys)
     before = EpisodeStore(out).n_episodes if (out / "zarr.json").exists() else 0
     spec = GraphSpec(
-        rig=rig, nodes=nodes, obs_mode=obs_mode, policy=policy, actor_mode="eval", store=out, source="policy",
-        max_episodes=episodes, time_scale=time_scale, seed=seed,
+        rig=rig, nodes=viewed(nodes, view), obs_mode=obs_mode, policy=policy, actor_mode="eval", store=out,
+        source="policy", max_episodes=episodes, time_scale=time_scale, seed=seed, view=view,
     )
     stop = _stop_event()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -114,6 +115,7 @@ def deploy(
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures here as JSON."),
     seed: int = typer.Option(0, "--seed", help="Seed of the twin's scenes / the reach targets."),
     time_scale: float = typer.Option(1.0, "--time-scale", min=0.1, max=20.0, help="Twin rigs: run the twin this many times faster than real time."),
+    view: str | None = ViewOption,
     force: bool = ForceOption,
 ) -> None:
     """Run a checkpoint on a rig (arm safety layer, eval actor, recorder) and report success and tracking."""
@@ -124,7 +126,7 @@ def deploy(
         data = config.model_dump(mode="json")
         config = parse_rig({**data, "task": {**data["task"], "name": task}}, f"rig '{config.name}' with --task {task}")
     try:
-        summary = run_deploy(policy, config, episodes, out, seed=seed, time_scale=time_scale)
+        summary = run_deploy(policy, config, episodes, out, seed=seed, time_scale=time_scale, view=view)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from None
     write_json(json_out, summary)

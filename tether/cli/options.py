@@ -32,3 +32,12 @@ def known_obs(value: str) -> str:
     if value not in OBS_MODES:
         raise typer.BadParameter(f"'{value}': must be {' or '.join(OBS_MODES)}")
     return value
+
+
+ViewOption = typer.Option(None, "--view", help="Stream cameras, TCP, actions, interventions and rewards to rerun: "
+                          "'spawn' opens a viewer, a .rrd path saves a recording.")
+
+
+def viewed(nodes: tuple[str, ...], view: str | None) -> tuple[str, ...]:
+    """The graph's nodes, with the viewer node when `--view` asks for one."""
+    return (*nodes, "viewer") if view is not None else nodes

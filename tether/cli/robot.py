@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from tqdm import tqdm
 
-from tether.cli.options import known_obs
+from tether.cli.options import ViewOption, known_obs, viewed
 from tether.cli.output import claim_output
 from tether.config import DEFAULT_RIG, load_rig
 
@@ -72,17 +72,18 @@ def _stop_event() -> threading.Event:
 
 
 def record_demos(
-    rig_name: str, out: Path, episodes: int, *, seed: int, time_scale: float, progress: bool = True
+    rig_name: str, out: Path, episodes: int, *, seed: int, time_scale: float, progress: bool = True,
+    view: str | None = None,
 ) -> dict:
     """Teleoperated (on the twin: scripted) episodes through the graph into a store; returns counts."""
     from tether.robot_ws.graph import Graph, GraphSpec
 
     rig = load_rig(rig_name)
+    nodes = ("twin",) * (rig.arm.backend == "twin") + ("arm", "cameras", "teleop", "actor", "recorder")
     spec = GraphSpec(
-        rig=rig, nodes=("twin", "arm", "cameras", "teleop", "actor", "recorder") if rig.arm.backend == "twin"
-        else ("arm", "cameras", "teleop", "actor", "recorder"),
+        rig=rig, nodes=viewed(nodes, view),
         obs_mode="all", actor_mode="teleop", operator="always", store=out, source="teleop" if rig.teleop.device != "scripted" else "scripted",
-        max_episodes=None, time_scale=time_scale, seed=seed,
+        max_episodes=None, time_scale=time_scale, seed=seed, view=view,
     )
     stop = _stop_event()
     with Graph(spec) as graph, tqdm(total=episodes, desc="record", unit="episode", disable=not progress) as bar:
@@ -105,9 +106,10 @@ def record(
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
+    view: str | None = ViewOption,
 ) -> None:
     """Record teleoperated demonstrations (on the twin, by the scripted operator) into a store."""
-    summary = record_demos(rig, out, episodes, seed=seed, time_scale=time_scale)
+    summary = record_demos(rig, out, episodes, seed=seed, time_scale=time_scale, view=view)
     typer.echo(json.dumps(summary))
 
 
@@ -132,6 +134,7 @@ def train_hil(
     rig: str = RigOption,
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
+    view: str | None = ViewOption,
 ) -> None:
     """Human-in-the-loop SAC through the graph: actor + learner + recorder + teleop (+ the twin).
 
@@ -146,7 +149,7 @@ def train_hil(
     try:
         summary = run_hil(rig, out, demos, steps, obs=obs, config=config, seed=seed, time_scale=time_scale,
                           steering=_residual_steering(base_policy, residual_scale), on_learner_loss=on_learner_loss,
-                          max_learner_restarts=learner_restarts)
+                          max_learner_restarts=learner_restarts, view=view)
     except LearnerGaveUp as gave_up:
         typer.echo(json.dumps(gave_up.summary, indent=2))
         typer.echo(f"error: {gave_up}", err=True)
@@ -190,7 +193,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = LEARNER_STOP_S) -
 def run_hil(
     rig_name: str, out: Path, demos: Path | None, steps: int, *, obs: str, config: Path | None, seed: int,
     time_scale: float, progress: bool = True, steering: Steering | None = None, on_learner_loss: LearnerLoss = "act",
-    max_learner_restarts: int = 5,
+    max_learner_restarts: int = 5, view: str | None = None,
 ) -> dict:
     """HIL training through the graph: learner in its own process (restarted if it dies), everything else in
     this one. The summary counts `learner_restarts`; each death is in `learner_losses` with the actor's
@@ -205,8 +208,8 @@ def run_hil(
     nodes = ("twin",) if twin else ()
     nodes += ("arm", "cameras", "teleop", "actor", "recorder") if obs == "pixels" else ("arm", "teleop", "actor", "recorder")
     spec = GraphSpec(
-        rig=rig, nodes=nodes, obs_mode=obs, actor_mode="hil", operator="takeover", store=out / "episodes.zarr",
-        source="hil", time_scale=time_scale, seed=seed, steering=steering,
+        rig=rig, nodes=viewed(nodes, view), obs_mode=obs, actor_mode="hil", operator="takeover",
+        store=out / "episodes.zarr", source="hil", time_scale=time_scale, seed=seed, steering=steering, view=view,
     )
     stop = _stop_event()
     learner = LearnerSupervisor(

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -22,17 +21,6 @@ from tether.datasets.store import EpisodeStore, StoreError
 
 LEARNER = {"sac": {"hidden_dims": [32, 32], "batch_size": 16}, "loop": {"learning_starts": 20, "checkpoint_every": 25}}
 RESUMED = re.compile(r"resumed from \S+: (\d+) env steps")
-
-
-@contextmanager
-def _own_signal_handlers() -> Iterator[None]:
-    """`train hil` installs SIGINT / SIGTERM handlers (Ctrl-C stops its graph); give pytest its own back."""
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
 
 
 def _wait(predicate: Callable[[], bool], done: threading.Event, timeout_s: float) -> bool:
@@ -86,13 +74,13 @@ def _kill_the_learner_then_interrupt(out: Path, done: threading.Event, seen: dic
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_domain):
+def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_domain, own_signal_handlers):
     out, config = tmp_path / "hil", tmp_path / "learner.yaml"
     config.write_text(yaml.safe_dump(LEARNER))
     done, seen = threading.Event(), {}
     killer = threading.Thread(target=_kill_the_learner_then_interrupt, args=(out, done, seen), daemon=True)
     killer.start()
-    with _own_signal_handlers():
+    with own_signal_handlers():
         try:
             result = CliRunner().invoke(app, [
                 "train", "hil", "--out", str(out), "--steps", "100000", "--config", str(config), "--time-scale", "5",
@@ -115,11 +103,13 @@ def test_train_hil_runs_on_through_a_learner_killed_with_sigkill(tmp_path, ros_d
     assert summary["learner"]["env_steps"] > resumed_at
 
 
-def test_train_hil_gives_up_on_a_learner_that_dies_before_sending_weights_and_stops_cleanly(tmp_path, ros_domain):
+def test_train_hil_gives_up_on_a_learner_that_dies_before_sending_weights_and_stops_cleanly(
+    tmp_path, ros_domain, own_signal_handlers
+):
     """A demo store the learner cannot read kills it at start: no restarts, the graph stops, one error line."""
     not_a_store = tmp_path / "demos.zarr"
     not_a_store.mkdir()
-    with _own_signal_handlers():
+    with own_signal_handlers():
         result = CliRunner().invoke(app, [
             "train", "hil", "--out", str(tmp_path / "hil"), "--demos", str(not_a_store), "--steps", "100",
         ])
@@ -142,13 +132,15 @@ def test_train_hil_refuses_a_bad_config_before_starting_anything(tmp_path):
     assert not (tmp_path / "hil").exists()
 
 
-def test_train_hil_from_pixels_with_a_frozen_encoder_learns_on_cached_features_through_the_graph(tmp_path, ros_domain):
+def test_train_hil_from_pixels_with_a_frozen_encoder_learns_on_cached_features_through_the_graph(
+    tmp_path, ros_domain, own_signal_handlers
+):
     """Two twin cameras through the camera node to the actor (frame-triggered steps) and, as transitions, to a learner
     whose frozen encoder caches each frame's features: it updates, checkpoints and keeps the images."""
     out, config = tmp_path / "hil", tmp_path / "learner.yaml"
     frozen = {"sac": {**LEARNER["sac"], "encoder": {"freeze_backbone": True}}, "loop": LEARNER["loop"]}
     config.write_text(yaml.safe_dump(frozen))
-    with _own_signal_handlers():
+    with own_signal_handlers():
         result = CliRunner().invoke(app, [
             "train", "hil", "--obs", "pixels", "--out", str(out), "--steps", "60", "--config", str(config),
             "--rig", "twin_panda_demo", "--time-scale", "2",
