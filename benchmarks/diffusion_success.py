@@ -54,6 +54,8 @@ from tether.policies.sac_loop import EVAL_SEEDS, LoopConfig
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
 `tether train diffusion` uses by default unless flags say otherwise."""
+FINETUNE_PROTOCOL = dict(seeds=5, finetune_steps=10_000)
+"""The fine-tuning figures' protocol: 5 seeds, 10,000 environment steps (the base deliberately weak: --steps)."""
 EVAL_SEED = 100_000  # evaluation episodes never share a seed with a demo
 DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
 FIGURES = "figures.json"
@@ -148,7 +150,8 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
 
 def reduced_from_protocol(args: argparse.Namespace) -> list[str]:
     """How this run's settings differ from the issue's protocol (empty for a full run)."""
-    return [f"{name} {getattr(args, name)} (protocol {value})" for name, value in PROTOCOL.items()
+    protocol = PROTOCOL | (FINETUNE_PROTOCOL if args.finetune_steps else {})
+    return [f"{name} {getattr(args, name)} (protocol {value})" for name, value in protocol.items()
             if getattr(args, name) != value]
 
 
@@ -210,7 +213,8 @@ def main() -> None:
     train_steps = args.steps or PRESETS[args.preset]["diffusion_train"].get("steps", TrainConfig().steps)
     differences = reduced_from_protocol(args)
     label = ("REDUCED run, not the issue's protocol: " + "; ".join(differences) + ". "
-             if differences else "The issue's protocol (100 demos, 3 training seeds x 50 evaluation episodes). ")
+             if differences else "The issue's protocol (100 demos, 3 training seeds x 50 evaluation episodes"
+             + (f"; fine-tuning: 5 seeds x {args.finetune_steps} steps). " if args.finetune_steps else "). "))
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     residual = (f"Fine-tuning with `tether train sac --base-policy`'s defaults ({', '.join(args.steer)}): residual "
                 f"scale {args.residual_scale} with {args.finetune_demos} scripted demos mapped into residuals, noise "
