@@ -194,5 +194,5 @@ def train_diffusion_on_demos(*, task: str, rig_path: Path, episodes: int, seed: 
     demos = run_expert(task, str(rig_path), episodes, seed, out=out / DEMO_STORE)
     diffusion_command(data=out / DEMO_STORE, out=out / "diffusion", rig=str(rig_path), task=task, obs=obs,
                       objective=None, preset="cpu", steps=None, seed=seed, config=config, debug=debug, resume=False,
-                      force=True)  # inside the run folder `train sim` has claimed
+                      device="cpu", force=True)  # inside the run folder `train sim` has claimed
     return {"demos": demos}
