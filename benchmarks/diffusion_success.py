@@ -69,7 +69,7 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
     start = time.perf_counter()
     folder = args.runs_dir / f"{task}_{obs}_{demos}demos_{args.action_targets}_s{seed}"
     if (folder / FIGURES).is_file():
-        return with_fast_sampler(json.loads((folder / FIGURES).read_text()), folder, args)
+        return with_derived_figures(json.loads((folder / FIGURES).read_text()), folder, args)
     store = folder / "demos.zarr"
     if not store.exists():
         run_expert(task, args.rig, demos, seed * DEMO_SEED, out=store)
@@ -91,10 +91,10 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
                                    if "success_rate" in r],
                "minutes_diffusion": (trained - start) / 60}
     figures["minutes_total"] = (time.perf_counter() - start) / 60
-    return with_fast_sampler(figures, folder, args)
+    return with_derived_figures(figures, folder, args)
 
 
-def with_fast_sampler(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
+def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
     """The base checkpoint's success with --fast-steps sampler steps on the same episodes, on the episodes of the
     fine-tuning's evaluations, and each --steer fine-tuning's figures (added to a run that lacks them), saved
     with the run's figures."""

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from tether.config import MOTION_AXES, TeleopConfig
-from tether.errors import MissingExtra, needs_extra
+from tether.errors import needs_extra
 from tether.types import DeviceError
 from tether.teleop.controls import Controls, scale_motion
 from tether.teleop.device import TeleopCommand, TeleopDevice
@@ -80,8 +80,6 @@ class KeyboardTeleop(TeleopDevice):
         try:
             with needs_extra("the keyboard teleop", "keyboard"):
                 from pynput import keyboard
-        except MissingExtra:
-            raise
         except ImportError as error:  # pynput picks its backend at import and fails without a usable one
             raise DeviceError(f"keyboard: pynput cannot start: {error}") from None
         self._listener = keyboard.Listener(on_press=self._on_press, on_release=self._on_release)

@@ -79,7 +79,9 @@ def record_demos(
     from tether.robot_ws.graph import Graph, GraphSpec
 
     rig = load_rig(rig_name)
-    nodes = ("twin",) * (rig.arm.backend == "twin") + ("arm", "cameras", "teleop", "actor", "recorder")
+    nodes = ("arm", "cameras", "teleop", "actor", "recorder")
+    if rig.arm.backend == "twin":
+        nodes = ("twin", *nodes)
     spec = GraphSpec(
         rig=rig, nodes=viewed(nodes, view),
         obs_mode="all", actor_mode="teleop", operator="always", store=out, source="teleop" if rig.teleop.device != "scripted" else "scripted",
