@@ -7,7 +7,7 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
   4. fine-tune SAC on the frozen base for --finetune-steps environment steps, each way of --steer
      (`tether train sac --base-policy best/ --steer residual|noise`, its defaults: the residual's safe recipe,
      `tether.policies.steering.RESIDUAL_SAC`), evaluating every --finetune-eval-every steps;
-  5. evaluate each fine-tuned checkpoint (base + steering) on the same --episodes episodes.
+  5. evaluate each fine-tuning's best/ (base + steering; its evaluations pick it) on the same --episodes episodes.
 `--finetune-steps 0` stops after step 3 (the diffusion policy's own figures).
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
 (rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success, and
@@ -49,7 +49,7 @@ from tether.datasets.store import EpisodeStore
 from tether.policies.diffusion import DiffusionConfig
 from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
 from tether.policies.sac import SACConfig
-from tether.policies.sac_loop import EVAL_SEEDS, LoopConfig
+from tether.policies.sac_loop import BEST_DIR, EVAL_SEEDS, LoopConfig
 
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
@@ -139,7 +139,7 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
                 raise
             print(f"{folder.name}: {error}; fine-tuning without demos (recorded in the results)")
             demo_episodes = 0
-    tuned = evaluate_checkpoint(folder / steer / "checkpoint", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+    tuned = evaluate_checkpoint(folder / steer / BEST_DIR, task, args.episodes, seed=EVAL_SEED, rig=args.rig)
     curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in result.curve]
     beaten = [steps for steps, success in curve if success > base_success]
     figures = {f"{steer}_demos": demo_episodes, f"{steer}_success": tuned.success_rate, f"{steer}_curve": curve,

@@ -55,6 +55,8 @@ from tether.types import Transition
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"
+"""The policy of the run's best evaluation (twin rollouts pick it, as they pick a diffusion policy's best/)."""
 REPLAY_DIR = "replay"
 ONLINE_STORE = "online.zarr"
 DEMO_STORE = "demos.zarr"
@@ -383,6 +385,12 @@ class Learner:
                       "seed": self.seed, **(extra_config or {})}
             meta = {LEARNER_STATE: asdict(self.state), DRIVER_STATE: driver_state or {}}
             return self.agent.save(directory, extra_config=config, extra_meta=meta)
+
+    def save_policy(self, directory: Path, *, extra_config: dict[str, Any] | None = None) -> Path:
+        """The agent as it is now, without buffers: what `tether eval` and `deploy` load."""
+        config = {"env_steps": self.state.env_steps, "seed": self.seed, **(extra_config or {})}
+        with self.agent_lock:
+            return self.agent.save(directory, extra_config=config)
 
     def resume(self) -> dict[str, Any] | None:
         """Restore agent, buffers, counters and RNG from the run's checkpoint; the driver's state, or None if

@@ -32,9 +32,10 @@ STEERS = ("residual", "noise")
 """How a SAC checkpoint may steer a frozen diffusion base (`tether.policies.steering`)."""
 STEERING_KEY = "base_policy"
 
-RUN_CHECKPOINTS = ("checkpoint", "best", "last")
-"""A run directory's policy checkpoint, preferred first: SAC runs (`train sac`, `train sim`, `train hil`) keep
-checkpoint/; diffusion runs best/ (highest rollout success) and last/. `tether demo` and `train sim --policy
+RUN_CHECKPOINTS = ("best", "checkpoint", "last")
+"""A run directory's policy checkpoint, preferred first: best/ (highest twin-rollout success: diffusion runs and
+SAC runs that evaluate), then the latest: checkpoint/ for SAC runs (`train sac`, `train sim`, `train hil`),
+last/ for diffusion runs. `tether demo` and `train sim --policy
 diffusion` keep such a run one folder down (hil/, diffusion/)."""
 NOT_POLICIES = {"reward_classifier": "a reward classifier (it scores observations; it does not act)"}
 

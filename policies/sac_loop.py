@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tether.datasets.replay import ReplayBuffer
-from tether.policies.learner import CHECKPOINT_DIR, DemoLoad, Learner, LoopConfig, rlif_transition  # noqa: F401
+from tether.policies.learner import BEST_DIR, CHECKPOINT_DIR, DemoLoad, Learner, LoopConfig, rlif_transition  # noqa: F401
 from tether.policies.sac import SACAgent
 from tether.teleop.arbitration import TakeoverRule
 from tether.types import ACTION_TAKEN, Observation, Transition
@@ -209,6 +209,8 @@ class LoopState:
     """State of the intervening expert's RNG as the current episode began (before its reset)."""
     wall_s: float = 0.0
     """Wall seconds of training in earlier sittings, up to their last checkpoint."""
+    best_success: float = -1.0
+    """The highest evaluated success so far: the policy saved in best/."""
 
 
 def train_sac(
@@ -292,6 +294,9 @@ def train_sac(
             bar.set_postfix(success=f"{point['success_rate']:.2f}")
             if out_dir is not None:
                 write_curve(state.curve, out_dir)
+                if point["success_rate"] >= state.best_success:  # ties go to the longer-trained policy
+                    state.best_success = point["success_rate"]
+                    learner.save_policy(out_dir / BEST_DIR, extra_config=checkpoint_config)
         due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
         if out_dir is not None and (due or step == config.steps):
             state.last_checkpoint = step

@@ -33,6 +33,8 @@ def test_train_sac_debug_then_eval_then_resume(tmp_path) -> None:
     result = json.loads((out / "result.json").read_text())
     assert result["utd_achieved"] == 4.0 and result["critic_updates"] > 0 and result["demo_transitions"] > 0
     assert (out / "curve.png").is_file() and (out / "checkpoint" / "model.safetensors").is_file()
+    best = max(range(len(curve)), key=lambda i: (curve[i]["success_rate"], i))  # ties: the later evaluation
+    assert json.loads((out / "best" / "config.json").read_text())["env_steps"] == curve[best]["env_steps"]
 
     report = tmp_path / "eval.json"
     output = _invoke("eval", "--policy", str(out / "checkpoint"), "--episodes", "1", "--json", str(report))
