@@ -1,4 +1,16 @@
-"""tether: a real-robot learning stack (ROS 2 nodes, HIL SAC, diffusion policies, MuJoCo twin)."""
+"""tether: a real-robot learning stack (ROS 2 nodes, HIL SAC, diffusion policies, MuJoCo twin).
+
+Its subpackages are the repository's top-level folders (linked here, and mapped in pyproject.toml for a wheel):
+- `tether.robot_ws`: ROS 2 nodes, hardware drivers and the graph runner (the only place that imports rclpy);
+- `tether.policies`: the SAC/RLPD learner, encoders, reward classifier, diffusion policy and checkpoints;
+- `tether.datasets`: the zarr episode store, replay buffers, samplers and converters (MCAP, LeRobot, Diffusion
+  Policy);
+- `tether.teleop`: teleop input devices and intervention arbitration;
+- `tether.sim2real`: the MuJoCo twin, the scripted operator, domain randomisation and system identification;
+- `tether.hardware_configs`: rig YAML files, one per set-up (`tether.config.load_rig`).
+The folders hold no `__init__.py` (namespace packages), so that from the repository root `import datasets` still
+finds the installed Hugging Face package rather than this folder.
+"""
 
 import os
 

@@ -1,7 +1,9 @@
 """Import names and the command line: the layout of DESIGN.md, installed as one distribution."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import typer.main
 from typer.testing import CliRunner
@@ -21,17 +23,18 @@ def test_subpackages_import_under_tether():
         assert module.__name__.startswith("tether.")
 
 
-def test_bare_datasets_name_is_not_this_project(tmp_path):
-    # Run from a neutral folder so the repository root is not on sys.path.
-    code = (
-        "import importlib.util, tether.datasets as ours\n"
-        "spec = importlib.util.find_spec('datasets')\n"
-        "assert spec is None or spec.origin != ours.__file__, spec\n"
-        "print('ok')"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+def test_from_the_repository_root_an_installed_datasets_package_wins(tmp_path):
+    # A regular package named `datasets` stands in for Hugging Face's (not a dependency here); the repository root
+    # is the working directory, so it is first on sys.path, as for a notebook or script opened in the checkout.
+    installed = tmp_path / "site" / "datasets"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("WHO = 'installed'\n")
+    root = Path(__file__).resolve().parents[2]
+    code = "import datasets, tether.datasets.store; print(datasets.WHO)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert result.stdout.strip() == "installed"
 
 
 def _all_commands(command, path: tuple[str, ...] = ()):

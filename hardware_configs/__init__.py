@@ -1,1 +1,0 @@
-"""Rig YAML files, one per set-up; load them with tether.config.load_rig."""

@@ -1,1 +1,0 @@
-"""Teleop input devices and intervention arbitration."""
