@@ -38,6 +38,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from mcap.reader import make_reader
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapWriter
 from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer
 from rosbags.typesys import Stores, get_typestore
@@ -117,25 +119,60 @@ def _to_ns(seconds: float) -> int:
     return round(seconds * NS)
 
 
+def message_definition(msgtype: str) -> str:
+    """The ROS 2 message definition text of `msgtype` (e.g. `std_msgs/msg/String`), from rosbags' Jazzy types."""
+    text, _ = get_typestore(Stores.ROS2_JAZZY).generate_msgdef(msgtype, ros_version=2)
+    return text
+
+
 class _BagWriter:
     """mcap_ros2's writer with message definitions taken from rosbags' Jazzy type store."""
 
     def __init__(self, stream: Any, namespace: str) -> None:
         self._writer = Writer(stream)
-        self._typestore = get_typestore(Stores.ROS2_JAZZY)
         self._schemas: dict[str, Any] = {}
         self._namespace = namespace.rstrip("/")
         self.count = 0
 
     def write(self, topic: str, msgtype: str, message: dict[str, Any], ns: int) -> None:
         if msgtype not in self._schemas:
-            text, _ = self._typestore.generate_msgdef(msgtype, ros_version=2)
-            self._schemas[msgtype] = self._writer.register_msgdef(msgtype, text)
+            self._schemas[msgtype] = self._writer.register_msgdef(msgtype, message_definition(msgtype))
         self._writer.write_message(f"{self._namespace}/{topic}", self._schemas[msgtype], message, ns, ns)
         self.count += 1
 
     def stamped(self, topic: str, msgtype: str, body: dict[str, Any], ns: int, frame: str = BASE_FRAME) -> None:
         self.write(topic, msgtype, {"header": {"stamp": _stamp(ns), "frame_id": frame}, **body}, ns)
+
+    def finish(self) -> None:
+        self._writer.finish()
+
+
+def bag_topics(cameras: list[str]) -> dict[str, str]:
+    """What a recording of the live graph holds, topic (under the namespace) -> message type: the topics import
+    reads, plus each camera's calibration."""
+    topics = {f"cameras/{name}/image_raw": "sensor_msgs/msg/Image" for name in cameras}
+    topics |= {f"cameras/{name}/camera_info": "sensor_msgs/msg/CameraInfo" for name in cameras}
+    topics |= {spec.topic: spec.msgtype for spec in STATE_TOPICS.values()}
+    return topics | {CMD: "geometry_msgs/msg/TwistStamped", GRIPPER_CMD: "std_msgs/msg/Float32",
+                     ENGAGED: "std_msgs/msg/Bool", EVENTS: "std_msgs/msg/String"}
+
+
+class SerializedBagWriter:
+    """An MCAP file of messages already serialised as CDR (what an rclpy raw subscription receives), with the
+    message definitions a ROS 2 bag reader needs to decode them."""
+
+    def __init__(self, stream: Any) -> None:
+        self._writer = McapWriter(stream, compression=CompressionType.ZSTD)
+        self._writer.start(profile="ros2", library="tether")
+        self._channels: dict[str, int] = {}
+        self.count = 0
+
+    def write(self, topic: str, msgtype: str, data: bytes, ns: int) -> None:
+        if topic not in self._channels:
+            schema = self._writer.register_schema(msgtype, "ros2msg", message_definition(msgtype).encode())
+            self._channels[topic] = self._writer.register_channel(topic, "cdr", schema)
+        self._writer.add_message(self._channels[topic], log_time=ns, data=data, publish_time=ns)
+        self.count += 1
 
     def finish(self) -> None:
         self._writer.finish()
@@ -214,6 +251,11 @@ class _Series:
         if i < 0:
             raise StoreError(f"topic {topic}: no sample at or before t={tick / NS:.3f}s")
         return self.times[i], self.values[i]
+
+    def first_from(self, ns: int) -> int | None:
+        """The time of the first sample at or after `ns`, None if there is none."""
+        i = int(np.searchsorted(np.asarray(self.times), ns, side="left"))
+        return self.times[i] if i < len(self.times) else None
 
 
 def _decode_image(topic: str, message: Any) -> np.ndarray:
@@ -307,9 +349,12 @@ def import_mcap(
             elif event == "rerecord":
                 start = None
             elif event in END_EVENTS and start is not None:
-                ref = np.asarray(series[reference].times)
-                t0 = int(ref[np.searchsorted(ref, start)]) if ref[-1] >= start else ns
-                ticks = list(range(t0, ns - period // 2, period))
+                # The first step is the first reference sample once this episode has commands (a live bag's
+                # first command follows the first frames by the actor's latency).
+                commanded = [series[topic].first_from(start) for topic in (CMD, GRIPPER_CMD)]
+                first = max(start, *(c - period // 2 for c in commanded if c is not None))
+                t0 = series[reference].first_from(first) if None not in commanded else None
+                ticks = list(range(t0, ns - period // 2, period)) if t0 is not None else []
                 if not ticks:
                     start = None
                     continue

@@ -47,8 +47,8 @@ GIL_SWITCH_S = 0.001
 default let the physics, camera and executor threads delay a frame or a command by several ms at a time
 (benchmarks/control_loop.py: latency p99 24.9 -> 21.0 ms, period jitter p99 4.2 -> 0.6 ms at 10 Hz); 0.5 ms
 switched so often that it was slower again."""
-NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach", "viewer")  # the live twin, the real-side reach judge and the
-# rerun view run only when asked for
+NODE_NAMES = (*DEFAULT_NODES, "mirror", "reach", "viewer", "bag")  # the live twin, the real-side reach judge, the
+# rerun view and the MCAP recording run only when asked for
 
 
 @dataclass
@@ -76,6 +76,8 @@ class GraphSpec:
     A `policy` checkpoint trained that way needs none: it loads with its base (`load_policy`)."""
     view: str | None = None
     """Where the viewer node streams the run: `spawn` (a rerun viewer) or a .rrd path (`--view`)."""
+    bag: Path | None = None
+    """The MCAP file the bag node records the graph's topics into (`--bag`)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.nodes) - set(NODE_NAMES))
@@ -92,6 +94,8 @@ class GraphSpec:
             raise ValueError("the learner node needs a run directory")
         if "viewer" in self.nodes and self.view is None:
             raise ValueError("the viewer node needs a target (spawn or a .rrd path)")
+        if "bag" in self.nodes and self.bag is None:
+            raise ValueError("the bag node needs an MCAP path")
 
 
 def plain_node(context: rclpy.Context, name: str, namespace: str) -> Node:
@@ -163,6 +167,10 @@ class Graph:
             from tether.robot_ws.nodes.viewer import ViewerNode
 
             self.nodes["viewer"] = ViewerNode(rig, spec.view, **self._kwargs())
+        if "bag" in names:
+            from tether.robot_ws.nodes.bag import BagNode
+
+            self.nodes["bag"] = BagNode(rig, spec.bag, **self._kwargs())
         if "mirror" in names:
             from tether.robot_ws.nodes.mirror import MirrorNode
 

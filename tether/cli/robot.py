@@ -73,19 +73,22 @@ def _stop_event() -> threading.Event:
 
 def record_demos(
     rig_name: str, out: Path, episodes: int, *, seed: int, time_scale: float, progress: bool = True,
-    view: str | None = None,
+    view: str | None = None, bag: Path | None = None,
 ) -> dict:
-    """Teleoperated (on the twin: scripted) episodes through the graph into a store; returns counts."""
+    """Teleoperated (on the twin: scripted) episodes through the graph into a store (and, with `bag`, the graph's
+    topics into an MCAP file); returns counts."""
     from tether.robot_ws.graph import Graph, GraphSpec
 
     rig = load_rig(rig_name)
     nodes = ("arm", "cameras", "teleop", "actor", "recorder")
     if rig.arm.backend == "twin":
         nodes = ("twin", *nodes)
+    if bag is not None:
+        nodes = (*nodes, "bag")
     spec = GraphSpec(
         rig=rig, nodes=viewed(nodes, view),
         obs_mode="all", actor_mode="teleop", operator="always", store=out, source="teleop" if rig.teleop.device != "scripted" else "scripted",
-        max_episodes=None, time_scale=time_scale, seed=seed, view=view,
+        max_episodes=None, time_scale=time_scale, seed=seed, view=view, bag=bag,
     )
     stop = _stop_event()
     with Graph(spec) as graph, tqdm(total=episodes, desc="record", unit="episode", disable=not progress) as bar:
@@ -109,9 +112,11 @@ def record(
     seed: int = SeedOption,
     time_scale: float = TimeScaleOption,
     view: str | None = ViewOption,
+    bag: Path | None = typer.Option(None, "--bag", help="Also record the graph's topics into this MCAP file "
+                                    "(a ROS 2 bag; `tether data convert` imports it)."),
 ) -> None:
     """Record teleoperated demonstrations (on the twin, by the scripted operator) into a store."""
-    summary = record_demos(rig, out, episodes, seed=seed, time_scale=time_scale, view=view)
+    summary = record_demos(rig, out, episodes, seed=seed, time_scale=time_scale, view=view, bag=bag)
     typer.echo(json.dumps(summary))
 
 
