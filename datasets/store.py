@@ -661,6 +661,11 @@ class EpisodeWriter:
             if self._episode is not None:
                 log.warning("%s: closing with episode open; discarding its %d steps", self.path, self.steps_in_episode)
                 self.discard_episode()
+            self._wait_writes(raise_errors=False)
+            try:
+                self.truncate_tail()  # the room grown ahead of the last commit
+            except OSError as error:  # a full disk: the tail stays, readers ignore it and repair truncates it
+                log.warning("%s: could not trim the uncommitted tail: %s", self.path, error)
         finally:  # even when the disk refuses the discard: its frames stay an uncommitted tail
             self._pool.shutdown()
             os.close(self._lock)
@@ -797,10 +802,10 @@ class EpisodeWriter:
             "has_final_obs": final_obs is not None,
         }
         rows += [(self._arrays[f"{EPISODES}/{name}"], value) for name, value in values.items()]
-        # Shapes and per-episode rows are independent writes: all at once, and only then the commit point.
-        jobs = [self._pool.submit(_set_row, array, index, value) for array, value in rows]
-        jobs += [self._pool.submit(_resize_rows, self._array(key), self._cursor) for key in self.data_keys]
-        for job in jobs:
+        # Per-episode rows are independent writes: all at once, and only then the commit point. Step arrays keep
+        # the room grown ahead of the cursor (trimmed at close): shrinking them at every commit and growing them
+        # again at the next step cost two metadata writes per array per episode.
+        for job in [self._pool.submit(_set_row, array, index, value) for array, value in rows]:
             job.result()
         _set_row(self._arrays[ENDS], index, self._cursor)  # the commit point
         self._committed = self._cursor
@@ -1020,10 +1025,6 @@ def truncate_episode_ends(array: zarr.Array, count: int) -> None:
     if array.shape[0] > count:
         array[count:] = 0
         array.resize((count,))
-
-
-def _resize_rows(array: zarr.Array, rows: int) -> None:
-    array.resize((rows, *array.shape[1:]))
 
 
 def _set_rows(array: zarr.Array, rows: slice, values: np.ndarray) -> None:
