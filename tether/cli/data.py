@@ -19,7 +19,10 @@ import typer
 from tether.config import DEFAULT_RIG, load_rig
 from tether.errors import BadInput
 
-app = typer.Typer(help="Episode stores: info, verify, repair, pack (zip), convert (MCAP <-> zarr), view.", no_args_is_help=True)
+app = typer.Typer(
+    help="Episode stores: info, verify, repair, pack (zip), convert (MCAP <-> zarr, LeRobot <-> zarr), view.",
+    no_args_is_help=True,
+)
 log = logging.getLogger(__name__)
 
 PathArgument = typer.Argument(..., help="Episode store directory (e.g. demos.zarr).")
@@ -155,32 +158,59 @@ def pack(
                f"{report.bytes / 1e6:.2f} MB")
 
 
-CONVERT_TARGETS = ("auto", "diffusion-policy")
+CONVERT_TARGETS = ("auto", "diffusion-policy", "lerobot")
+CONVERT_SOURCES = ("auto", "lerobot")
+
+
+def export_layout(source: Path, target: Path, to: str, force: bool) -> None:
+    """A store into another codebase's layout (`--to diffusion-policy` or `--to lerobot`)."""
+    from tether.datasets.diffusion_policy_io import export_diffusion_policy
+    from tether.datasets.lerobot_io import export_lerobot
+
+    export, layout = {
+        "diffusion-policy": (export_diffusion_policy, "the Diffusion Policy ReplayBuffer layout"),
+        "lerobot": (export_lerobot, "the LeRobotDataset v3.0 format"),
+    }[to]
+    with replacing(target, force) as temporary:
+        count = export(source, temporary, progress=True)
+    typer.echo(f"{target}: {count} episode(s) from {source} in {layout}")
 
 
 @app.command()
 def convert(
-    source: Path = typer.Argument(..., help="A .mcap bag or a .zarr store."),
-    target: Path = typer.Argument(..., help="The other kind: a .zarr store or a .mcap file."),
+    source: Path = typer.Argument(..., help="A .mcap bag, a .zarr store, a LeRobot folder (--from)."),
+    target: Path = typer.Argument(..., help="The other kind: a .zarr store, a .mcap file, a folder (--to)."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig for namespace, control rate and action scale."),
-    episode_source: str = typer.Option("teleop", "--source", help="Episode source recorded for a bag's episodes."),
+    episode_source: str = typer.Option("teleop", "--source", help="Episode source recorded for a bag's "
+                                       "episodes (and a LeRobot dataset's, unless tether made it)."),
     task: str = typer.Option("", "--task", help="Task name recorded for a bag's episodes."),
     append: bool = typer.Option(False, "--append", help="MCAP to zarr: append to an existing store (same spec)."),
     to: str = typer.Option("auto", "--to", help="auto: MCAP <-> zarr by the file extensions; diffusion-policy: a "
-                           "store into the Diffusion Policy codebase's ReplayBuffer layout (zarr 2)."),
+                           "store into the Diffusion Policy codebase's ReplayBuffer layout (zarr 2); "
+                           "lerobot: a store into a LeRobotDataset v3.0 folder (images as PNG)."),
+    from_: str = typer.Option("auto", "--from", help="auto: by the file extensions; lerobot: SOURCE is a "
+                              "LeRobotDataset v3.0 folder, imported into a new .zarr store."),
     force: bool = ForceOption,
 ) -> None:
-    """MCAP (ROS 2 bag) to zarr, or zarr to MCAP, by the file extensions; or a store into another codebase's layout."""
+    """MCAP (ROS 2 bag) to zarr, or zarr to MCAP, by the file extensions; a store into another codebase's
+    layout (--to); or a LeRobot dataset into a store (--from lerobot)."""
     from tether.datasets.mcap_io import export_mcap, import_mcap
 
     if to not in CONVERT_TARGETS:
         raise BadInput(f"--to {to}: must be one of {', '.join(CONVERT_TARGETS)}")
-    if to == "diffusion-policy":
-        from tether.datasets.diffusion_policy_io import export_diffusion_policy
+    if from_ not in CONVERT_SOURCES:
+        raise BadInput(f"--from {from_}: must be one of {', '.join(CONVERT_SOURCES)}")
+    if from_ == "lerobot":
+        from tether.datasets.lerobot_io import import_lerobot
 
+        if to != "auto" or append:
+            raise BadInput("--from lerobot: imports into a new .zarr store; not with --to or --append")
         with replacing(target, force) as temporary:
-            count = export_diffusion_policy(source, temporary, progress=True)
-        typer.echo(f"{target}: {count} episode(s) from {source} in the Diffusion Policy ReplayBuffer layout")
+            count = import_lerobot(source, temporary, source=episode_source, progress=True)
+        typer.echo(f"{target}: {count} episode(s) imported from the LeRobot dataset {source}")
+        return
+    if to != "auto":
+        export_layout(source, target, to, force)
         return
     if (source.suffix == ".mcap") == (target.suffix == ".mcap"):
         raise BadInput(f"{source} -> {target}: exactly one side must be a .mcap file")
