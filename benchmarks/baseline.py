@@ -19,14 +19,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 BOOTSTRAP = """
-import importlib.util, runpy, sys
+import importlib.machinery, importlib.util, os, runpy, sys
 name, folder, module = sys.argv[1:4]
 if folder:
     import tether
-    spec = importlib.util.spec_from_file_location(name, folder + "/__init__.py", submodule_search_locations=[folder])
+    init = folder + "/__init__.py"  # revisions from before the folders became namespace packages have one
+    if os.path.exists(init):
+        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
+    else:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [folder]
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
-    spec.loader.exec_module(package)
+    if spec.loader is not None:
+        spec.loader.exec_module(package)
     setattr(tether, name.rsplit(".", 1)[1], package)
 sys.argv = [module, *sys.argv[4:]]
 runpy.run_module(module, run_name="__main__")
