@@ -7,7 +7,8 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
   4. fine-tune SAC on the frozen base for --finetune-steps environment steps, each way of --steer
      (`tether train sac --base-policy best/ --steer residual|noise`, its defaults: the residual's safe recipe,
      `tether.policies.steering.RESIDUAL_SAC`), evaluating every --finetune-eval-every steps;
-  5. evaluate each fine-tuning's best/ (base + steering; its evaluations pick it) on the same --episodes episodes.
+  5. evaluate each fine-tuned policy (base + steering), the final one and the one its best evaluation picked
+     (best/), on the same --episodes episodes.
 `--finetune-steps 0` stops after step 3 (the diffusion policy's own figures).
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
 (rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success, and
@@ -49,7 +50,7 @@ from tether.datasets.store import EpisodeStore
 from tether.policies.diffusion import DiffusionConfig
 from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
 from tether.policies.sac import SACConfig
-from tether.policies.sac_loop import BEST_DIR, EVAL_SEEDS, LoopConfig
+from tether.policies.sac_loop import BEST_DIR, CHECKPOINT_DIR, EVAL_SEEDS, LoopConfig
 
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
@@ -85,19 +86,23 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
                     eval_env=env, out_dir=folder / "dp", progress=False)
     env.close()
     trained = time.perf_counter()
-    base = evaluate_checkpoint(folder / "dp" / "best", task, args.episodes, seed=EVAL_SEED, rig=args.rig)
-    figures = {"task": task, "obs": obs, "demos": demos, "seed": seed, "base_success": base.success_rate,
+    figures = {"task": task, "obs": obs, "demos": demos, "seed": seed,
                "diffusion_curve": [(r["step"], r["success_rate"]) for r in _report(folder)["rows"]
                                    if "success_rate" in r],
                "minutes_diffusion": (trained - start) / 60}
+    figures = with_derived_figures(figures, folder, args, before_finetuning=True)
     figures["minutes_total"] = (time.perf_counter() - start) / 60
     return with_derived_figures(figures, folder, args)
 
 
-def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
-    """The base checkpoint's success with --fast-steps sampler steps on the same episodes, on the episodes of the
-    fine-tuning's evaluations, and each --steer fine-tuning's figures (added to a run that lacks them), saved
-    with the run's figures."""
+def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace,
+                         before_finetuning: bool = False) -> dict:
+    """The base checkpoint's success on the held-out episodes, with --fast-steps sampler steps on the same
+    episodes, on the episodes of the fine-tuning's evaluations, and each --steer fine-tuning's figures: those a run lacks are added and saved with
+    the run's figures (`before_finetuning`: the base's figures only, not yet saved)."""
+    if "base_success" not in figures:
+        figures["base_success"] = evaluate_checkpoint(folder / "dp" / "best", figures["task"], args.episodes,
+                                                      seed=EVAL_SEED, rig=args.rig).success_rate
     key = f"fast_{args.fast_steps}_success"
     if key not in figures:
         figures[key] = evaluate_checkpoint(folder / "dp" / "best", figures["task"], args.episodes, seed=EVAL_SEED,
@@ -106,6 +111,8 @@ def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace) 
         figures[BASE_ON_FINETUNE_EPISODES] = evaluate_checkpoint(
             folder / "dp" / "best", figures["task"], args.finetune_eval_episodes,
             seed=EVAL_SEEDS + figures["seed"], rig=args.rig).success_rate
+    if before_finetuning:  # the caller adds its timing and calls again
+        return figures
     (folder / FIGURES).write_text(json.dumps(figures))
     for steer in args.steer if args.finetune_steps else ():
         figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, figures["base_success"], args,
@@ -139,10 +146,12 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
                 raise
             print(f"{folder.name}: {error}; fine-tuning without demos (recorded in the results)")
             demo_episodes = 0
-    tuned = evaluate_checkpoint(folder / steer / BEST_DIR, task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+    final, best = (evaluate_checkpoint(folder / steer / name, task, args.episodes, seed=EVAL_SEED, rig=args.rig)
+                   for name in (CHECKPOINT_DIR, BEST_DIR))
     curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in result.curve]
     beaten = [steps for steps, success in curve if success > base_success]
-    figures = {f"{steer}_demos": demo_episodes, f"{steer}_success": tuned.success_rate, f"{steer}_curve": curve,
+    figures = {f"{steer}_demos": demo_episodes, f"{steer}_success": final.success_rate,
+               f"{steer}_best_success": best.success_rate, f"{steer}_curve": curve,
                f"{steer}_steps_to_beat_base": beaten[0] if beaten else None}
     saved.write_text(json.dumps(figures))
     return figures
@@ -191,14 +200,14 @@ def main() -> None:
         runs = [run_condition(task, args.obs, demos, seed, args) for seed in range(args.seeds)]
         condition = {"task": task, "obs": args.obs, "demos": demos, "runs": runs}
         steers = args.steer if args.finetune_steps else []
-        for name in ("base", f"fast_{args.fast_steps}", *steers):
+        for name in ("base", f"fast_{args.fast_steps}", *steers, *(f"{steer}_best" for steer in steers)):
             (iqm,), ci = iqm_curve(np.array([[r[f"{name}_success"]] for r in runs]), args.bootstrap, seed=0)
             condition |= {f"{name}_iqm": iqm, f"{name}_ci": ci[:, 0].tolist()}
         conditions.append(condition)
     rows = [[f"{c['task']} {c['obs']} {c['demos']} demos", args.seeds, args.episodes, _interval(c, "base"),
              _interval(c, f"fast_{args.fast_steps}"),
              *[cell for steer in steers for cell in (
-                 _interval(c, steer),
+                 _interval(c, steer), _interval(c, f"{steer}_best"),
                  ", ".join(str(r[f"{steer}_steps_to_beat_base"] or "not within budget") for r in c["runs"]),
                  ", ".join(f"{worst_dip(r, steer):+.2f}" for r in c["runs"]))],
              f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
@@ -207,6 +216,7 @@ def main() -> None:
                             f"same checkpoint, {args.fast_steps}-step sampler IQM [95% CI]",
                             *[column for steer in steers for column in (
                                 f"+ {steer} SAC ({args.finetune_steps} steps) IQM [95% CI]",
+                                f"{steer}: its best evaluation's policy IQM [95% CI]",
                                 f"{steer}: steps to beat the base (per seed)",
                                 f"{steer}: worst dip below the base (per seed)")],
                             "minutes to train the diffusion policy", "minutes per seed before fine-tuning"], rows)

@@ -57,6 +57,7 @@ class ChunkedExecutor:
         prefetch: int = 2,
         ensemble: float | None = None,
         to_action: Callable[[Observation, np.ndarray], np.ndarray] | None = None,
+        on_episode_start: Callable[[Observation], object] | None = None,
     ) -> None:
         if not 0 <= prefetch < n_action_steps:
             raise ValueError(f"prefetch {prefetch} must be in [0, n_action_steps={n_action_steps})")
@@ -67,6 +68,8 @@ class ChunkedExecutor:
         self.to_action = to_action
         """Maps a chunk entry to this tick's action given this tick's observation (a policy whose chunks hold
         targets, not actions); None: entries are actions."""
+        self.on_episode_start = on_episode_start
+        """Called with an episode's first observation (its policy keys) before the episode's first inference."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-inference") if asynchronous else None
         self._lock = threading.Lock()
         self.starved = 0
@@ -91,6 +94,8 @@ class ChunkedExecutor:
         frame = {key: np.asarray(obs[key]) for key in self.observation_keys}
         if not self._history:  # the first observation of an episode stands in for the missing past
             self._history.extend([frame] * (self.n_obs_steps - 1))
+            if self.on_episode_start is not None:
+                self.on_episode_start(frame)
         self._history.append(frame)
         self._collect()
         if self._tick >= self._next_plan and self._pending is None:

@@ -15,6 +15,7 @@ live in the model's buffers and travel in model.safetensors (Diffusion Policy's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -35,6 +36,7 @@ from tether.policies.networks import SpatialSoftmax, StrictConfig, load_backbone
 from tether.policies.sac import space_from_json, space_to_json
 from tether import spaces
 from tether.spaces import is_image_key
+from tether.types import Observation
 
 CHECKPOINT_KIND = "diffusion"
 ACTION = "action"
@@ -481,13 +483,26 @@ class DiffusionPolicy(nn.Module):
         return policy.eval()
 
 
-def chunked_policy(policy: DiffusionPolicy, *, asynchronous: bool = True, ensemble: float | None = None,
-                   seed: int = 0) -> ChunkedExecutor:
-    """The policy as a per-tick controller (history, receding horizon; inference on a thread when `asynchronous`)."""
-    generator = torch.Generator().manual_seed(seed)
+def scene_seed(first: Observation) -> int:
+    """A seed from an episode's first observation (its arrays' bytes, keys in order): the same scene, the same seed."""
+    digest = hashlib.blake2b(digest_size=8)
+    for key in sorted(first):
+        digest.update(np.ascontiguousarray(first[key]).tobytes())
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def chunked_policy(policy: DiffusionPolicy, *, asynchronous: bool = True, ensemble: float | None = None) -> ChunkedExecutor:
+    """The policy as a per-tick controller (history, receding horizon; inference on a thread when `asynchronous`).
+
+    The sampler's noise of an episode is seeded by its first observation (`scene_seed`): the policy acts the same
+    way on the same scene, so two evaluations on the same episodes, such as a base alone and the base under a
+    residual that has not moved yet, are paired (common random numbers) and differ by what differs between the
+    policies, not by the sampler's luck. Scenes that differ draw different noise."""
+    generator = torch.Generator()
     return ChunkedExecutor(lambda history: policy.predict_chunk(history, generator), policy.observation_keys,
                            n_obs_steps=policy.config.n_obs_steps, n_action_steps=policy.config.n_action_steps,
-                           asynchronous=asynchronous, ensemble=ensemble, to_action=policy.tick_action)
+                           asynchronous=asynchronous, ensemble=ensemble, to_action=policy.tick_action,
+                           on_episode_start=lambda first: generator.manual_seed(scene_seed(first)))
 
 
 def actions_to_targets(actions: np.ndarray, tcp_pose: np.ndarray, scale: float) -> np.ndarray:

@@ -147,7 +147,7 @@ def load_batch(sampler: SequenceSampler, indices: np.ndarray, device: torch.devi
 
 def rollout(policy: DiffusionPolicy, env: gym.Env, episodes: int, *, seed: int, record: bool = False) -> EvalResult:
     """Success of `policy` over `episodes` episodes (seeds seed, seed + 1, ...) with synchronous chunks."""
-    executor = chunked_policy(policy, asynchronous=False, seed=seed)
+    executor = chunked_policy(policy, asynchronous=False)
     return evaluate(executor.act, ResetOnEpisode(env, executor), episodes, seed=seed, record=record)
 
 

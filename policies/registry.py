@@ -32,10 +32,10 @@ STEERS = ("residual", "noise")
 """How a SAC checkpoint may steer a frozen diffusion base (`tether.policies.steering`)."""
 STEERING_KEY = "base_policy"
 
-RUN_CHECKPOINTS = ("best", "checkpoint", "last")
-"""A run directory's policy checkpoint, preferred first: best/ (highest twin-rollout success: diffusion runs and
-SAC runs that evaluate), then the latest: checkpoint/ for SAC runs (`train sac`, `train sim`, `train hil`),
-last/ for diffusion runs. `tether demo` and `train sim --policy
+RUN_CHECKPOINTS = ("checkpoint", "best", "last")
+"""A run directory's policy checkpoint, preferred first: SAC runs (`train sac`, `train sim`, `train hil`) keep
+their latest policy in checkpoint/ (and, where they evaluate, the policy of their best evaluation in best/: name
+it to use it); diffusion runs best/ (highest rollout success) and last/. `tether demo` and `train sim --policy
 diffusion` keep such a run one folder down (hil/, diffusion/)."""
 NOT_POLICIES = {"reward_classifier": "a reward classifier (it scores observations; it does not act)"}
 
@@ -79,8 +79,6 @@ class LoadOptions:
     """SAC: the mean action (evaluation, deployment) instead of a sample (on-robot training)."""
     asynchronous: bool = False
     """Diffusion bases: infer the next chunk on a background thread (the actor node) instead of blocking."""
-    seed: int = 0
-    """Diffusion bases: seed of the sampler's noise."""
     ensemble: float | None = None
     """Diffusion: ACT's temporal ensembling weight (None: the newest chunk's action)."""
     sampler_steps: int | None = None
@@ -203,7 +201,7 @@ def _run_checkpoint(run: Path) -> Path | None:
     return next((run / name for name in RUN_CHECKPOINTS if (run / name).is_dir()), None)
 
 
-def load_policy(path: Path, *, deterministic: bool = True, asynchronous: bool = False, seed: int = 0,
+def load_policy(path: Path, *, deterministic: bool = True, asynchronous: bool = False,
                 ensemble: float | None = None, sampler_steps: int | None = None) -> LoadedPolicy:
     """The policy a checkpoint or run directory holds, loaded into the class its kind names (see the module
     docstring); anything that cannot act is a `CheckpointError` naming the folder and the reason."""
@@ -212,7 +210,7 @@ def load_policy(path: Path, *, deterministic: bool = True, asynchronous: bool = 
     kind = policy_kind(checkpoint, config)
     if sampler_steps is not None and kind != "diffusion":
         raise CheckpointError(f"{checkpoint}: sampler steps apply to a diffusion policy, not to kind '{kind}'")
-    options = LoadOptions(deterministic=deterministic, asynchronous=asynchronous, seed=seed, ensemble=ensemble,
+    options = LoadOptions(deterministic=deterministic, asynchronous=asynchronous, ensemble=ensemble,
                           sampler_steps=sampler_steps)
     try:
         return _LOADERS[kind](checkpoint, config, options)
@@ -244,7 +242,7 @@ def _diffusion(checkpoint: Path, config: dict[str, Any], options: LoadOptions) -
     policy = DiffusionPolicy.load(checkpoint)
     if options.sampler_steps is not None:
         policy.config = DiffusionConfig.model_validate({**policy.config.model_dump(), "inference_steps": options.sampler_steps})
-    executor = chunked_policy(policy, asynchronous=options.asynchronous, ensemble=options.ensemble, seed=options.seed)
+    executor = chunked_policy(policy, asynchronous=options.asynchronous, ensemble=options.ensemble)
     return LoadedPolicy("diffusion", checkpoint, policy.observation_space, action_box(policy.action_dim), executor)
 
 
@@ -264,7 +262,7 @@ def _steered(checkpoint: Path, config: dict[str, Any], options: LoadOptions) -> 
         raise CheckpointError(f"checkpoint {checkpoint}: its base policy: {error}") from None
     reads = {k: v for k, v in actor.agent.observation_space.spaces.items() if k != BASE_ACTION}
     space = gym.spaces.Dict({**reads, **base.observation_space.spaces})
-    controller = steering.policy(actor.act, base, seed=options.seed, asynchronous=options.asynchronous)
+    controller = steering.policy(actor.act, base, asynchronous=options.asynchronous)
     return LoadedPolicy(steering.steer, checkpoint, space, action_box(base.action_dim), controller)
 
 

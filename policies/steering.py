@@ -72,31 +72,31 @@ class Steering:
         """The frozen base from its checkpoint (errors name it and the reason)."""
         return DiffusionPolicy.load(self.base)
 
-    def wrap(self, env: gym.Env, seed: int) -> gym.Env:
+    def wrap(self, env: gym.Env) -> gym.Env:
         """`env` as the RL actor sees it while it trains."""
         policy = self.load_base()
         missing = [k for k in policy.observation_keys if k not in env.observation_space.spaces]
         if missing:
             raise ValueError(f"{self.base}: needs observation {missing}, which this env lacks")
         if self.steer == "residual":
-            return ResidualEnv(env, chunked_policy(policy, asynchronous=False, seed=seed), self.scale)
+            return ResidualEnv(env, chunked_policy(policy, asynchronous=False), self.scale)
         return NoiseSteeringEnv(env, policy, noise_scale=self.scale)
 
-    def policy(self, actor: Callable[[Observation], np.ndarray], base: DiffusionPolicy, *, seed: int,
+    def policy(self, actor: Callable[[Observation], np.ndarray], base: DiffusionPolicy, *,
                asynchronous: bool) -> ResidualPolicy | NoiseSteeredPolicy:
         """The trained `actor` and `base` as one per-tick policy acting in the env's own action space
         (what `tether.policies.registry` loads for evaluation and deployment)."""
         if self.steer == "residual":
-            return ResidualPolicy(actor, self._residual(base, seed=seed, asynchronous=asynchronous))
+            return ResidualPolicy(actor, self._residual(base, asynchronous=asynchronous))
         return NoiseSteeredPolicy(actor, NoiseDecoder(base, self.scale))
 
-    def residual(self, *, seed: int, asynchronous: bool = True) -> Residual:
+    def residual(self, *, asynchronous: bool = True) -> Residual:
         """The base and bound as the robot's actor node applies them while the learner trains the residual: residual
         steering only, the base chunked (asynchronously by default, so its inference never stalls the control loop)."""
         if self.steer != "residual":
             raise ValueError(f"{self.base}: '{self.steer}' steering trains in the twin only (tether train sac); "
                              "the actor node trains residual steering")
-        return self._residual(self.load_base(), seed=seed, asynchronous=asynchronous)
+        return self._residual(self.load_base(), asynchronous=asynchronous)
 
-    def _residual(self, base: DiffusionPolicy, *, seed: int, asynchronous: bool) -> Residual:
-        return Residual(chunked_policy(base, asynchronous=asynchronous, seed=seed), self.scale)
+    def _residual(self, base: DiffusionPolicy, *, asynchronous: bool) -> Residual:
+        return Residual(chunked_policy(base, asynchronous=asynchronous), self.scale)

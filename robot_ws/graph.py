@@ -182,8 +182,8 @@ class Graph:
             # to wake than the work it shares (two pixel encoders: 15 ms on two threads, 4 ms on one).
             torch.set_num_threads(1)
             policy = None if spec.policy is None else load_policy(
-                spec.policy, deterministic=spec.actor_mode == "eval", asynchronous=True, seed=spec.seed)
-            residual = spec.steering.residual(seed=spec.seed) if spec.steering is not None else None
+                spec.policy, deterministic=spec.actor_mode == "eval", asynchronous=True)
+            residual = spec.steering.residual() if spec.steering is not None else None
             # The actor assembles (and records) the spec's observation and whatever its policy and base need.
             keys = tuple(self.observation_space().spaces)
             for needs in (policy, residual.base if residual is not None else None):

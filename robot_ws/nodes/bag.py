@@ -19,11 +19,13 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from tether.config import RigConfig
-from tether.datasets.mcap_io import EVENTS, SerializedBagWriter, bag_topics
+from tether.datasets.mcap_io import SerializedBagWriter, bag_topics
 from tether.robot_ws import qos
 
 RELIABLE_BACKLOG = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-"""Commands and teleop engagement: the publishers' reliable profile, with room while the file is written."""
+"""Commands, teleop engagement and episode events: reliable, with room while the file is written. Volatile: the
+bag starts with the graph, and a late-joining reader's replay of the events' history would put old events at
+the time they were replayed."""
 
 
 def _message_class(msgtype: str) -> type:
@@ -33,8 +35,6 @@ def _message_class(msgtype: str) -> type:
 
 
 def _profile(topic: str) -> QoSProfile:
-    if topic == EVENTS:
-        return qos.EVENTS
     if topic.startswith(("cameras/", "arm/", "gripper/state")) and topic != "arm/cmd":
         return qos.SENSOR
     return RELIABLE_BACKLOG

@@ -105,7 +105,7 @@ class LearnerNode(Node):
                 f"{len(self.online)} online and {len(self.demos)} demo transitions"
             )
         elif demos is not None:
-            loaded = self.learner.add_demos(demos, self._residual_of(seed))
+            loaded = self.learner.add_demos(demos, self._residual_of())
             self.get_logger().info(f"{loaded.transitions} demo transitions ({loaded.episodes} episodes) from {demos}; "
                                    f"{loaded.skipped} failed or unlabelled episodes skipped")
         self.weights_pub = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
@@ -116,11 +116,11 @@ class LearnerNode(Node):
         self._thread = threading.Thread(target=self._train, name="learner-updates", daemon=True)
         self._thread.start()
 
-    def _residual_of(self, seed: int) -> Callable[[EpisodeArrays], EpisodeArrays] | None:
+    def _residual_of(self) -> Callable[[EpisodeArrays], EpisodeArrays] | None:
         """Steering a base policy, each demo episode as the residual learner sees it."""
         if self.steering is None:
             return None
-        residual = self.steering.residual(seed=seed, asynchronous=False)
+        residual = self.steering.residual(asynchronous=False)
         keys = tuple(k for k in self.learner.demos.observation_space.spaces if k != BASE_ACTION)
         return lambda episode: residual_episode(episode, residual, keys)
 

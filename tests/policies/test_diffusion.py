@@ -146,6 +146,27 @@ def test_ddpm_schedule_is_squared_cosine_and_ddim_visits_evenly_spaced_steps(h) 
     assert policy.sampler.timesteps.tolist() == [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]
 
 
+def test_a_chunked_policy_draws_its_noise_from_the_episodes_first_observation(h) -> None:
+    """Common random numbers: the same scene, the same actions, whatever ran before; another scene, other noise."""
+    space = h.state_space()
+    policy = DiffusionPolicy(space, 4, TINY)
+    policy.normaliser.fit({"state/tcp_pose": np.zeros((1, 7)), "state/gripper": np.zeros((1, 1)),
+                           "action": np.array([[-2.0, -1, -1, -1], [2.0, 1, 1, 1]])})
+    rng = np.random.default_rng(0)
+    scenes = [{key: rng.normal(size=box.shape).astype(np.float32) for key, box in space.spaces.items()}
+              for _ in range(2)]
+
+    def episode(executor: ChunkedExecutor, scene: dict) -> np.ndarray:
+        executor.reset()
+        return np.stack([executor.act(scene) for _ in range(3)])
+
+    first, second = chunked_policy(policy, asynchronous=False), chunked_policy(policy, asynchronous=False)
+    played = episode(first, scenes[0])
+    episode(second, scenes[1])  # a different history before the same scene
+    assert np.array_equal(episode(second, scenes[0]), played)
+    assert not np.allclose(episode(first, scenes[1]), played)
+
+
 # --- the chunked executor ----------------------------------------------------------------
 
 

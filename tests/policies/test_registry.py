@@ -70,7 +70,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["sac", "diffusion", "residual", "noise"])
 def test_every_kind_loads_from_its_run_folder_and_acts_in_the_action_range(runs, kind) -> None:
-    policy = load_policy(runs[kind], seed=0)
+    policy = load_policy(runs[kind])
     try:
         assert isinstance(policy, LoadedPolicy) and policy.kind == kind
         assert set(policy.observation_keys) == set(_space().spaces)  # a residual reads no base_action from the env
@@ -86,8 +86,8 @@ def test_every_kind_loads_from_its_run_folder_and_acts_in_the_action_range(runs,
 
 
 def test_residual_adds_a_bounded_correction_to_its_own_base(runs) -> None:
-    policy = load_policy(runs["residual"], seed=3)
-    base = chunked_policy(DiffusionPolicy.load(runs["diffusion"] / "best"), asynchronous=False, seed=3)
+    policy = load_policy(runs["residual"])
+    base = chunked_policy(DiffusionPolicy.load(runs["diffusion"] / "best"), asynchronous=False)
     for tick in range(6):
         obs = _obs(_space(), tick)
         proposal, action = base.act(obs), policy.act(obs)

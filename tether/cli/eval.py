@@ -94,7 +94,7 @@ def evaluate_checkpoint(policy: Path, task: str, episodes: int, *, seed: int = 0
     from tether.policies.sac_loop import evaluate
     from tether.sim2real.twin import make_env
 
-    loaded = load_checked(policy, deterministic=True, seed=seed, sampler_steps=sampler_steps)
+    loaded = load_checked(policy, deterministic=True, sampler_steps=sampler_steps)
     pixels = any(k.startswith("images/") for k in loaded.observation_keys)
     env = make_env(task, rig=rig, obs_mode="pixels" if pixels else "state", render_mode="rgb_array")
     try:

@@ -100,11 +100,11 @@ def scripted_operator(env, seed: int):
     return ResidualExpert(operator, env) if isinstance(env, ResidualEnv) else operator
 
 
-def steered_env(env, steering, seed: int):
+def steered_env(env, steering):
     """`env` as SAC sees it on a frozen diffusion base (`tether.policies.steering.Steering`); errors become the
     command line's, naming --base-policy."""
     try:
-        return steering.wrap(env, seed)
+        return steering.wrap(env)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--base-policy") from None
 
@@ -164,7 +164,7 @@ def run_sac(
     classifier = classifier or (task_config.classifier if task_config.reward == "classifier" else None)
     eval_env = make_twin(task, obs_mode, rig)
     if steering is not None:
-        env, eval_env = (steered_env(e, steering, seed) for e in (env, eval_env))
+        env, eval_env = (steered_env(e, steering) for e in (env, eval_env))
     action_dim = env.action_space.shape[0]
     demo_buffer = ReplayBuffer(env.observation_space, action_dim, loop.buffer_capacity)
     demo_load = None
