@@ -11,9 +11,10 @@ Per task x observation mode x demo count x seed, the same code paths as the comm
      (best/), on the same --episodes episodes.
 `--finetune-steps 0` stops after step 3 (the diffusion policy's own figures).
 Success is aggregated over seeds as the interquartile mean (IQM) with a 95% stratified-bootstrap interval
-(rliable); "steps to beat the base" is, per seed, the first fine-tuning evaluation above its base success, and
-"worst dip" the most any fine-tuning evaluation fell below the base's success on the same episodes (its
-evaluations play episodes `EVAL_SEEDS + seed`, ...; negative: never below).
+(rliable); per seed, "steps to beat the base" is the first fine-tuning evaluation above the base's success on the
+same episodes, and "worst dip" the most any fine-tuning evaluation fell below it (its evaluations play episodes
+`EVAL_SEEDS + seed`, ...; negative: never below). A diffusion policy's noise is seeded by each episode's first
+observation, so these comparisons are paired: until the steering moves, an evaluation equals the base's.
 
 The fine-tuning protocol: a base deliberately weak (`--steps 500`: about 0.6 on pick_cube state), 5 seeds,
 10,000 steps:
@@ -115,8 +116,7 @@ def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace,
         return figures
     (folder / FIGURES).write_text(json.dumps(figures))
     for steer in args.steer if args.finetune_steps else ():
-        figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, figures["base_success"], args,
-                            steer)
+        figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, args, steer)
     print(json.dumps(figures))
     return figures
 
@@ -125,8 +125,7 @@ def _report(folder: Path) -> dict:
     return json.loads((folder / "dp" / "report.json").read_text())
 
 
-def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, args: argparse.Namespace,
-             steer: str) -> dict:
+def finetune(task: str, obs: str, seed: int, folder: Path, args: argparse.Namespace, steer: str) -> dict:
     """Steps 4-5 for one way of steering the frozen best/ and its evaluation; the figures they add (kept in the
     run folder, so a run that stopped resumes at the first steering without them)."""
     saved = folder / f"{steer}_{FIGURES}"
@@ -149,10 +148,8 @@ def finetune(task: str, obs: str, seed: int, folder: Path, base_success: float, 
     final, best = (evaluate_checkpoint(folder / steer / name, task, args.episodes, seed=EVAL_SEED, rig=args.rig)
                    for name in (CHECKPOINT_DIR, BEST_DIR))
     curve = [(int(p["env_steps"]), float(p["success_rate"])) for p in result.curve]
-    beaten = [steps for steps, success in curve if success > base_success]
     figures = {f"{steer}_demos": demo_episodes, f"{steer}_success": final.success_rate,
-               f"{steer}_best_success": best.success_rate, f"{steer}_curve": curve,
-               f"{steer}_steps_to_beat_base": beaten[0] if beaten else None}
+               f"{steer}_best_success": best.success_rate, f"{steer}_curve": curve}
     saved.write_text(json.dumps(figures))
     return figures
 
@@ -208,7 +205,7 @@ def main() -> None:
              _interval(c, f"fast_{args.fast_steps}"),
              *[cell for steer in steers for cell in (
                  _interval(c, steer), _interval(c, f"{steer}_best"),
-                 ", ".join(str(r[f"{steer}_steps_to_beat_base"] or "not within budget") for r in c["runs"]),
+                 ", ".join(str(steps_to_beat(r, steer) or "not within budget") for r in c["runs"]),
                  ", ".join(f"{worst_dip(r, steer):+.2f}" for r in c["runs"]))],
              f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
              f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
@@ -228,9 +225,11 @@ def main() -> None:
     command = "`.venv/bin/python -m benchmarks.diffusion_success " + " ".join(_given_flags(parser, args)) + "`"
     residual = (f"Fine-tuning with `tether train sac --base-policy`'s defaults ({', '.join(args.steer)}): residual "
                 f"scale {args.residual_scale} with {args.finetune_demos} scripted demos mapped into residuals, noise "
-                f"steering from its own chunks, no interventions; steps to beat the base compare each "
-                f"fine-tuning evaluation ({args.finetune_eval_episodes} episodes) with that seed's base success, the "
-                f"worst dip with the base's success on the same {args.finetune_eval_episodes} episodes. "
+                f"steering from its own chunks, no interventions; steps to beat the base and the worst dip compare each "
+                f"fine-tuning evaluation ({args.finetune_eval_episodes} episodes) with the base's success on the "
+                f"same {args.finetune_eval_episodes} episodes, paired: a diffusion policy's noise is seeded by each "
+                f"episode's first observation. 'Best evaluation's policy': the fine-tuning's best/ (its highest "
+                f"evaluation, ties to the later). "
                 if args.finetune_steps else "Fine-tuning not run (--finetune-steps 0). ")
     notes = (f"{label}{command}, torch threads {args.threads}, on a 2-core machine shared with other jobs. "
              f"Diffusion policy: preset '{args.preset}', objective {args.objective}, {args.action_targets} action "
@@ -244,6 +243,11 @@ def main() -> None:
     write_results(name, {"settings": vars(args) | {"runs_dir": str(args.runs_dir)}, "reduced": differences,
                          "conditions": conditions}, table, notes)
     print(table)
+
+
+def steps_to_beat(run: dict, steer: str) -> int | None:
+    """The first fine-tuning evaluation above the base's success on the same episodes (None: none was)."""
+    return next((steps for steps, success in run[f"{steer}_curve"] if success > run[BASE_ON_FINETUNE_EPISODES]), None)
 
 
 def worst_dip(run: dict, steer: str) -> float:
