@@ -16,7 +16,7 @@ same episodes, and "worst dip" the most any fine-tuning evaluation fell below it
 `EVAL_SEEDS + seed`, ...; negative: never below). A diffusion policy's noise is seeded by each episode's first
 observation, so these comparisons are paired: until the steering moves, an evaluation equals the base's.
 
-The fine-tuning protocol: a base deliberately weak (`--steps 500`: about 0.6 on pick_cube state), 5 seeds,
+The fine-tuning protocol: a base deliberately weak (`--steps 500`: about 0.3 on pick_cube state), 5 seeds,
 10,000 steps:
 
     .venv/bin/python -m benchmarks.diffusion_success --obs state --steps 500 --seeds 5 --steer residual noise \
@@ -91,16 +91,25 @@ def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Nam
                "diffusion_curve": [(r["step"], r["success_rate"]) for r in _report(folder)["rows"]
                                    if "success_rate" in r],
                "minutes_diffusion": (trained - start) / 60}
-    figures = with_derived_figures(figures, folder, args, before_finetuning=True)
+    figures = with_base_figures(figures, folder, args)
     figures["minutes_total"] = (time.perf_counter() - start) / 60
     return with_derived_figures(figures, folder, args)
 
 
-def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace,
-                         before_finetuning: bool = False) -> dict:
+def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
+    """The base's figures and each --steer fine-tuning's figures, those a run lacks added and saved with the
+    run's figures."""
+    figures = with_base_figures(figures, folder, args)
+    (folder / FIGURES).write_text(json.dumps(figures))
+    for steer in args.steer if args.finetune_steps else ():
+        figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, args, steer)
+    print(json.dumps(figures))
+    return figures
+
+
+def with_base_figures(figures: dict, folder: Path, args: argparse.Namespace) -> dict:
     """The base checkpoint's success on the held-out episodes, with --fast-steps sampler steps on the same
-    episodes, on the episodes of the fine-tuning's evaluations, and each --steer fine-tuning's figures: those a run lacks are added and saved with
-    the run's figures (`before_finetuning`: the base's figures only, not yet saved)."""
+    episodes, and on the episodes of the fine-tuning's evaluations, where the run lacks them."""
     if "base_success" not in figures:
         figures["base_success"] = evaluate_checkpoint(folder / "dp" / "best", figures["task"], args.episodes,
                                                       seed=EVAL_SEED, rig=args.rig).success_rate
@@ -112,12 +121,6 @@ def with_derived_figures(figures: dict, folder: Path, args: argparse.Namespace,
         figures[BASE_ON_FINETUNE_EPISODES] = evaluate_checkpoint(
             folder / "dp" / "best", figures["task"], args.finetune_eval_episodes,
             seed=EVAL_SEEDS + figures["seed"], rig=args.rig).success_rate
-    if before_finetuning:  # the caller adds its timing and calls again
-        return figures
-    (folder / FIGURES).write_text(json.dumps(figures))
-    for steer in args.steer if args.finetune_steps else ():
-        figures |= finetune(figures["task"], figures["obs"], figures["seed"], folder, args, steer)
-    print(json.dumps(figures))
     return figures
 
 

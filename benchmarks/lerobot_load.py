@@ -33,14 +33,13 @@ def expected_values(store: EpisodeStore, export: Path) -> dict:
     state_keys = list(info["tether"]["state_keys"])
     items = []
     for episode in store.episodes:
-        row = slice(episode.start, episode.start + 1)
+        first = {key: store.load(key, episode.start, episode.start + 1)[0] for key in [*store.spec.obs, "action"]}
         items.append({
             "index": episode.start,
-            "action": store.load("action", row.start, row.stop)[0].tolist(),
-            "observation.state": np.concatenate([store.load(k, row.start, row.stop)[0].ravel()
-                                                 for k in state_keys]).tolist(),
-            "images": {f"observation.images.{key.split('/', 1)[1]}": store.load(key, row.start, row.stop)[0].tolist()
-                       for key in store.spec.obs if key.startswith("images/")},
+            "action": first["action"].tolist(),
+            "observation.state": np.concatenate([first[key].ravel() for key in state_keys]).tolist(),
+            "images": {f"observation.images.{key.split('/', 1)[1]}": value.tolist()
+                       for key, value in first.items() if key.startswith("images/")},
         })
     return {"total_frames": store.n_frames, "total_episodes": store.n_episodes, "fps": store.fps, "items": items}
 

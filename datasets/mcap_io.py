@@ -165,14 +165,12 @@ class SerializedBagWriter:
         self._writer = McapWriter(stream, compression=CompressionType.ZSTD)
         self._writer.start(profile="ros2", library="tether")
         self._channels: dict[str, int] = {}
-        self.count = 0
 
     def write(self, topic: str, msgtype: str, data: bytes, ns: int) -> None:
         if topic not in self._channels:
             schema = self._writer.register_schema(msgtype, "ros2msg", message_definition(msgtype).encode())
             self._channels[topic] = self._writer.register_channel(topic, "cdr", schema)
         self._writer.add_message(self._channels[topic], log_time=ns, data=data, publish_time=ns)
-        self.count += 1
 
     def finish(self) -> None:
         self._writer.finish()
@@ -352,8 +350,9 @@ def import_mcap(
                 # The first step is the first reference sample once this episode has commands (a live bag's
                 # first command follows the first frames by the actor's latency).
                 commanded = [series[topic].first_from(start) for topic in (CMD, GRIPPER_CMD)]
-                first = max(start, *(c - period // 2 for c in commanded if c is not None))
-                t0 = series[reference].first_from(first) if None not in commanded else None
+                t0 = None
+                if None not in commanded:
+                    t0 = series[reference].first_from(max(start, *(c - period // 2 for c in commanded)))
                 ticks = list(range(t0, ns - period // 2, period)) if t0 is not None else []
                 if not ticks:
                     start = None

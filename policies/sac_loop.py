@@ -209,8 +209,6 @@ class LoopState:
     """State of the intervening expert's RNG as the current episode began (before its reset)."""
     wall_s: float = 0.0
     """Wall seconds of training in earlier sittings, up to their last checkpoint."""
-    best_success: float = -1.0
-    """The highest evaluated success so far: the policy saved in best/."""
 
 
 def train_sac(
@@ -294,8 +292,7 @@ def train_sac(
             bar.set_postfix(success=f"{point['success_rate']:.2f}")
             if out_dir is not None:
                 write_curve(state.curve, out_dir)
-                if point["success_rate"] >= state.best_success:  # ties go to the longer-trained policy
-                    state.best_success = point["success_rate"]
+                if point["success_rate"] == max(p["success_rate"] for p in state.curve):  # ties: the later policy
                     learner.save_policy(out_dir / BEST_DIR, extra_config=checkpoint_config)
         due = episode_ended and step - state.last_checkpoint >= config.checkpoint_every
         if out_dir is not None and (due or step == config.steps):

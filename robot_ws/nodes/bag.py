@@ -52,10 +52,6 @@ class BagNode(Node):
             self.create_subscription(_message_class(msgtype), topic,
                                      partial(self._on_message, f"{prefix}/{topic}", msgtype), _profile(topic), raw=True)
 
-    @property
-    def count(self) -> int:
-        return self._bag.count
-
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
         with self._lock:
             if not self._stream.closed:
