@@ -78,8 +78,15 @@ def iqm_curve(scores: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.
     def per_point(x: np.ndarray) -> np.ndarray:  # x: (runs, tasks=1, points)
         return np.array([metrics.aggregate_iqm(x[..., t]) for t in range(x.shape[-1])])
 
-    point, interval = library.get_interval_estimates({"c": scores[:, None, :]}, per_point, reps=reps,
-                                                     random_state=np.random.RandomState(seed))
+    # rliable's stratified bootstrap draws its resamples from numpy's global generator whatever random_state says:
+    # seed that one too (and restore it), or the same scores give intervals that differ from run to run.
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        point, interval = library.get_interval_estimates({"c": scores[:, None, :]}, per_point, reps=reps,
+                                                         random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(state)
     return point["c"], interval["c"]
 
 
