@@ -174,7 +174,9 @@ class Graph:
         if "mirror" in names:
             from tether.robot_ws.nodes.mirror import MirrorNode
 
-            self.nodes["mirror"] = MirrorNode(rig, **self._kwargs())
+            # On a rig with no twin and no reach node, the mirror's view of the task is the task state.
+            judge = self.world is None and "reach" not in names
+            self.nodes["mirror"] = MirrorNode(rig, judge=judge, **self._kwargs())
         if "actor" in names:
             import torch
 

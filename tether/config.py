@@ -441,6 +441,12 @@ class RandomizationConfig(_Strict):
     """Inclusive range of control steps an action waits before it is applied."""
     obs_noise_std: float = Field(0.0, ge=0, le=0.1)
     """Std of Gaussian noise added to state observations."""
+    object_pos_noise_std: float = Field(0.0, ge=0, le=0.05)
+    """Std (m) of the error of an object position a real rig estimates from its cameras (the task's perceived
+    keys, e.g. a marker's pose), so a state policy trains on what it will be given rather than the twin's truth."""
+    object_dropout: float = Field(0.0, ge=0, le=0.9)
+    """Chance per control step that the perceived object pose is not re-measured and its last value repeats
+    (the marker out of view: occluded by the hand, blurred, too far), as the live twin holds an unseen object."""
 
     @field_validator("action_latency_steps")
     @classmethod

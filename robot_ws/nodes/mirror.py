@@ -5,7 +5,10 @@ opening (`arm/joint_states`, `gripper/state`), places the bodies that carry mark
 rig's detect camera sees them (`cameras/<detect_camera>/image_raw`), renders every calibrated
 camera from its pose and publishes the renders under the mirror's own namespace
 (`mirror/cameras/<name>/image_raw`, `camera_info`) so they never clash with the real cameras.
-It also publishes the twin's view of the task (`mirror/task_state`, `mirror/success`).
+It also publishes the twin's view of the task (`mirror/task_state`, `mirror/success`). As the task
+judge of a rig with no twin (`judge`), it publishes that view on the graph's task topics instead
+(`twin/task_state`, `twin/success`, as the reach node does): the object poses it places from
+markers are then what a state policy observes on the real robot.
 
 The work runs on a thread of its own rather than an executor timer: a GL context belongs to the
 thread that made it, and the executor may run a timer on any of its threads.
@@ -37,7 +40,7 @@ class _Sample:
 
 
 class MirrorNode(Node):
-    def __init__(self, rig: RigConfig, *, task: str | None = None, **node_kwargs) -> None:
+    def __init__(self, rig: RigConfig, *, task: str | None = None, judge: bool = False, **node_kwargs) -> None:
         super().__init__("mirror", namespace=rig.namespace, **node_kwargs)
         self.rig = rig
         self.mirror = MirrorTwin(rig, task)  # compiled here so a bad rig fails at start; renders on the thread
@@ -55,8 +58,9 @@ class MirrorNode(Node):
         self.cameras = {c.name: c for c in self.mirror.sim.cameras}
         self.image_pubs = {n: self.create_publisher(Image, f"{prefix}/cameras/{n}/image_raw", qos.SENSOR) for n in self.cameras}
         self.info_pubs = {n: self.create_publisher(CameraInfo, f"{prefix}/cameras/{n}/camera_info", qos.SENSOR) for n in self.cameras}
-        self.state_pub = self.create_publisher(Float32MultiArray, f"{prefix}/task_state", qos.SENSOR)
-        self.success_pub = self.create_publisher(Bool, f"{prefix}/success", qos.SENSOR)
+        task_topics = "twin" if judge else prefix
+        self.state_pub = self.create_publisher(Float32MultiArray, f"{task_topics}/task_state", qos.SENSOR)
+        self.success_pub = self.create_publisher(Bool, f"{task_topics}/success", qos.SENSOR)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mirror", daemon=True)
         self._thread.start()

@@ -64,6 +64,7 @@ class TwinEnv(gym.Env):
         )
         self._draw = EpisodeDraw(action_latency=0, obs_noise_std=0.0)
         self._pending: deque[np.ndarray] = deque()
+        self._perceived: dict[str, np.ndarray] = {}  # the last estimate of each perceived key, held while unseen
         self._tcp_target = np.zeros(3)
         self._steps = 0
 
@@ -76,6 +77,7 @@ class TwinEnv(gym.Env):
         hold = np.zeros(self.action_space.shape, dtype=np.float32)
         latency = self._draw.action_latency + self.rig.twin_dynamics.command_latency_steps
         self._pending = deque([hold] * latency)
+        self._perceived = {}
         self._steps = 0
         return self._observation(), self._info(self.sim.score(), rejected=False)
 
@@ -135,7 +137,7 @@ class TwinEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         state = self.sim.proprio()
         if self.obs_mode in TASK_STATE_MODES:
-            state.update({spaces.STATE + k: v for k, v in self.sim.task_state().items()})
+            state.update({spaces.STATE + k: v for k, v in self._perceive(self.sim.task_state()).items()})
         noise = self._draw.obs_noise_std
         obs: dict[str, np.ndarray] = {}
         for key, value in state.items():
@@ -145,6 +147,22 @@ class TwinEnv(gym.Env):
         if self.obs_mode in IMAGE_MODES:
             obs.update({spaces.image_key(name): image for name, image in self.sim.render().items()})
         return obs
+
+    def _perceive(self, task_state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The task state as a camera estimator on a real rig reports it: the perceived keys (an object's pose)
+        repeat their last estimate when the object goes unseen this step, else are re-measured with an error on
+        the position. The first step of an episode always sees the object."""
+        keys, draw = self.task.perceived, self._draw
+        if not keys:
+            return task_state
+        if self._perceived and draw.object_dropout > 0 and self.np_random.random() < draw.object_dropout:
+            return {**task_state, **self._perceived}
+        seen = {k: task_state[k] for k in keys}
+        if draw.object_pos_noise_std > 0:
+            position = keys[0]
+            seen[position] = seen[position] + self.np_random.normal(0.0, draw.object_pos_noise_std, size=3)
+        self._perceived = seen
+        return {**task_state, **seen}
 
     def _info(self, score: Score, rejected: bool) -> dict[str, Any]:
         return {"success": score.success, "reward_terms": dict(score.terms), "action_rejected": rejected}

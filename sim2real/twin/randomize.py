@@ -2,8 +2,8 @@
 
 Physical parameters (friction, masses, damping, actuator gains), cameras (pose, field of
 view), lights and colours are resampled around the nominal values kept from the compiled
-model, so repeated resets never drift. Action latency and observation noise are sampled
-here too, and applied by the env.
+model, so repeated resets never drift. Action latency, observation noise and the perception
+errors of the task's perceived keys are drawn here too, and applied by the env.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class EpisodeDraw:
 
     action_latency: int
     obs_noise_std: float
+    object_pos_noise_std: float = 0.0
+    object_dropout: float = 0.0
 
 
 def _scale(rng: np.random.Generator, rng_range: Range) -> float:
@@ -86,4 +88,7 @@ class DomainRandomizer:
             jitter = rng.uniform(-cfg.color_jitter, cfg.color_jitter, size=3)
             model.geom_rgba[geom, :3] = np.clip(model.geom_rgba[geom, :3] + jitter, 0.0, 1.0)
         low, high = cfg.action_latency_steps
-        return EpisodeDraw(action_latency=int(rng.integers(low, high + 1)), obs_noise_std=cfg.obs_noise_std)
+        return EpisodeDraw(
+            action_latency=int(rng.integers(low, high + 1)), obs_noise_std=cfg.obs_noise_std,
+            object_pos_noise_std=cfg.object_pos_noise_std, object_dropout=cfg.object_dropout,
+        )

@@ -38,6 +38,9 @@ class Task:
     gripper_hold: float | None = None
     """Finger opening (m) the gripper is held at, ignoring gripper actions; None for a free gripper."""
     state_dims: dict[str, int] = {}
+    perceived: tuple[str, ...] = ()
+    """State keys a real rig estimates from its cameras (the object's pose, position first); they are measured
+    together, so they go stale together when the object is out of view. The others are measured or commanded."""
 
     def __init__(self, workspace: Box | None = None) -> None:
         self.workspace = workspace if workspace is not None else TwinArm().workspace  # targets stay inside it
@@ -77,6 +80,7 @@ class PickCube(Task):
     half_size = 0.025
     lift_height = 0.10
     state_dims = {"cube_pos": 3, "cube_quat": 4}
+    perceived = ("cube_pos", "cube_quat")
 
     def add_to_scene(self, spec: mujoco.MjSpec) -> None:
         body = spec.worldbody.add_body(name="cube", pos=[*self.nominal_xy, self.half_size])

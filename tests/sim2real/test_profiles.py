@@ -10,7 +10,8 @@ from tether.sim2real.vector import make_twin_env
 
 RIG = load_rig("twin_panda")
 SCALES = ("friction_scale", "mass_scale", "damping_scale", "actuator_gain_scale", "light_scale")
-JITTERS = ("camera_pos_jitter", "camera_fovy_jitter_deg", "color_jitter", "obs_noise_std")
+JITTERS = ("camera_pos_jitter", "camera_fovy_jitter_deg", "color_jitter", "obs_noise_std", "object_pos_noise_std",
+           "object_dropout")
 
 
 def width(ranges, name: str) -> float:

@@ -3,8 +3,10 @@
 The graph is the one training and recording use, minus the learner and the human: the arm node
 (with its safety layer), the cameras the policy looks at, the actor in eval mode and the
 recorder, which stores every episode. Success comes from the twin on a twin rig; on a real rig
-the `reach` task is judged from the measured TCP by the reach node, and any other task counts
-only time-outs (re-score such a store in the twin with `tether eval --twin-replay`).
+the `reach` task is judged from the measured TCP by the reach node, and a policy that observes
+object poses gets them, and its success, from the mirror (the live twin placing objects from the
+markers its detect camera sees); otherwise a task counts only time-outs (re-score such a store in
+the twin with `tether eval --twin-replay`).
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ def deploy_nodes(rig: RigConfig, policy_keys: tuple[str, ...]) -> tuple[tuple[st
     pixels = any(spaces.is_image_key(k) for k in policy_keys)
     twin = isinstance(rig.arm, TwinArm)
     task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS)
-    if task_keys and not twin and rig.task.name != "reach":
-        raise ValueError(
-            f"rig '{rig.name}': the policy observes {task_keys}, which only the twin (or the reach node, for task reach) provides"
-        )
-    nodes = ("twin",) if twin else ()
-    nodes += ("arm",) + (("cameras",) if pixels else ()) + ("actor", "recorder")
+    judge: tuple[str, ...] = ()
     if not twin and rig.task.name == "reach":
-        nodes += ("reach",)
+        judge = ("reach",)
+    elif not twin and task_keys:
+        if not (rig.mirror.detect_camera and rig.mirror.markers):
+            raise ValueError(
+                f"rig '{rig.name}': the policy observes {task_keys}; on a rig with no twin they come from markers the "
+                "mirror sees (set mirror.detect_camera and mirror.markers), or from the reach node for task reach"
+            )
+        judge = ("mirror",)  # it places the objects from the detect camera, so the cameras run
+    nodes = ("twin",) if twin else ()
+    nodes += ("arm",) + (("cameras",) if pixels or judge == ("mirror",) else ()) + ("actor", "recorder") + judge
     return nodes, "pixels" if pixels else "state"
 
 

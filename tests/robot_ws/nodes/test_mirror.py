@@ -57,3 +57,26 @@ def test_mirror_follows_joint_states_and_publishes_its_renders(ros, wait_for):
     assert received["state"] and len(messages.task_state_from_msg(received["state"][-1])["cube_pos"]) == 3
     assert received["success"] and not received["success"][-1].data
     assert not received["real_image"]  # the renders never appear on the real camera's topic
+
+
+def test_as_the_judge_of_a_rig_with_no_twin_the_mirror_publishes_the_task_topics(ros, wait_for):
+    """A state policy on a real rig reads the object poses the mirror places on `twin/task_state`."""
+    rig = calibrated_franka_rig()
+    ros.add(MirrorNode(rig, judge=True, context=ros.context))
+    real = ros.node("real_arm", rig.namespace)
+    joints_pub = real.create_publisher(JointState, "arm/joint_states", qos.SENSOR)
+    received: dict[str, list] = {"state": [], "success": [], "mirror_state": []}
+    real.create_subscription(Float32MultiArray, "twin/task_state", received["state"].append, qos.SENSOR)
+    real.create_subscription(Bool, "twin/success", received["success"].append, qos.SENSOR)
+    real.create_subscription(Float32MultiArray, "mirror/task_state", received["mirror_state"].append, qos.SENSOR)
+    ros.start()
+    home = np.array(rig.arm.home_joints)
+
+    def judged() -> bool:
+        stamp = real.get_clock().now().nanoseconds * 1e-9
+        joints_pub.publish(messages.joint_state_msg(tuple(f"fr3_joint{i}" for i in range(1, 8)), home, np.zeros(7), np.zeros(7), stamp))
+        return bool(received["state"]) and bool(received["success"])
+
+    assert wait_for(judged, timeout_s=20.0)
+    assert set(messages.task_state_from_msg(received["state"][-1])) == {"cube_pos", "cube_quat"}
+    assert not received["mirror_state"]  # one task view, on the topics the actor reads

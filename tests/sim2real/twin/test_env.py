@@ -154,6 +154,27 @@ def test_action_latency_delays_motion():
     assert obs["state/tcp_pose"][1] - start[1] > 0.005
 
 
+def test_a_perceived_cube_pose_is_noisy_and_goes_stale_while_measured_state_does_not():
+    data = yaml.safe_load(resolve_rig_path("twin_panda").read_text())
+    data["randomization"].update(enabled=True, obs_noise_std=0.0, object_pos_noise_std=0.004, object_dropout=0.5)
+    env = TwinEnv(rig=parse_rig(data), obs_mode="state")
+    errors, repeats, steps = [], 0, 200
+    obs, _ = env.reset(seed=0)
+    previous = obs["state/cube_pos"]
+    for _ in range(steps):
+        obs, *_ = env.step(np.array([0, 0, 0, 0], np.float32))
+        seen = obs["state/cube_pos"]
+        if np.array_equal(seen, previous):
+            repeats += 1
+            assert np.array_equal(obs["state/cube_quat"], env.unwrapped._perceived["cube_quat"])  # stale together
+        else:
+            errors.append(seen - env.sim.task_state()["cube_pos"])
+        previous = seen
+    assert 0.35 < repeats / steps < 0.65  # the marker unseen about half the time
+    assert 0.003 < np.std(errors) < 0.005  # re-measured with the estimator's error
+    assert np.array_equal(obs["state/tcp_pose"], env.sim.proprio()["state/tcp_pose"].astype(np.float32))  # measured exactly
+
+
 def test_user_mjcf_robot(tmp_path: Path):
     (tmp_path / "my_robot.xml").write_text(panda_xml(joint_stiffness=1500.0))
     data = yaml.safe_load(resolve_rig_path("twin_panda").read_text())

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from tether import spaces
 from tether.cli import app
 from tether.cli.deploy import deploy_nodes, run_deploy
-from tether.config import load_rig
+from tether.config import MarkerConfig, MirrorConfig, load_rig
 from tether.datasets.store import EpisodeStore
 from tether.policies.sac import SACAgent, SACConfig
 
@@ -70,8 +70,12 @@ def test_deploy_nodes_follow_the_rig_and_the_policy():
     reach = franka.model_copy(update={"task": franka.task.model_copy(update={"name": "reach"})})
     assert deploy_nodes(reach, (spaces.TCP_POSE, "state/target_pos")) == (("arm", "actor", "recorder", "reach"), "state")
     assert deploy_nodes(franka, (spaces.TCP_POSE, "images/front")) == (("arm", "cameras", "actor", "recorder"), "pixels")
-    with pytest.raises(ValueError, match=r"observes \['state/cube_pos'\], which only the twin"):
+    with pytest.raises(ValueError, match=r"observes \['state/cube_pos'\]; on a rig with no twin they come from markers"):
         deploy_nodes(franka, (spaces.TCP_POSE, "state/cube_pos"))
+    mirror = MirrorConfig(detect_camera="front", markers=[MarkerConfig(id=0, body="cube", size_m=0.04)])
+    marked = franka.model_copy(update={"mirror": mirror})  # the cube's pose and the success come from the mirror
+    assert deploy_nodes(marked, (spaces.TCP_POSE, "state/cube_pos")) == (
+        ("arm", "cameras", "actor", "recorder", "mirror"), "state")
 
 
 def plain(text: str) -> str:
