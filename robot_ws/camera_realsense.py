@@ -36,6 +36,12 @@ FRAME_TIMEOUT_MS = 1000
 
 DeviceFinder = Callable[[str], "rs.device"]
 
+SOFTWARE_DEVICES: dict[str, DeviceFinder] = {}
+"""This process's software cameras (pyrealsense2 `software_device`), by serial. librealsense does not list a
+software device among a context's devices (2.59, not even after `add_to(context)`), so whoever makes one
+registers its finder here (`SoftwareRealSense(..., register=True)`) and `find_device` looks here first: a
+rig then names it by serial like a plugged-in camera, and the graph builds its driver unchanged."""
+
 
 def connected_serials() -> list[str]:
     """Serial numbers of the RealSense cameras plugged in now."""
@@ -43,7 +49,10 @@ def connected_serials() -> list[str]:
 
 
 def find_device(device: str) -> rs.device:
-    """The plugged-in camera with this serial, or the recording at this path (played in real time)."""
+    """The plugged-in (or registered software) camera with this serial, or the recording at this path (played in
+    real time)."""
+    if device in SOFTWARE_DEVICES:
+        return SOFTWARE_DEVICES[device](device)
     if device.endswith(RECORDING_SUFFIXES):
         if not Path(device).is_file():
             raise DeviceError(f"realsense recording {device}: file not found")

@@ -3,7 +3,9 @@
 It has the sensors, streams, options and serial number of a colour + depth camera and delivers
 frames through the real library, so the driver, its tests and `benchmarks/cameras.py` run the
 code that runs on the robot, without a camera. `pause()` stops the frames (an unplugged cable)
-and `resume()` restarts them; `skip` drops frame numbers to produce dropped frames.
+and `resume()` restarts them; `skip` drops frame numbers to produce dropped frames. With
+`register=True` it is in `SOFTWARE_DEVICES` while it runs, so the default `find_device` finds it
+by serial (as a rig's camera driver built by the graph does).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pyrealsense2 as rs
 
+from tether.robot_ws.camera_realsense import SOFTWARE_DEVICES
 from tether.robot_ws.interfaces import DeviceError
 
 ImageSource = Callable[[int], np.ndarray]  # frame number -> uint8 (H, W, 3) RGB
@@ -51,15 +54,18 @@ class SoftwareRealSense:
         fps: int = 30,
         image: ImageSource | None = None,
         depth_mm: int = 1000,
+        *,
+        fx: float | None = None,
+        register: bool = False,
     ) -> None:
-        self.serial, self.size, self.fps = serial, size, fps
+        self.serial, self.size, self.fps, self.register = serial, size, fps, register
         width, height = size
         self.image = image or counter_image(width, height)
         self.depth = np.full((height, width), depth_mm, np.uint16)
         self.device = rs.software_device()
         self.device.register_info(rs.camera_info.serial_number, serial)
         self.device.register_info(rs.camera_info.name, "tether software RealSense")
-        intrinsics = _intrinsics(width, height, fx=0.9 * width)
+        intrinsics = _intrinsics(width, height, fx=0.9 * width if fx is None else fx)
         self._color_sensor = self.device.add_sensor("RGB Camera")
         self._depth_sensor = self.device.add_sensor("Stereo Module")
         self._color = self._color_sensor.add_video_stream(self._stream(rs.stream.color, rs.format.rgb8, 3, 0, intrinsics))
@@ -102,12 +108,16 @@ class SoftwareRealSense:
         return self.device
 
     def __enter__(self) -> SoftwareRealSense:
+        if self.register:
+            SOFTWARE_DEVICES[self.serial] = self.find
         self._running.set()
         self._thread = threading.Thread(target=self._feed, name=f"soft-realsense-{self.serial}", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.register:
+            SOFTWARE_DEVICES.pop(self.serial, None)
         self._stop.set()
         self._running.set()
         if self._thread is not None:

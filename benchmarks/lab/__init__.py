@@ -1,0 +1,1 @@
+"""The franky-sim lab."""
