@@ -1,0 +1,170 @@
+"""The franky-sim lab: real franky-sim, real pyrealsense2 software devices, tether's real RealSense driver."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import rclpy.executors
+from scipy.spatial.transform import Rotation
+from std_msgs.msg import Bool, String
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from benchmarks.lab.gaps import Gaps  # noqa: E402
+from benchmarks.lab.judge import NOMINAL_XY, judging  # noqa: E402
+from benchmarks.lab.lab import Lab  # noqa: E402
+from benchmarks.lab.scene import ARM_JOINTS, CUBE_BODY, CUBE_HALF, HAND_BODY, MARKER_DICTIONARY, MARKER_SIZE_M, TOP_MARKER  # noqa: E402
+from benchmarks.lab.server import delay_torques  # noqa: E402
+from tether.config import load_rig  # noqa: E402
+from tether.robot_ws import qos  # noqa: E402
+from tether.robot_ws.camera_realsense import RealSenseCamera, find_device  # noqa: E402
+from tether.robot_ws.interfaces import DeviceError  # noqa: E402
+from tether.robot_ws.realsense_software import SoftwareRealSense  # noqa: E402
+from tether.sim2real.markers import MarkerDetector, camera_matrix, image_intrinsics  # noqa: E402
+from tether.transforms import CV_TO_MUJOCO, lookat_quat_xyzw  # noqa: E402
+
+FRESH = 1.0
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def camera_to_world(pose) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's calibrated camera pose as (rotation of the OpenCV camera frame, position) in the world."""
+    rotation = Rotation.from_quat(lookat_quat_xyzw(np.array(pose.pos), np.array(pose.lookat), np.array([0.0, 0.0, 1.0])))
+    return rotation.as_matrix() @ CV_TO_MUJOCO, np.array(pose.pos)
+
+
+def top_marker_corners(position: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
+    """World corners of the top marker in OpenCV's order (top-left, top-right, bottom-right, bottom-left)."""
+    h = MARKER_SIZE_M / 2
+    local = np.array([[-h, h, CUBE_HALF], [h, h, CUBE_HALF], [h, -h, CUBE_HALF], [-h, -h, CUBE_HALF]])
+    return position + local @ Rotation.from_quat(quat_xyzw).as_matrix().T
+
+
+def test_a_registered_software_camera_is_found_by_serial_like_a_plugged_in_one():
+    with SoftwareRealSense("lab-registry-test", size=(64, 48), register=True) as soft:
+        assert find_device("lab-registry-test") is soft.device
+    with pytest.raises(DeviceError, match="not connected"):
+        find_device("lab-registry-test")
+
+
+def test_the_latency_gap_delays_every_torque_by_its_steps():
+    class Robot:
+        applied: list[float] = []
+
+        def _torque_control(self, torques):
+            self.applied.append(float(torques[0]))
+
+    robot = Robot()
+    delay_torques(robot, 3)
+    for command in range(1, 8):
+        robot._torque_control(np.array([command]))
+    assert robot.applied == [1, 1, 1, 1, 2, 3, 4]  # the first command held until the FIFO filled, then 3 steps late
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(Gaps(), seed=3) as running:
+        yield running
+
+
+def test_the_front_camera_streams_the_cube_marker_where_the_cube_is(lab):
+    lab.place_cube(0.55, 0.05, 0.3)
+    position, quat = lab.cube_pose()
+    assert np.allclose(position[:2], [0.55, 0.05], atol=0.002)
+    rig = load_rig(str(lab.rig_path))
+    front = next(c for c in rig.cameras if c.name == "front")
+    with RealSenseCamera(front) as camera:  # the default finder: the rig names the lab's device by serial
+        assert camera.read(FRESH).image.shape == (128, 128, 3)
+        capture = camera.intrinsics
+        assert (capture.width, capture.height) == tuple(front.resolution) == (640, 480)
+        assert capture.fx == pytest.approx(front.intrinsics.fx)
+    full = front.model_copy(update={"output_size": (480, 480)})  # the crop without the downscale, for precision
+    with RealSenseCamera(full) as camera:
+        time.sleep(0.3)  # a frame rendered after the placement
+        image = camera.read(FRESH).image
+
+    intrinsics = image_intrinsics(full)
+    rotation, origin = camera_to_world(front.pose)
+    corners_world = top_marker_corners(position, quat)
+    projected, _ = cv2.projectPoints((corners_world - origin) @ rotation, np.zeros(3), np.zeros(3),
+                                     camera_matrix(intrinsics), np.zeros(5))
+    parameters = cv2.aruco.DetectorParameters()
+    parameters.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG
+    detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), parameters)
+    corners, ids, _ = detector.detectMarkers(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    assert ids is not None and TOP_MARKER in ids.ravel()
+    seen = corners[list(ids.ravel()).index(TOP_MARKER)].reshape(4, 2)
+    # Where the rig's calibration says the marker's corners are is where the stream shows them (a wrong field
+    # of view, pose, crop or corner order is pixels off).
+    assert np.abs(seen - projected.reshape(4, 2)).max() < 1.5
+
+    poses = MarkerDetector(intrinsics, MARKER_DICTIONARY, {TOP_MARKER: MARKER_SIZE_M}).detect(image)
+    marker_world = rotation @ poses[TOP_MARKER][:3, 3] + origin
+    # tether's detector refines corners with CORNER_REFINE_SUBPIX, which pulls an L-corner about 0.8 px inwards:
+    # about 2.5 cm along the line of sight at 0.6 m; the APRILTAG refinement above is within 1.5 px.
+    assert np.linalg.norm(marker_world - (position + [0, 0, CUBE_HALF])) < 0.035
+    marker_x = rotation @ poses[TOP_MARKER][:3, 0]
+    yaw = np.arctan2(marker_x[1], marker_x[0])
+    assert yaw == pytest.approx(Rotation.from_quat(quat).as_euler("xyz")[2], abs=np.radians(5))
+
+
+def test_a_placement_request_moves_the_cube_and_sets_it_down_at_rest(lab):
+    lab.place_cube(0.42, -0.1, -0.5)
+    time.sleep(0.3)
+    position, quat = lab.cube_pose()
+    assert position == pytest.approx([0.42, -0.1, CUBE_HALF], abs=0.002)
+    assert Rotation.from_quat(quat).as_euler("xyz")[2] == pytest.approx(-0.5, abs=0.01)
+    assert not lab.lifted()
+
+
+def test_the_judge_places_the_cube_at_each_reset_and_reports_no_success_on_the_table(lab, ros_domain):
+    rig = lab.rig
+    with judging(lab, rig, seed=5) as judge:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        try:
+            node = rclpy.create_node("probe", namespace=rig.namespace, context=context)
+            events = node.create_publisher(String, "episode/events", qos.EVENTS)
+            successes: list[bool] = []
+            node.create_subscription(Bool, "twin/success", lambda m: successes.append(m.data), qos.SENSOR)
+            executor = rclpy.executors.SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            events.publish(String(data="reset"))
+            assert wait_until(lambda: (executor.spin_once(timeout_sec=0.05), len(judge.placements) == 1 and successes)[1])
+            x, y, yaw = judge.placements[0]
+            ranges = rig.randomization
+            assert ranges.object_xy.low <= x - NOMINAL_XY[0] <= ranges.object_xy.high
+            assert ranges.object_yaw.low <= yaw <= ranges.object_yaw.high
+            assert lab.cube_pose()[0][:2] == pytest.approx([x, y], abs=0.002)
+            assert not successes[-1]
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+
+
+def test_the_dynamics_gaps_change_the_model_franky_sim_runs():
+    with Lab(Gaps(), cameras=False) as nominal_lab:
+        nominal = nominal_lab.model
+    with Lab(Gaps.named(["payload", "friction", "cube"]), cameras=False) as gapped_lab:
+        gapped = gapped_lab.model  # the server's compiled model, saved after the gaps were applied
+    # ids by name in each model: the payload is a body of its own
+    assert gapped.body(HAND_BODY).subtreemass == pytest.approx(nominal.body(HAND_BODY).subtreemass + 0.5)
+    for joint in ARM_JOINTS:
+        assert gapped.joint(joint).frictionloss == pytest.approx(2.0 * nominal.joint(joint).frictionloss)
+        assert gapped.joint(joint).damping == pytest.approx(nominal.joint(joint).damping + 2.0)
+    assert gapped.body(CUBE_BODY).mass == pytest.approx(0.2) and nominal.body(CUBE_BODY).mass == pytest.approx(0.1)
+    assert gapped.geom(CUBE_BODY).friction[0] == pytest.approx(0.5)
