@@ -30,6 +30,7 @@ import yaml
 
 import tether  # noqa: F401  (headless GL before mujoco)
 from benchmarks.report import markdown_table, write_results
+from tether import spaces
 from tether.config import load_rig, resolve_rig_path
 from tether.policies.sac import SACAgent, SACConfig
 from tether.robot_ws import messages
@@ -50,7 +51,7 @@ def rig_file(directory: Path, rate_hz: float) -> Path:
 
 def pixel_policy(directory: Path, rig_path: Path) -> Path:
     spec = GraphSpec(rig=load_rig(rig_path), nodes=(), obs_mode="pixels")
-    agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, SACConfig(), seed=0)
+    agent = SACAgent(observation_space_of(spec), spaces.action_space(spec.rig).shape[0], SACConfig(), seed=0)
     return agent.save(directory / "pixel_policy")
 
 

@@ -45,7 +45,7 @@ from mcap_ros2.writer import Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from tether.actions import ActionScale
+from tether.actions import GRIPPER_LAYOUTS, ActionScale, gripper_part
 from tether.config import RigConfig
 from tether.frames import BASE_FRAME, TOOL_FRAME, optical_frame
 from tether.datasets.store import EpisodeStore, EpisodeWriter, StoreError
@@ -181,7 +181,8 @@ def _action_scale(store: EpisodeStore, action_scale: tuple[float, float] | None)
     if action_scale is None and store.rig is None:
         raise StoreError(f"{store.path}: no rig snapshot to scale actions by; pass action_scale")
     translation, rotation = action_scale if action_scale is not None else store.rig["arm"]["action_scale"]
-    return ActionScale(float(translation), float(rotation), 1.0 / store.fps, store.spec.action_dim == 7)
+    dim = store.spec.action_dim
+    return ActionScale(float(translation), float(rotation), 1.0 / store.fps, dim in (6, 7), dim in GRIPPER_LAYOUTS)
 
 
 def export_mcap(
@@ -228,7 +229,9 @@ def export_mcap(
                 velocity = scale.to_velocity(episode.action[t])
                 twist = {"twist": {"linear": _vec(velocity[:3]), "angular": _vec(velocity[3:])}}
                 bag.stamped(CMD, "geometry_msgs/msg/TwistStamped", twist, ns)
-                bag.write(GRIPPER_CMD, "std_msgs/msg/Float32", {"data": float(episode.action[t, -1])}, ns)
+                gripper = gripper_part(episode.action[t])
+                if gripper is not None:
+                    bag.write(GRIPPER_CMD, "std_msgs/msg/Float32", {"data": gripper}, ns)
                 bag.write(ENGAGED, "std_msgs/msg/Bool", {"data": bool(episode.intervened[t])}, ns)
             end = "success" if info.success else ("timeout" if episode.truncated[-1] else "failure")
             bag.write(EVENTS, "std_msgs/msg/String", {"data": end}, stamps[-1])
@@ -328,18 +331,19 @@ def import_mcap(
     cameras = sorted(n for n in series if n.startswith("cameras/"))
     obs_topics = {f"{IMAGES}{n.split('/')[1]}": n for n in cameras}
     obs_topics |= {k: s.topic for k, s in STATE_TOPICS.items() if s.topic in series}
-    missing = [t for t in (CMD, GRIPPER_CMD) if t not in series]
+    scale = replace(ActionScale.of_rig(rig), control_dt=1.0 / fps)  # an action is one of the store's periods
+    commands = (CMD, GRIPPER_CMD) if scale.gripper else (CMD,)
+    missing = [t for t in commands if t not in series]
     if not obs_topics or missing:
-        raise StoreError(f"{mcap_path}: needs observation topics and {CMD} + {GRIPPER_CMD} under {namespace}; missing {missing or 'observations'}")
+        raise StoreError(f"{mcap_path}: needs observation topics and {' + '.join(commands)} under {namespace}; missing {missing or 'observations'}")
     reference = cameras[0] if cameras else obs_topics.get("state/tcp_pose", next(iter(obs_topics.values())))
     space = gym.spaces.Dict(
         {key: gym.spaces.Box(0 if is_image_key(key) else -np.inf, 255 if is_image_key(key) else np.inf,
                              shape=series[topic].values[0].shape, dtype=series[topic].values[0].dtype)
          for key, topic in obs_topics.items()}
     )  # fmt: skip
-    scale = replace(ActionScale.of_rig(rig), control_dt=1.0 / fps)  # an action is one of the store's periods
     written = 0
-    with EpisodeWriter.create(out, space, rig.arm.action_dim, fps, rig, exist_ok=True) as writer:
+    with EpisodeWriter.create(out, space, scale.dim, fps, rig, exist_ok=True) as writer:
         start: int | None = None
         for ns, event in tqdm(sorted(events), desc="import", unit="event", disable=None if progress else True):
             if event == "reset":
@@ -349,7 +353,7 @@ def import_mcap(
             elif event in END_EVENTS and start is not None:
                 # The first step is the first reference sample once this episode has commands (a live bag's
                 # first command follows the first frames by the actor's latency).
-                commanded = [series[topic].first_from(start) for topic in (CMD, GRIPPER_CMD)]
+                commanded = [series[topic].first_from(start) for topic in commands]
                 t0 = None
                 if None not in commanded:
                     t0 = series[reference].first_from(max(start, *(c - period // 2 for c in commanded)))
@@ -363,8 +367,8 @@ def import_mcap(
                     stamp, _ = series[reference].at(tick, period // 2, reference)
                     obs = {key: series[topic].at(tick, period // 2, topic)[1] for key, topic in obs_topics.items()}
                     _, twist = series[CMD].at(tick, period // 2, CMD)
-                    _, gripper = series[GRIPPER_CMD].at(tick, period // 2, GRIPPER_CMD)
                     engaged = ENGAGED in series and bool(series[ENGAGED].at(tick, period // 2, ENGAGED)[1])
+                    gripper = series[GRIPPER_CMD].at(tick, period // 2, GRIPPER_CMD)[1] if scale.gripper else 0.0
                     action = scale.to_action(twist, float(gripper))
                     last = k == len(ticks) - 1
                     writer.add_step(

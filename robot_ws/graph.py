@@ -306,7 +306,7 @@ def observation_space_of(spec: GraphSpec):
     space = spaces.observation_space(cameras, extra_state=extra)
     if spec.steering is None:
         return space
-    return gym.spaces.Dict({**space.spaces, BASE_ACTION: base_action_space(rig.arm.action_dim)})
+    return gym.spaces.Dict({**space.spaces, BASE_ACTION: base_action_space(spaces.action_space(rig).shape[0])})
 
 
 def parse_nodes(names: Iterable[str] | None) -> tuple[str, ...]:

@@ -46,6 +46,7 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, String
 from std_srvs.srv import Trigger
 
 from tether import spaces
+from tether.actions import gripper_part
 from tether.config import RigConfig
 from tether.robot_ws import messages, qos
 from tether.robot_ws.graph import GraphSpec, observation_space_of
@@ -228,7 +229,9 @@ class RobotEnv(gym.Env):
             self.cmd_pub.publish(messages.twist_msg(np.zeros(6), stamp))
             return
         self.cmd_pub.publish(messages.twist_msg(messages.action_to_velocity(action, self.rig), stamp))
-        self.gripper_pub.publish(Float32(data=float(action[-1])))
+        gripper = gripper_part(action)
+        if gripper is not None:  # a task that holds the gripper (reach) commands none
+            self.gripper_pub.publish(Float32(data=gripper))
 
     def _wait(self, until: Callable[[float], T | None], what: str) -> T:
         """Wait until `until(now)` (node clock, once it runs) gives something; at most `timeout_s` (wall)."""

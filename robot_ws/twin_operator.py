@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from tether.actions import gripper_part
 from tether.config import RigConfig
 from tether.robot_ws.twin_backend import TwinWorld
 from tether.safety import DUE_FRACTION
@@ -71,4 +72,4 @@ class ScriptedTeleop(TeleopDevice):
             engaged = self.rule.step(self._proposal, wanted)
         motion = np.zeros(6)
         motion[: 6 if self.rotation else 3] = wanted[: 6 if self.rotation else 3]
-        return TeleopCommand(motion=motion, gripper=float(wanted[-1]), engaged=engaged)
+        return TeleopCommand(motion=motion, gripper=gripper_part(wanted), engaged=engaged)

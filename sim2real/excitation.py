@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tether import spaces
+from tether.actions import ActionScale
 from tether.config import Box, RigConfig
 from tether.datasets.episode import EpisodeArrays
 from tether.datasets.store import EpisodeWriter
@@ -126,7 +127,7 @@ def plan_excitation(
 def run_excitation(arm: ExcitableArm, plan: np.ndarray, rig: RigConfig) -> EpisodeArrays:
     """Drive `arm` along `plan` (TCP positions, one per control period) under the arm node's limits,
     holding the orientation it starts with; returns the episode as logged."""
-    config = rig.arm
+    config, dim = rig.arm, ActionScale.of_rig(rig).dim
     obs, stamp = arm.read()
     orientation = np.asarray(obs[spaces.TCP_POSE][3:], float)
     previous = np.asarray(obs[spaces.TCP_POSE][:3], float)
@@ -139,7 +140,7 @@ def run_excitation(arm: ExcitableArm, plan: np.ndarray, rig: RigConfig) -> Episo
         )
         arm.send(target, orientation)
         rows.append({**obs, TCP_TARGET: np.concatenate([target, orientation])})
-        action = np.zeros(config.action_dim)
+        action = np.zeros(dim)
         action[:3] = np.clip((target - previous) / config.action_scale[0], -1.0, 1.0)
         actions.append(action)
         stamps.append(stamp)
@@ -152,7 +153,7 @@ def run_excitation(arm: ExcitableArm, plan: np.ndarray, rig: RigConfig) -> Episo
         obs={key: np.stack([row[key] for row in rows]).astype(np.float32) for key in rows[0]},
         final_obs={key: np.asarray(value, np.float32) for key, value in final.items()},
         action=np.array(actions, np.float32),
-        policy_action=np.full((n, config.action_dim), np.nan, np.float32),
+        policy_action=np.full((n, dim), np.nan, np.float32),
         reward=np.zeros(n, np.float32),
         terminated=np.zeros(n, bool),
         truncated=np.arange(n) == n - 1,
@@ -176,7 +177,7 @@ def record_excitation(
     homes the arm and hands it over for each run; episode i plans with seed + i."""
     recorded = []
     with EpisodeWriter.create(
-        out, log_observation_space(), rig.arm.action_dim, fps=rig.arm.control_rate_hz, rig=rig, exist_ok=True
+        out, log_observation_space(), ActionScale.of_rig(rig).dim, fps=rig.arm.control_rate_hz, rig=rig, exist_ok=True
     ) as writer:
         for i in tqdm(range(episodes), desc="excitation", disable=episodes == 1):
             arm = next_arm()

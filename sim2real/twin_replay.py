@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tether import spaces
+from tether.actions import gripper_part
 from tether.datasets.store import EpisodeStore
 from tether.sim2real.mirror import MirrorTwin
 from tether.types import Observation
@@ -33,8 +34,8 @@ class EpisodeAgreement:
     """Mean absolute difference per action dimension (action units)."""
     direction_cosine: float | None
     """Mean cosine between policy and logged translations, over steps where both move; None if none did."""
-    gripper_agreement: float
-    """Fraction of steps whose gripper commands (open / close / keep) agree."""
+    gripper_agreement: float | None
+    """Fraction of steps whose gripper commands (open / close / keep) agree; None for actions without a gripper."""
 
 
 def replay_episode(
@@ -74,16 +75,17 @@ def replay_episode(
 def agreement(
     index: int, proposed: np.ndarray, logged: np.ndarray, logged_success: bool | None, twin_success: bool
 ) -> EpisodeAgreement:
-    """How a policy's actions (T, A) agree with the logged ones (T, A); the gripper is the last dimension."""
+    """How a policy's actions (T, A) agree with the logged ones (T, A), in any action layout (`tether.actions`)."""
     p, q = proposed[:, :3], logged[:, :3]
     norms = np.linalg.norm(p, axis=1) * np.linalg.norm(q, axis=1)
     moving = norms > MOVING**2
     cosine = float(np.mean(np.sum(p * q, axis=1)[moving] / norms[moving])) if moving.any() else None
-    grip = [spaces.gripper_command(a) == spaces.gripper_command(b) for a, b in zip(proposed[:, -1], logged[:, -1])]
+    grippers = [(gripper_part(a), gripper_part(b)) for a, b in zip(proposed, logged)]
+    grip = [spaces.gripper_command(a) == spaces.gripper_command(b) for a, b in grippers if a is not None]
     return EpisodeAgreement(
         episode=index, steps=len(logged), logged_success=logged_success, twin_success=twin_success,
         action_mae=float(np.abs(proposed - logged).mean()), direction_cosine=cosine,
-        gripper_agreement=float(np.mean(grip)),
+        gripper_agreement=float(np.mean(grip)) if grip else None,
     )
 
 
@@ -91,11 +93,12 @@ def summarise(episodes: list[EpisodeAgreement]) -> dict:
     """Per-episode figures and their means; success agreement counts episodes with a logged outcome."""
     judged = [e for e in episodes if e.logged_success is not None]
     cosines = [e.direction_cosine for e in episodes if e.direction_cosine is not None]
+    agreements = [e.gripper_agreement for e in episodes]
     return {
         "episodes": len(episodes),
         "action_mae": float(np.mean([e.action_mae for e in episodes])),
         "direction_cosine": float(np.mean(cosines)) if cosines else None,
-        "gripper_agreement": float(np.mean([e.gripper_agreement for e in episodes])),
+        "gripper_agreement": None if None in agreements else float(np.mean(agreements)),
         "twin_success_rate": float(np.mean([e.twin_success for e in episodes])),
         "logged_success_rate": float(np.mean([e.logged_success for e in judged])) if judged else None,
         "success_agreement": float(np.mean([e.twin_success == e.logged_success for e in judged])) if judged else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tether.actions import arm_part, gripper_part
 from tether.spaces import gripper_command
 
 
@@ -42,12 +43,13 @@ class TakeoverRule:
     def strays(self, proposal: np.ndarray, wanted: np.ndarray) -> bool:
         """The policy's motion differs too much from the operator's, stalls where the operator would move,
         or its gripper goes the other way."""
-        motion, wanted_motion = np.asarray(proposal[:-1], dtype=float), np.asarray(wanted[:-1], dtype=float)
+        motion, wanted_motion = np.asarray(arm_part(proposal), dtype=float), np.asarray(arm_part(wanted), dtype=float)
         motion_gap = float(np.linalg.norm(motion - wanted_motion))
         wanted_norm = float(np.linalg.norm(wanted_motion))
         stalled = (wanted_norm >= self.decisive
                    and float(motion @ wanted_motion) / wanted_norm < self.min_progress * wanted_norm)
-        opposite_gripper = gripper_command(float(proposal[-1])) * gripper_command(float(wanted[-1])) < 0
+        grippers = gripper_part(proposal), gripper_part(wanted)
+        opposite_gripper = None not in grippers and gripper_command(grippers[0]) * gripper_command(grippers[1]) < 0
         return motion_gap > self.threshold or stalled or opposite_gripper
 
     def step(self, proposal: np.ndarray | None, wanted: np.ndarray) -> bool:

@@ -159,11 +159,6 @@ class _ArmBase(_Strict):
                 )
         return self
 
-    @property
-    def action_dim(self) -> int:
-        """Length of an action vector: translation (+ rotation) + gripper."""
-        return 3 + (3 if self.rotation_actions else 0) + 1
-
 
 class TwinArm(_ArmBase):
     """The MuJoCo digital twin stands in for the arm."""

@@ -1,8 +1,9 @@
 """Observation and action layout shared by the twin, the robot, the learners and the store.
 
 Observations are flat dicts: `images/<camera>` uint8 (H, W, 3) and `state/<name>` float32
-vectors. Actions are float32 in [-1, 1]: [dx, dy, dz] (+ [rx, ry, rz]) + gripper, where
-gripper -1 opens and +1 closes. Both twin and hardware build their spaces here, so the same
+vectors. Actions are float32 in [-1, 1]: [dx, dy, dz] (+ [rx, ry, rz]) (+ gripper), where
+gripper -1 opens and +1 closes (`tether.actions` says which parts a rig and task have). Both
+twin and hardware build their spaces here, so the same
 rig gives the same keys, shapes and dtypes.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
+from tether.actions import ActionScale
 from tether.config import CameraConfig, RigConfig
 
 IMAGES = "images/"
@@ -38,9 +40,9 @@ def is_image_key(key: str) -> bool:
     return key.startswith(IMAGES)
 
 
-def action_space(rig: RigConfig) -> gym.spaces.Box:
-    """The normalised action box of a rig."""
-    return gym.spaces.Box(-1.0, 1.0, shape=(rig.arm.action_dim,), dtype=np.float32)
+def action_space(rig: RigConfig, task: str | None = None) -> gym.spaces.Box:
+    """The normalised action box of `task` (default: the rig's) on a rig."""
+    return gym.spaces.Box(-1.0, 1.0, shape=(ActionScale.of_rig(rig, task).dim,), dtype=np.float32)
 
 
 def gripper_command(value: float) -> int:

@@ -53,6 +53,7 @@ from std_msgs.msg import Bool, Float32, Float32MultiArray, String, UInt8MultiArr
 from std_srvs.srv import Trigger
 
 from tether import spaces
+from tether.actions import gripper_part
 from tether.config import RigConfig
 from tether.policies.residual import BASE_ACTION, Residual
 from tether.robot_ws import messages, qos
@@ -449,7 +450,7 @@ class ActorNode(Node):
         elif proposal is not None:
             action, intervened = proposal, False
         else:
-            action, intervened = np.zeros(self.rig.arm.action_dim, np.float32), False
+            action, intervened = np.zeros(spaces.action_space(self.rig).shape, np.float32), False
         self._wait_for_release()
         if self.residual is None:
             self._publish_action(action, proposal, now)
@@ -490,9 +491,13 @@ class ActorNode(Node):
 
     def _publish_action(self, action: np.ndarray, proposal: np.ndarray | None, now: float) -> None:
         self.cmd_pub.publish(messages.twist_msg(messages.action_to_velocity(action, self.rig), now))
-        self.gripper_pub.publish(Float32(data=float(action[-1])))
+        gripper = gripper_part(action)
+        if gripper is not None:  # a task that holds the gripper (reach) commands none
+            self.gripper_pub.publish(Float32(data=gripper))
         if proposal is not None:  # the gripper first: a watcher takes the twist as the whole proposal
-            self.proposal_gripper_pub.publish(Float32(data=float(proposal[-1])))
+            proposed_gripper = gripper_part(proposal)
+            if proposed_gripper is not None:
+                self.proposal_gripper_pub.publish(Float32(data=proposed_gripper))
             self.proposal_pub.publish(messages.twist_msg(messages.action_to_velocity(proposal, self.rig), now))
 
     def _publish_hold(self, now: float) -> None:

@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
+from tether.actions import ActionScale
 from tether.config import RigConfig
 from tether.datasets.episode import EpisodeArrays
 from tether.datasets.replay import ReplayBuffer
@@ -96,7 +97,7 @@ class LearnerNode(Node):
         if steering is not None:
             sac = steering.sac_config(sac or SACConfig())
         agent = (SACAgent.load(checkpoint) if resuming
-                 else SACAgent(observation_space, rig.arm.action_dim, sac, seed=seed))
+                 else SACAgent(observation_space, ActionScale.of_rig(rig).dim, sac, seed=seed))
         self.learner = Learner(agent, self.loop, seed=seed, run_dir=self.run_dir, online_source="hil",
                                fps=rig.arm.control_rate_hz)
         if self.learner.resume() is not None:

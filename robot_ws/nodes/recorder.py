@@ -18,6 +18,7 @@ import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
+from tether.actions import ActionScale
 from tether.config import RigConfig
 from tether.datasets.store import EpisodeWriter, StoreError, StoreSpec, StoreWriteError
 from tether.robot_ws import messages, qos
@@ -54,9 +55,9 @@ class RecorderNode(Node):
     def _open(self, obs: Observation) -> EpisodeWriter:
         space = _space_of(obs)
         if (self.store / "zarr.json").exists():
-            return EpisodeWriter.open(self.store, space, self.rig.arm.action_dim)
+            return EpisodeWriter.open(self.store, space, ActionScale.of_rig(self.rig).dim)
         return EpisodeWriter.create(
-            self.store, space, self.rig.arm.action_dim, fps=self.rig.arm.control_rate_hz, rig=self.rig
+            self.store, space, ActionScale.of_rig(self.rig).dim, fps=self.rig.arm.control_rate_hz, rig=self.rig
         )
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
@@ -90,7 +91,7 @@ class RecorderNode(Node):
         if self.writer is None:
             self.writer = self._open(transition.obs)
         # Checked before any episode bookkeeping, so a stray transition cannot end or begin an episode.
-        differences = self.writer.spec.differences(StoreSpec.from_space(_space_of(transition.obs), self.rig.arm.action_dim))
+        differences = self.writer.spec.differences(StoreSpec.from_space(_space_of(transition.obs), ActionScale.of_rig(self.rig).dim))
         if differences:
             raise StoreError(f"{self.store}: the transition's spec differs: {'; '.join(differences)}")
         if header["episode"] != self._episode:

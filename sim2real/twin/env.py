@@ -1,7 +1,8 @@
 """The twin as a gymnasium env: the same observations, actions and limits as the real arm node.
 
 One `step` is one control period at the rig's rate. The action is an end-effector delta
-(scaled by the rig's `action_scale`) plus a gripper command; it is checked and clipped by
+(scaled by the rig's `action_scale`) plus, unless the task holds the gripper still, a gripper
+command (`tether.actions`); it is checked and clipped by
 `tether.safety` exactly as the arm node does (NaN/inf rejected and the arm held, speed
 limited, target kept in the workspace box), then tracked by the twin's joint impedance
 controller at the physics rate.
@@ -17,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from tether import spaces
-from tether.actions import ActionScale
+from tether.actions import ActionScale, gripper_part
 from tether.config import RandomizationConfig, RigConfig, load_rig
 from tether.safety import UnsafeCommand, check_finite, limit_norm, translation_target
 from tether.sim2real.twin.randomize import EpisodeDraw
@@ -57,7 +58,8 @@ class TwinEnv(gym.Env):
         self.reward_mode = reward or (rig_reward if rig_reward in ("sparse", "dense") else "sparse")
         self.episode_length = self.rig.task.episode_length
         self.metadata = {**self.metadata, "render_fps": self.rig.arm.control_rate_hz}
-        self.action_space = spaces.action_space(self.rig)
+        self.action_scale = ActionScale.of_rig(self.rig, task)
+        self.action_space = spaces.action_space(self.rig, task)
         self.observation_space = spaces.observation_space(
             self.sim.cameras if obs_mode in IMAGE_MODES else [],
             extra_state=self.task.state_dims if obs_mode in TASK_STATE_MODES else None,
@@ -82,6 +84,8 @@ class TwinEnv(gym.Env):
         return self._observation(), self._info(self.sim.score(), rejected=False)
 
     def step(self, action: np.ndarray):
+        if np.shape(action) != self.action_space.shape:  # e.g. a policy of another layout: refuse, never misread
+            raise ValueError(f"action of shape {np.shape(action)}: this env takes {self.action_space.shape}")
         rejected = False
         try:
             command = check_finite(action, "action")
@@ -122,7 +126,7 @@ class TwinEnv(gym.Env):
 
     def _apply(self, action: np.ndarray) -> None:
         arm, dt = self.rig.arm, self.rig.control_dt
-        step = ActionScale.of_rig(self.rig).to_step(action)
+        step = self.action_scale.to_step(action)
         position, rotation = self.sim.tcp_pose()
         self._tcp_target = translation_target(
             position, self._tcp_target, step[:3], arm.workspace, arm.max_linear_speed, dt
@@ -132,7 +136,9 @@ class TwinEnv(gym.Env):
             target_matrix = quat_xyzw_to_matrix(apply_rotvec(self.sim.proprio()[spaces.TCP_POSE][3:], rotvec))
         else:
             target_matrix = self.sim.home_tcp_mat
-        self.sim.command(self._tcp_target, target_matrix, spaces.gripper_command(float(action[-1])), ramp_s=dt)
+        gripper = gripper_part(action)
+        self.sim.command(self._tcp_target, target_matrix, 0 if gripper is None else spaces.gripper_command(gripper),
+                         ramp_s=dt)
 
     def _observation(self) -> dict[str, np.ndarray]:
         state = self.sim.proprio()

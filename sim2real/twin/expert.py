@@ -14,6 +14,7 @@ import numpy as np
 
 import gymnasium as gym
 
+from tether.actions import ActionScale
 from tether.config import ScriptedOperatorConfig
 from tether.sim2real.twin.sim import TwinSim
 from tether.sim2real.twin.tasks import PegInsert, PickCube, Reach
@@ -52,7 +53,7 @@ class ScriptedOperator:
             action = self._reach(sim)
         else:
             raise ValueError(f"task '{sim.task.name}': the scripted operator has no plan for it")
-        return self._imperfect(action, sim.rig.arm.action_dim)
+        return self._imperfect(action, ActionScale.of_rig(sim.rig, sim.task.name))
 
     # --- plans ------------------------------------------------------------------------
 
@@ -132,20 +133,21 @@ class ScriptedOperator:
         motion = np.clip(gain * (target - tcp), -1.0, 1.0)
         return np.concatenate([motion, [gripper]])
 
-    def _imperfect(self, action: np.ndarray, action_dim: int) -> np.ndarray:
-        """Noise and pauses on the motion; the gripper command stays as decided.
+    def _imperfect(self, action: np.ndarray, layout: ActionScale) -> np.ndarray:
+        """Noise and pauses on the motion, in the task's action layout; the gripper command stays as decided.
 
         The noise grows with the speed of the move (signal-dependent, as in human motor
         control): fast approaches wander, fine alignment stays fine.
         """
-        out = np.zeros(action_dim, dtype=np.float32)
+        out = np.zeros(layout.dim, dtype=np.float32)
         motion = action[:3]
         if self.rng.random() < self.config.hesitate_prob:
             motion = np.zeros(3)
         scale = max(float(np.abs(motion).max()), MIN_NOISE_SCALE)
         motion = motion + self.rng.normal(0.0, self.config.noise_std * scale, size=3)
         out[:3] = np.clip(motion, -1.0, 1.0)
-        out[-1] = action[-1]
+        if layout.gripper:
+            out[-1] = action[-1]
         return out
 
 

@@ -11,6 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from std_msgs.msg import Bool, String
 
+from tether import spaces
 from tether.config import RigConfig, load_rig
 from tether.robot_ws import qos
 from tether.robot_ws.graph import Graph, GraphSpec
@@ -62,7 +63,7 @@ def test_gymnasium_checks_and_the_twin_envs_layout(rig):
 
 def test_episode_events_end_episodes(rig):
     """An operator's events: failure terminates, stop truncates; events from before the reset do not count."""
-    zero = np.zeros(rig.arm.action_dim, np.float32)
+    zero = np.zeros(spaces.action_space(rig).shape[0], np.float32)
     with twin_graph(rig) as graph, RobotEnv(rig, "state", sim_time=True) as env:
         operator = graph.plain_node("operator")
         events = operator.create_publisher(String, "episode/events", qos.EVENTS)
@@ -106,11 +107,11 @@ def test_a_camera_that_stops_makes_step_raise(rig):
     with twin_graph(rig, "cameras") as graph, RobotEnv(rig, "pixels", sim_time=True) as env:
         obs, _ = env.reset()
         assert layout(obs) == layout(twin_obs)
-        env.step(np.zeros(rig.arm.action_dim, np.float32))
+        env.step(np.zeros(spaces.action_space(rig).shape[0], np.float32))
         graph.node("cameras").stop()  # the camera node stops publishing; the rest runs on
         with pytest.raises(StaleObservation) as error:
             for _ in range(5):
-                env.step(np.zeros(rig.arm.action_dim, np.float32))
+                env.step(np.zeros(spaces.action_space(rig).shape[0], np.float32))
     message = str(error.value)
     assert "\n" not in message
     assert "cameras/front/image_raw" in message or "cameras/wrist/image_raw" in message

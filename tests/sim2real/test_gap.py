@@ -65,7 +65,7 @@ def test_store_without_commands_is_one_line(tmp_path):
     rig = load_rig("twin_panda")
     path = tmp_path / "demos.zarr"
     space = spaces.observation_space([])
-    with EpisodeWriter.create(path, space, rig.arm.action_dim, fps=10.0) as writer:
+    with EpisodeWriter.create(path, space, spaces.action_space(rig).shape[0], fps=10.0) as writer:
         writer.begin_episode(source="sim")
         for _ in range(3):
             writer.add_step({k: np.zeros(s.shape, np.float32) for k, s in space.spaces.items()}, np.zeros(4))

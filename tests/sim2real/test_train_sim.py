@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tether.cli import app
 from tether.config import load_rig
 from tether.policies.diffusion import DiffusionPolicy
-from tether.policies.sac import SACAgent
+from tether.policies.sac import SACAgent, SACConfig
 from tether.sim2real.profiles import profile_ranges
 
 torch.set_num_threads(1)
@@ -40,10 +40,14 @@ def test_sac_run_writes_a_loadable_checkpoint_and_a_summary(tmp_path):
     franka = load_rig("franka_realsense")
     assert twin.arm.backend == "twin" and twin.arm.workspace == franka.arm.workspace
     assert twin.randomization == profile_ranges("heavy", franka)
+    assert twin.task.name == "reach"  # the task trained, not the rig's pick_cube: eval and deploy default to it
     agent = SACAgent.load(out / "checkpoint")
-    assert "state/target_pos" in agent.observation_space.spaces and agent.action_dim == 4
+    assert "state/target_pos" in agent.observation_space.spaces
+    assert agent.action_dim == 3 and agent.grasp is None  # reach's action has no gripper, so no grasp critic
+    recipe = SACConfig()  # the learner core's critic ensemble and UTD are reach's defaults too
+    assert (agent.config.num_critics, agent.config.utd_ratio) == (recipe.num_critics, recipe.utd_ratio)
     report = tmp_path / "eval.json"
-    _invoke("eval", "--policy", str(out / "checkpoint"), "--task", "reach", "--rig", str(out / "twin_rig.yaml"),
+    _invoke("eval", "--policy", str(out / "checkpoint"), "--rig", str(out / "twin_rig.yaml"),
             "--episodes", "1", "--json", str(report))
     assert json.loads(report.read_text())["episodes"] == 1
 

@@ -42,7 +42,6 @@ def test_default_rig_is_the_twin_with_two_cameras():
     rig = load_rig()
     assert rig.name == "twin_panda"
     assert [c.name for c in rig.cameras] == ["front", "wrist"]
-    assert rig.arm.action_dim == 4
     assert rig.control_dt == pytest.approx(0.1)
 
 

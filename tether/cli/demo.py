@@ -49,11 +49,12 @@ def _evaluate(rig: str, policy: Path, out_store: Path, episodes: int, *, seed: i
 def _initial_checkpoint(rig: str, out: Path, obs: str, seed: int) -> Path:
     """The learner's starting weights (the default recipe and the seed the learner node uses), for the 'before'
     score."""
+    from tether import spaces
     from tether.policies.sac import SACAgent, SACConfig
     from tether.robot_ws.graph import GraphSpec, observation_space_of
 
     spec = GraphSpec(rig=load_rig(rig), nodes=(), obs_mode=obs)
-    agent = SACAgent(observation_space_of(spec), spec.rig.arm.action_dim, SACConfig(), seed=seed)
+    agent = SACAgent(observation_space_of(spec), spaces.action_space(spec.rig).shape[0], SACConfig(), seed=seed)
     return agent.save(out / "initial")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import typer
 import yaml
 
+from tether import spaces
 from tether.cli.options import known_obs
 from tether.cli.output import ForceOption, claim_output
 from tether.config import DEFAULT_RIG, ConfigError, RandomizationConfig, RigConfig, load_rig
@@ -35,17 +36,23 @@ SUMMARY_JSON = "summary.json"
 DEMO_STORE = "demos.zarr"
 
 
-def task_sac_defaults(task: str, action_dim: int) -> dict[str, Any]:
-    """SAC settings a task starts from, under --debug and --config.
+TASK_STEPS = {"reach": 10_000}
+"""Environment steps a task trains for by default (others: DEFAULT_STEPS): what benchmarks/sim2real.py measures.
+Reach: see benchmarks/README.md#sim2real for the seeds measured at this budget."""
+DEFAULT_STEPS = 20_000
 
-    Reach ignores the gripper (no grasp critic; the actor drives the held gripper's dimension); its small
-    state is served by a quarter of the default learner's compute per update; and a target entropy of
-    -|A| instead of -|A|/2 keeps the deterministic policy, which deployment runs, as precise as the
-    stochastic one that trained (at -|A|/2 the mean stopped 2-5 cm short of targets the noisy policy reached).
+
+def task_sac_defaults(task: str, action_dim: int) -> dict[str, Any]:
+    """SAC settings a task starts from (the learner core's recipe otherwise: critic ensemble, UTD 4), under
+    --debug and --config.
+
+    Reach's action has no gripper (`tether.actions`), so no grasp critic; and a target entropy of -|A| instead
+    of -|A|/2 keeps the deterministic policy, which deployment runs, as precise as the stochastic one that
+    trained (at -|A|/2 the mean stopped 2-5 cm short of targets the noisy policy reached).
     """
     if task != "reach":
         return {}
-    return {"grasp_critic": False, "hidden_dims": (128, 128), "batch_size": 128, "target_entropy": -float(action_dim)}
+    return {"grasp_critic": False, "target_entropy": -float(action_dim)}
 
 
 class CurriculumListener:
@@ -65,11 +72,14 @@ class CurriculumListener:
                 "curriculum_level_success": self.curriculum.success_rate}
 
 
-def write_twin_rig(rig: RigConfig, ranges: RandomizationConfig, out: Path) -> Path:
-    """The rig trained on, as YAML in the run folder: the twin of `rig` with the profile's ranges."""
+def write_twin_rig(rig: RigConfig, ranges: RandomizationConfig, out: Path, task: str | None = None) -> Path:
+    """The rig trained on, as YAML in the run folder: the twin of `rig` with the profile's ranges and, if given,
+    the task trained (so eval and deploy of the run default to its task and its action layout)."""
     from tether.sim2real.twin.rig import twin_rig
 
     twin = twin_rig(rig).model_copy(update={"randomization": ranges})
+    if task is not None:
+        twin = twin.model_copy(update={"task": twin.task.model_copy(update={"name": task})})
     out.mkdir(parents=True, exist_ok=True)
     path = out / TWIN_RIG
     path.write_text(yaml.safe_dump(twin.model_dump(mode="json", exclude_none=True), sort_keys=False))
@@ -92,7 +102,7 @@ def train_sac_in_twins(*, task: str, rig_path: Path, full: RandomizationConfig, 
     from tether.sim2real.vector import env_seeds, make_twin_env, make_vector_env
 
     file = read_train_file(config)
-    action_dim = load_rig(rig_path).arm.action_dim
+    action_dim = spaces.action_space(load_rig(rig_path), task).shape[0]
     sac_values = {**task_sac_defaults(task, action_dim), **(DEBUG_SAC if debug else {}), **file.sac}
     loop_values = {**(DEBUG_LOOP if debug else {}), **file.loop, **({"eval_every": eval_every} if eval_every else {})}
     sac = _validated(SACConfig, sac_values, "sac")
@@ -129,7 +139,9 @@ def train_sim(
     task: str | None = typer.Option(None, "--task", "-t", help="Twin task: reach, pick_cube or peg_insert (default: the rig's)."),
     rig: str = typer.Option(DEFAULT_RIG, "--rig", help="Rig name or YAML path; a hardware rig trains in its twin."),
     randomize: str = typer.Option("light", "--randomize", help="Randomisation profile: none, light, heavy or rig."),
-    steps: int = typer.Option(20_000, "--steps", min=1, help="Environment steps over all envs (SAC)."),
+    steps: int | None = typer.Option(None, "--steps", min=1,
+                                     help=f"Environment steps over all envs (SAC; default {TASK_STEPS} by task, "
+                                          f"else {DEFAULT_STEPS})."),
     envs: int = typer.Option(os.cpu_count() or 1, "--envs", min=1, help="Twin instances in parallel (worker processes)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/train_sim"), "--out", help="Run folder."),
@@ -165,7 +177,8 @@ def train_sim(
         raise typer.BadParameter(f"'{task}': unknown task (known: {', '.join(TASKS)})", param_hint="--task")
     full = profile_ranges(randomize, rig_config)
     claim_output(out, "--out", force=force)
-    rig_path = write_twin_rig(rig_config, full, out)
+    rig_path = write_twin_rig(rig_config, full, out, task)
+    steps = steps or TASK_STEPS.get(task, DEFAULT_STEPS)
     summary: dict[str, Any] = {"task": task, "rig": rig_config.name, "twin_rig": str(rig_path), "randomize": randomize,
                                "policy": policy, "obs": obs, "envs": envs, "seed": seed, "steps": steps}
     if policy == "sac":

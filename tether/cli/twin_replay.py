@@ -43,10 +43,11 @@ def twin_replay_command(policy: Path, store_path: Path, rig: str | None, episode
         raise typer.BadParameter(f"{store_path}: no committed episodes", param_hint="--twin-replay")
     summary = {"policy": str(policy), "store": str(store_path), "rig": rig_config.name, **summarise(results)}
     write_json(json_out, summary)
-    cosine = summary["direction_cosine"]
+    cosine, grip = summary["direction_cosine"], summary["gripper_agreement"]
     typer.echo(
         f"twin replay of {summary['episodes']} episode(s): action MAE {summary['action_mae']:.3f}, "
-        f"direction cosine {'n/a' if cosine is None else f'{cosine:.2f}'}, gripper agreement {summary['gripper_agreement']:.2f}, "
+        f"direction cosine {'n/a' if cosine is None else f'{cosine:.2f}'}, "
+        f"gripper agreement {'n/a' if grip is None else f'{grip:.2f}'}, "
         f"twin success {summary['twin_success_rate']:.2f}"
         + (f" (logged {summary['logged_success_rate']:.2f})" if summary["logged_success_rate"] is not None else "")
     )

@@ -156,7 +156,7 @@ def test_learner_loss_holds_then_acts_on_fresh_weights_or_acts_on_the_last(tmp_p
                      operator="never", store=tmp_path / "episodes.zarr", time_scale=3.0)
     with Graph(spec) as graph:
         actor, recorder = graph.node("actor"), graph.node("recorder")
-        agent = SACAgent(graph.observation_space(), rig.arm.action_dim, SACConfig(hidden_dims=(16,)))
+        agent = SACAgent(graph.observation_space(), spaces.action_space(rig).shape[0], SACConfig(hidden_dims=(16,)))
         learner = graph.plain_node("fake_learner")
         weights = learner.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
         statuses: dict[str, DiagnosticStatus] = {}

@@ -1,14 +1,20 @@
 """The reach node judges the reach task on a rig without a twin: a target per reset, success from the
-measured TCP. The "arm" is a test publisher of `arm/tcp_pose`."""
+measured TCP, and the twin task's own state, so a policy sees the same goal-relative feature on both. The
+"arm" is a test publisher of `arm/tcp_pose`."""
 
 import numpy as np
 import pytest
+import torch
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Bool, Float32MultiArray, String
 
+from tether import spaces
 from tether.config import load_rig
+from tether.policies.networks import EncoderConfig, ObservationEncoder
 from tether.robot_ws import messages, qos
 from tether.robot_ws.nodes.reach import ReachNode
+from tether.sim2real.twin import make_env
+from tether.sim2real.twin.rig import twin_rig
 from tether.sim2real.twin.tasks import REACH_MARGIN, Reach
 
 
@@ -52,3 +58,33 @@ def test_reach_node_draws_a_target_per_reset_and_judges_success_from_the_tcp(ros
 def test_reach_node_refuses_another_task():
     with pytest.raises(ValueError, match=r"the reach node judges task 'reach', not 'pick_cube'"):
         ReachNode(load_rig("franka_realsense"))
+
+
+def test_reach_node_publishes_the_twin_tasks_state_so_the_goal_relative_feature_is_the_same(ros, wait_for):
+    """Given the same TCP and target, the rig's observation (arm's TCP + the node's task state) and the twin's give
+    the policy the same state vector, whose goal-relative part is target minus TCP: the encoder computes it from
+    the observation's own TCP, never from a TCP the node read at another time."""
+    rig = reach_rig()
+    env = make_env("reach", rig=twin_rig(rig))
+    twin_obs, _ = env.reset(seed=0)
+    node = ros.add(ReachNode(rig, seed=0, context=ros.context))
+    node.target = env.unwrapped.sim.task.target(env.unwrapped.sim.model)  # the same target on both sides
+    listener = ros.node("actor_stand_in", rig.namespace)
+    states = []
+    listener.create_subscription(Float32MultiArray, "twin/task_state", states.append, qos.SENSOR)
+    ros.start()
+    assert wait_for(lambda: bool(states))
+
+    published, twin_state = messages.task_state_from_msg(states[-1]), env.unwrapped.sim.task_state()
+    assert published.keys() == twin_state.keys() == Reach.state_dims.keys()
+    for key, value in twin_state.items():
+        assert published[key].shape == value.shape and published[key].dtype == value.dtype
+        np.testing.assert_array_equal(published[key], value)
+    rig_obs = {**twin_obs, **{spaces.STATE + k: v for k, v in published.items()}}
+
+    encoder = ObservationEncoder(env.observation_space, EncoderConfig(normalize_state=False))
+    vectors = [encoder.split({k: torch.as_tensor(v)[None] for k, v in obs.items()})[1][0] for obs in (twin_obs, rig_obs)]
+    torch.testing.assert_close(vectors[0], vectors[1])
+    relative = twin_obs["state/target_pos"] - twin_obs[spaces.TCP_POSE][:3]
+    np.testing.assert_allclose(vectors[1][-6:-3].numpy(), relative, atol=1e-6)  # then its near-field squashing
+    env.close()

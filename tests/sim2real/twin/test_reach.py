@@ -74,3 +74,16 @@ def test_too_small_a_workspace_is_refused():
     box = load_rig("twin_panda").arm.workspace.model_copy(update={"low": (0.3, -0.05, 0.0), "high": (0.7, 0.05, 0.5)})
     with pytest.raises(ValueError, match="too small"):
         sample_reach_target(box, np.random.default_rng(0))
+
+
+def test_reach_acts_without_a_gripper_and_refuses_an_action_of_another_layout():
+    env = make_env("reach")
+    assert env.action_space.shape == (3,)  # [dx dy dz]: the fingers stay open whatever a policy does
+    env.reset(seed=0)
+    action = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=0).act(env)
+    assert action.shape == (3,)
+    opening = env.step(action)[0]["state/gripper"]
+    np.testing.assert_allclose(opening, 1.0, atol=0.02)
+    with pytest.raises(ValueError, match=r"action of shape \(4,\): this env takes \(3,\)"):
+        env.step(np.zeros(4, np.float32))  # a checkpoint with a gripper dimension is refused, not misread
+    assert make_env("pick_cube").action_space.shape == (4,)
