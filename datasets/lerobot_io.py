@@ -108,7 +108,8 @@ def _chunk_file(part: int) -> dict[str, int]:
 
 def _action_names(action_dim: int) -> list[str]:
     """tether's action layout (tether.actions) where it is one, else numbered."""
-    layouts = {4: ["dx", "dy", "dz", "gripper"], 7: ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]}
+    layouts = {3: ["dx", "dy", "dz"], 4: ["dx", "dy", "dz", "gripper"], 6: ["dx", "dy", "dz", "rx", "ry", "rz"],
+               7: ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]}
     return layouts.get(action_dim, [f"action_{i}" for i in range(action_dim)])
 
 

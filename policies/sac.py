@@ -53,6 +53,7 @@ from tether.policies.networks import (
     cached_key,
     mlp,
 )
+from tether.actions import GRIPPER_LAYOUTS
 from tether.spaces import GRIPPER, GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_THRESHOLD, is_image_key
 from tether.types import Batch, Observation
 
@@ -219,8 +220,9 @@ class SACAgent(nn.Module):
         self.config = config = config or SACConfig()
         self.observation_space = observation_space
         self.action_dim = action_dim
-        if config.grasp_critic and action_dim < 2:
-            raise ValueError(f"grasp_critic needs an arm action plus a gripper, got action_dim {action_dim}")
+        if config.grasp_critic and action_dim not in GRIPPER_LAYOUTS:  # else it would read an arm axis as the gripper
+            raise ValueError(f"grasp_critic needs an action that ends in a gripper (length {GRIPPER_LAYOUTS}), got "
+                             f"action_dim {action_dim}; a task without one (reach) sets grasp_critic false")
         if config.grasp_critic and GRIPPER not in observation_space.spaces:
             raise ValueError(f"grasp_critic needs '{GRIPPER}' in the observation to tell when the gripper moved")
         self.arm_dim = action_dim - 1 if config.grasp_critic else action_dim

@@ -176,7 +176,8 @@ def test_sac_learns_in_noise_space_through_the_unchanged_loop(toy) -> None:
     from tether.policies.sac_loop import LoopConfig, train_sac
 
     env = NoiseSteeringEnv(toy.Env(), _toy_flow_policy(toy))
-    agent = SACAgent(env.observation_space, 64, SACConfig(hidden_dims=(32, 32), batch_size=8), seed=0)
+    agent = SACAgent(env.observation_space, 64, SACConfig(hidden_dims=(32, 32), batch_size=8, grasp_critic=False),
+                     seed=0)  # noise has no gripper part (Steering.sac_config switches the grasp critic off too)
     config = LoopConfig(steps=12, learning_starts=4, eval_every=12, eval_episodes=1)
     result = train_sac(agent, env, config, seed=0, eval_env=NoiseSteeringEnv(toy.Env(), _toy_flow_policy(toy)),
                        progress=False)

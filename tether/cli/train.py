@@ -228,6 +228,9 @@ def sac_command(
     noise_scale: float = typer.Option(1.5, "--noise-scale", min=0.0, help="--steer noise: noise = scale * action."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
+    from tether import spaces
+    from tether.cli.train_sim import task_sac_defaults
+    from tether.config import load_rig
     from tether.policies.checkpoint import TRAINING_FILE
     from tether.policies.learner import CHECKPOINT_DIR
 
@@ -244,9 +247,10 @@ def sac_command(
         raise typer.BadParameter(f"{classifier}: no such checkpoint folder", param_hint="--classifier")
     if classifier is not None and obs != "pixels":
         raise typer.BadParameter("a reward classifier reads camera images: use --obs pixels", param_hint="--classifier")
+    task = rig_task(task, rig)
+    sac_values = {**task_sac_defaults(task, spaces.action_space(load_rig(rig), task).shape[0]), **sac_values}
     sac = _validated(SACConfig, sac_values, "sac")
     loop = _validated(LoopConfig, loop_values, "loop")
-    task = rig_task(task, rig)
     claim_output(out, "--out", force=force, resuming=resume and (out / CHECKPOINT_DIR / TRAINING_FILE).is_file())
     result = run_sac(task=task, obs_mode=obs, steps=steps, seed=seed, sac=sac, loop=loop, demos=demos,
                      demo_episodes=demo_episodes, interventions=interventions, rig=rig, classifier=classifier, out=out,
