@@ -94,10 +94,13 @@ class LearnerNode(Node):
         self.steering = steering
         checkpoint = self.run_dir / CHECKPOINT_DIR
         resuming = (checkpoint / TRAINING_FILE).is_file()
+        layout = ActionScale.of_rig(rig)
+        if sac is None and not layout.gripper:  # the rig's task (reach) commands no gripper: nothing to grasp with
+            sac = SACConfig(grasp_critic=False)
         if steering is not None:
             sac = steering.sac_config(sac or SACConfig())
         agent = (SACAgent.load(checkpoint) if resuming
-                 else SACAgent(observation_space, ActionScale.of_rig(rig).dim, sac, seed=seed))
+                 else SACAgent(observation_space, layout.dim, sac, seed=seed))
         self.learner = Learner(agent, self.loop, seed=seed, run_dir=self.run_dir, online_source="hil",
                                fps=rig.arm.control_rate_hz)
         if self.learner.resume() is not None:
