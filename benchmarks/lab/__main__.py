@@ -58,7 +58,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def deploy(args: argparse.Namespace, gaps: Gaps) -> dict:
     from tether.cli.deploy import run_deploy
 
-    with Lab(gaps, task=args.task, fps=args.fps, seed=args.seed, folder=args.out / "lab") as lab, \
+    cameras = args.task != "reach"  # reach needs no object and no perception; renders cost franky-sim real time
+    with Lab(gaps, task=args.task, fps=args.fps, seed=args.seed, cameras=cameras, folder=args.out / "lab") as lab, \
             judging(lab, lab.rig, seed=args.seed) as judge:
         first = lab.world.read()
         summary = run_deploy(args.policy, lab.rig, args.episodes, args.out / "episodes.zarr", seed=args.seed)

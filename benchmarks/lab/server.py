@@ -75,12 +75,14 @@ def cube_placer(sim: MujocoSimulator, world: WorldState) -> Callable[[MujocoSimu
     qadr, dadr = joint.qposadr[0], joint.dofadr[0]
 
     def place(_: MujocoSimulator) -> None:
-        request = world.take_request()
+        request = world.pending_request()
         if request is None:
             return
-        x, y, yaw = request
+        number, x, y, yaw = request
         sim.data.qpos[qadr : qadr + 7] = [x, y, CUBE_HALF, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         sim.data.qvel[dadr : dadr + 6] = 0.0
+        world.publish(sim.data.qpos, float(sim.data.time))
+        world.mark_applied(number)
 
     return place
 
@@ -93,7 +95,7 @@ def world_publisher(sim: MujocoSimulator, world: WorldState, every: int) -> Call
         nonlocal steps
         steps += 1
         if steps % every == 0:
-            world.publish(sim.data.qpos, float(sim.data.time), steps)
+            world.publish(sim.data.qpos, float(sim.data.time))
 
     return publish
 
@@ -110,7 +112,7 @@ def serve(settings: ServerSettings) -> None:
             mujoco.mj_saveModel(sim.model, str(settings.model_path), None)
             sim.register_pre_step_callback(cube_placer(sim, world))
             sim.register_post_step_callback(world_publisher(sim, world, settings.publish_every))
-            world.publish(sim.data.qpos, float(sim.data.time), 0)
+            world.publish(sim.data.qpos, float(sim.data.time))
             print(READY, flush=True)
             try:
                 server.run_forever()

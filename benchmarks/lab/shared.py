@@ -18,7 +18,7 @@ import numpy as np
 MAX_QPOS = 64
 _INTS, _FLOATS = 8, 8 + MAX_QPOS
 # int64 slots
-_SEQ, _STEPS, _REQUEST, _APPLIED, _NQ = range(5)
+_SEQ, _REQUEST, _APPLIED, _NQ = range(4)
 # float64 slots
 _SIM_TIME, _WALL_TIME, _REQ_X, _REQ_Y, _REQ_YAW = range(5)
 _QPOS = 8
@@ -33,7 +33,6 @@ class Snapshot:
     """Seconds of simulated time (1 ms per physics step)."""
     wall_time: float
     """time.time() when it was published."""
-    steps: int
 
 
 class WorldState:
@@ -69,23 +68,25 @@ class WorldState:
             self.memory.unlink()
 
     # server side
-    def publish(self, qpos: np.ndarray, sim_time: float, steps: int) -> None:
+    def publish(self, qpos: np.ndarray, sim_time: float) -> None:
         ints, floats = self._ints, self._floats
         ints[_SEQ] += 1
         ints[_NQ] = len(qpos)
         floats[_QPOS : _QPOS + len(qpos)] = qpos
         floats[_SIM_TIME], floats[_WALL_TIME] = sim_time, time.time()
-        ints[_STEPS] = steps
         ints[_SEQ] += 1
 
-    def take_request(self) -> tuple[float, float, float] | None:
-        """A placement the lab asked for and the server has not applied yet, marked applied."""
+    def pending_request(self) -> tuple[int, float, float, float] | None:
+        """(number, x, y, yaw) of a placement the lab asked for and the server has not applied yet."""
         request = int(self._ints[_REQUEST])
         if request == self._ints[_APPLIED]:
             return None
         x, y, yaw = (float(v) for v in self._floats[_REQ_X : _REQ_YAW + 1])
+        return request, x, y, yaw
+
+    def mark_applied(self, request: int) -> None:
+        """Call after publishing the state with the placement in it: the lab's next read then shows it."""
         self._ints[_APPLIED] = request
-        return x, y, yaw
 
     # lab side
     def read(self, timeout_s: float = 1.0) -> Snapshot:
@@ -96,15 +97,14 @@ class WorldState:
                 nq = int(self._ints[_NQ])
                 qpos = self._floats[_QPOS : _QPOS + nq].copy()
                 sim_time, wall_time = float(self._floats[_SIM_TIME]), float(self._floats[_WALL_TIME])
-                steps = int(self._ints[_STEPS])
                 if int(self._ints[_SEQ]) == before:
-                    return Snapshot(qpos, sim_time, wall_time, steps)
+                    return Snapshot(qpos, sim_time, wall_time)
             if time.monotonic() > deadline:
                 raise TimeoutError("the lab server published no world state")
             time.sleep(0.0002)
 
     def request_place(self, x: float, y: float, yaw: float, timeout_s: float = 5.0) -> None:
-        """Ask the server to put the cube at (x, y) on the table with this yaw, and wait until it has."""
+        """Ask the server to put the cube at (x, y) on the table with this yaw; returns once a read shows it there."""
         self._floats[_REQ_X : _REQ_YAW + 1] = (x, y, yaw)
         request = int(self._ints[_REQUEST]) + 1
         self._ints[_REQUEST] = request  # written last: the server reads the pose only after seeing it
