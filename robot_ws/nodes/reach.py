@@ -3,7 +3,9 @@
 At every episode reset it draws a target in the workspace box (as the twin's reach task does)
 and publishes it, with the success flag (TCP within the task's tolerance of the target), on the
 topics the twin node uses for task state and success (`twin/task_state`, `twin/success`), so the
-actor runs a reach policy on a real arm exactly as in the twin.
+actor runs a reach policy on a real arm exactly as in the twin. It publishes the target alone, as the
+twin task does: the goal-relative feature (target minus TCP) is the policy's, from the target and the TCP
+of the same observation, never from a TCP this node read at another moment.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def _space() -> gym.spaces.Dict:
     return gym.spaces.Dict(spaces)
 
 
-def _episode(i: int, length: int, end: str) -> EpisodeArrays:
+def _episode(i: int, length: int, end: str, action_dim: int = 4) -> EpisodeArrays:
     rng = np.random.default_rng(i)
     frames = {key: rng.integers(0, 256, (length + 1, *box.shape), np.uint8) if box.dtype == np.uint8
               else rng.standard_normal((length + 1, *box.shape)).astype(np.float32)
@@ -31,8 +31,8 @@ def _episode(i: int, length: int, end: str) -> EpisodeArrays:
     return EpisodeArrays(
         obs={key: value[:-1] for key, value in frames.items()},
         final_obs={key: value[-1] for key, value in frames.items()},
-        action=rng.uniform(-1, 1, (length, 4)).astype(np.float32),
-        policy_action=np.full((length, 4), np.nan, np.float32),
+        action=rng.uniform(-1, 1, (length, action_dim)).astype(np.float32),
+        policy_action=np.full((length, action_dim), np.nan, np.float32),
         reward=(last & (end == "success")).astype(np.float32),
         terminated=last & (end != "timeout"),
         truncated=last & (end == "timeout"),
@@ -85,3 +85,20 @@ def test_mcap_round_trip_is_exact_and_readable_by_rosbags(tmp_path: Path) -> Non
         for name in ("action", "reward", "terminated", "truncated", "intervened", "timestamp", "policy_action"):
             np.testing.assert_array_equal(getattr(got, name), getattr(episode, name), err_msg=name)
         assert restored.episodes[i].success == (end == "success")
+
+
+def test_a_gripperless_store_round_trips_without_gripper_commands(tmp_path: Path) -> None:
+    """Reach acts as [dx dy dz] (tether.actions): its bag has no gripper/cmd, and importing it needs none."""
+    rig = load_rig("twin_panda")
+    rig = rig.model_copy(update={"task": rig.task.model_copy(update={"name": "reach"})})
+    episode = _episode(0, 5, "success", action_dim=3)
+    store = tmp_path / "in.zarr"
+    with EpisodeWriter.create(store, _space(), 3, fps=rig.arm.control_rate_hz, rig=rig) as writer:
+        writer.write_episode(episode, source="policy", success=True)
+    bag = tmp_path / "out.mcap"
+    export_mcap(store, bag)
+    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+        assert "/tether/gripper/cmd" not in {c.topic for c in reader.connections}
+    back = tmp_path / "back.zarr"
+    assert import_mcap(bag, back, rig=rig, source="policy") == 1
+    np.testing.assert_array_equal(EpisodeStore(back).episode(0).action, episode.action)
