@@ -3,9 +3,8 @@
 An action is normalised, `[dx dy dz (rx ry rz) (g)]` in [-1, 1] (shared/DESIGN.md): the arm part at 1 moves the
 TCP by the rig's `arm.action_scale` (metres, radians) in one control period, the gripper part closes (>= 0.5),
 opens (<= -0.5) or leaves the gripper. Rotation is the rig's choice (`arm.rotation_actions`); the gripper part is
-the task's: a task that holds the fingers still (`GRIPPERLESS_TASKS`) has none. The four layouts have distinct
-lengths (3, 4, 6, 7), so `gripper_part` reads any action without being told which. The same command appears in
-three forms:
+the task's: the tasks in `GRIPPERLESS_TASKS` have none. The four layouts have distinct lengths (3, 4, 6, 7), so
+`gripper_part` reads any action without being told which. The same command appears in three forms:
 
     normalised action   a                        policies, the episode store, learner transitions
     twist on arm/cmd    a * action_scale / dt    the live graph and ROS 2 bags (m/s, rad/s; TwistStamped)
@@ -26,7 +25,8 @@ from tether.config import RigConfig
 
 GRIPPERLESS_TASKS = frozenset({"reach"})
 """Tasks whose action has no gripper part. Reach holds the fingers open (the twin's `Reach.gripper_hold`), so a
-gripper dimension would only be noise a policy explores and its critic must learn to ignore."""
+gripper dimension would only be noise a policy explores and its critic must learn to ignore. (peg_insert holds
+its fingers too but keeps the dimension, so its recorded demos and trained checkpoints stay valid.)"""
 GRIPPER_LAYOUTS = (4, 7)
 """Action lengths that end in a gripper command: translation (+ rotation) + gripper."""
 

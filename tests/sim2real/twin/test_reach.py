@@ -4,11 +4,12 @@ rigs (hardware ones too) can name it, and a hardware rig has a twin with its own
 import numpy as np
 import pytest
 
+from tether.actions import GRIPPERLESS_TASKS
 from tether.config import load_rig, parse_rig
 from tether.sim2real.twin import make_env
 from tether.sim2real.twin.expert import ScriptedOperator, run_episode
 from tether.sim2real.twin.rig import twin_rig
-from tether.sim2real.twin.tasks import REACH_MARGIN, Reach, sample_reach_target
+from tether.sim2real.twin.tasks import REACH_MARGIN, TASKS, Reach, sample_reach_target
 
 
 def test_target_is_in_the_observation_inside_the_workspace_and_seeded():
@@ -87,3 +88,4 @@ def test_reach_acts_without_a_gripper_and_refuses_an_action_of_another_layout():
     with pytest.raises(ValueError, match=r"action of shape \(4,\): this env takes \(3,\)"):
         env.step(np.zeros(4, np.float32))  # a checkpoint with a gripper dimension is refused, not misread
     assert make_env("pick_cube").action_space.shape == (4,)
+    assert all(TASKS[name].gripper_hold is not None for name in GRIPPERLESS_TASKS)  # no action: the twin holds it
