@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -78,9 +79,11 @@ def serve(args: argparse.Namespace, gaps: Gaps) -> None:
             judging(lab, lab.rig, seed=args.seed):
         print(lab.rig_path.read_text(), flush=True)
         print(f"# lab running: tether deploy --rig {lab.rig_path} (prefix: {' '.join(NO_REALTIME)}); Ctrl-C stops", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            while lab.process.poll() is None:
-                time.sleep(1.0)
+            while lab.process.poll() is None and not stop.wait(1.0):
+                pass
         except KeyboardInterrupt:
             pass
 

@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation
 
 from benchmarks.lab.cameras import CameraRender, focal_px
 from benchmarks.lab.gaps import Gaps
-from benchmarks.lab.scene import CAPTURE_SIZE, CUBE_BODY, CUBE_HALF, CUBE_JOINT, HAND_BODY, RenderCamera
+from benchmarks.lab.scene import CAPTURE_SIZE, CUBE_HALF, CUBE_JOINT, HAND_BODY, RenderCamera
 from benchmarks.lab.server import READY, ServerSettings
 from benchmarks.lab.shared import WorldState
 from tether.config import CameraConfig, CameraIntrinsics, RigConfig, load_rig, parse_rig
@@ -104,7 +104,6 @@ class Lab:
             if not self.shadows:
                 for key, value in FAST_RENDER.items():
                     setattr(self.model.vis.quality, key, value)
-            self._cube = self.model.body(CUBE_BODY).id
             self._cube_qadr = self.model.jnt_qposadr[self.model.joint(CUBE_JOINT).id]
             if self.with_cameras:
                 self._start_cameras()
@@ -163,11 +162,11 @@ class Lab:
 
     @property
     def rig(self) -> RigConfig:
-        """franka_realsense pointed at this lab: the server's address, the lab's cameras, the lab's task."""
+        """franka_realsense pointed at this lab (named franka_lab): the server's address, the lab's cameras and task."""
         base = sim_rig(self.address)
         data = base.model_dump(mode="json")
         data["cameras"] = [c.model_dump(mode="json") for c in self.camera_configs] if self.with_cameras else []
-        data["task"] = {**data["task"], "name": self.task}
+        data["name"], data["task"] = "franka_lab", {**data["task"], "name": self.task}
         return parse_rig(data, f"lab rig at {self.address}")
 
     # ground truth and the person who resets the cube

@@ -63,7 +63,8 @@ def write_marker_textures(folder: Path) -> dict[str, Path]:
 
     MuJoCo maps a cube texture's faces onto a box as: right +x, left -x, up +y, down -y, front +z,
     back -z; each image is turned here so the marker reads upright as seen from outside, with the
-    top marker's x along the cube's x (checked in tests/benchmarks/test_lab.py by detection).
+    top marker's x along the cube's x (tests/benchmarks/test_lab.py checks the top marker's corners;
+    the side markers were checked by detecting them from four side cameras: upright, z out of the face).
     """
     folder.mkdir(parents=True, exist_ok=True)
     blank = np.full((_FACE_PX, _FACE_PX), 255, np.uint8)

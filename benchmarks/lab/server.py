@@ -12,7 +12,9 @@ model (gaps included) as MJB for the lab process to render from, then prints REA
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from benchmarks.lab.scene import CUBE_HALF, CUBE_JOINT, RenderCamera, apply_comp
 from benchmarks.lab.shared import WorldState
 
 READY = "LAB SERVER READY"
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,13 @@ def world_publisher(sim: MujocoSimulator, world: WorldState, every: int) -> Call
     return publish
 
 
+def die_with_parent() -> None:
+    """A lab killed without its cleanup must not leave its server holding an address and a core."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def serve(settings: ServerSettings) -> None:
+    die_with_parent()
     gaps = Gaps(**settings.gaps)
     world = WorldState.attach(settings.shared_memory)
     with MujocoSimulator() as sim:
