@@ -98,6 +98,11 @@ class SoftwareRealSense:
         stream.intrinsics = intrinsics
         return stream
 
+    @property
+    def streaming(self) -> bool:
+        """Whether a client (a driver) has the colour stream open, so a costly image source can idle otherwise."""
+        return bool(self._color_sensor.get_active_streams())
+
     def option(self, option: rs.option) -> float:
         return self._color_sensor.get_option(option)
 

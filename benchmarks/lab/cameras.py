@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import mujoco
 import numpy as np
@@ -30,17 +31,25 @@ def focal_px(height: int, fovy_deg: float) -> float:
 
 
 class CameraRender:
-    """Renders one named MJCF camera of the lab's model from the world state, at the capture size."""
+    """Renders one named MJCF camera of the lab's model from the world state, at the capture size.
+
+    Only while `wanted()` (the device is streamed to a driver): otherwise it hands out the last frame, so a
+    camera nobody opened costs franky-sim no real time.
+    """
 
     def __init__(self, model: mujoco.MjModel, world: WorldState, camera: str, size: tuple[int, int]) -> None:
         self.model, self.world, self.camera, self.size = model, world, camera, size
         model.camera(camera)  # fails here, not on the feeder thread, for an unknown name
+        self.wanted: Callable[[], bool] = lambda: True
+        self._last = np.zeros((size[1], size[0], 3), np.uint8)
         self._local = threading.local()
         self.frames = 0
         self.seconds = 0.0
         """Rendering time spent, for the lab's figures."""
 
     def __call__(self, frame_number: int) -> np.ndarray:
+        if not self.wanted():
+            return self._last
         local = self._local
         if not hasattr(local, "renderer"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)  # llvmpipe's threads inherit it
@@ -51,7 +60,7 @@ class CameraRender:
         mujoco.mj_kinematics(self.model, local.data)
         mujoco.mj_camlight(self.model, local.data)
         local.renderer.update_scene(local.data, camera=self.camera)
-        image = local.renderer.render()
+        self._last = local.renderer.render()
         self.seconds += time.perf_counter() - started
         self.frames += 1
-        return image
+        return self._last

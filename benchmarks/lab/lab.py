@@ -158,6 +158,7 @@ class Lab:
             device = SoftwareRealSense(
                 str(config.device), CAPTURE_SIZE, self.fps, image=render, fx=config.intrinsics.fx, register=True
             )
+            render.wanted = lambda device=device: device.streaming
             self.devices.append(device.__enter__())
 
     @property
