@@ -127,8 +127,8 @@ class MirrorTwin:
         index = self.sim.model.body(body).id
         return np.concatenate([self.sim.data.xpos[index], wxyz_to_xyzw(self.sim.data.xquat[index])])
 
-    def render(self) -> dict[str, np.ndarray]:
-        return self.sim.render()
+    def render(self, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        return self.sim.render(names)
 
     def score(self) -> Score:
         return self.sim.score()

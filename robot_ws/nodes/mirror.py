@@ -108,7 +108,9 @@ class MirrorNode(Node):
             seen = self.mirror.place_from_image(messages.image_array(image.value))
             self.counters["markers_seen"] += len(seen)
         stamp = joints.stamp  # the renders show the arm as it was measured then
-        for name, picture in (self.mirror.render() if self.cameras else {}).items():
+        # Renders cost ~30 ms a camera on a CPU: only the ones somebody listens to (the task view is always wanted).
+        watched = [n for n in self.cameras if self.image_pubs[n].get_subscription_count() > 0]
+        for name, picture in (self.mirror.render(watched) if watched else {}).items():
             self.image_pubs[name].publish(messages.image_msg(picture, stamp, optical_frame(name)))
             self.info_pubs[name].publish(messages.camera_info_msg(self.cameras[name], stamp))
         self.state_pub.publish(messages.task_state_msg(self.mirror.task_state()))

@@ -31,9 +31,10 @@ class CameraRenderer:
                     renderer.scene.flags[flag] = 0
                 self._renderers[(width, height)] = renderer
 
-    def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
+    def render(self, data: mujoco.MjData, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The named cameras' images (all of them by default), cropped and resized as the rig says."""
         images = {}
-        for camera in self.cameras:
+        for camera in self.cameras if names is None else [c for c in self.cameras if c.name in names]:
             renderer = self._renderers[tuple(camera.resolution)]
             renderer.update_scene(data, camera=camera.name)
             images[camera.name] = crop_resize(renderer.render(), camera.crop, camera.output_size)

@@ -126,11 +126,11 @@ class TwinSim:
     def score(self) -> Score:
         return self.task.score(self.model, self.data)
 
-    def render(self) -> dict[str, np.ndarray]:
-        """One image per twin camera, cropped and resized as the rig says."""
+    def render(self, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One image per twin camera (or per named one), cropped and resized as the rig says."""
         if self._renderer is None:
             self._renderer = CameraRenderer(self.model, self.cameras)
-        return self._renderer.render(self.data)
+        return self._renderer.render(self.data, names)
 
     def render_overview(self) -> np.ndarray:
         """The scene from a fixed viewpoint, for rigs without twin cameras."""

@@ -62,7 +62,7 @@ def test_mirror_follows_joint_states_and_publishes_its_renders(ros, wait_for):
 def test_as_the_judge_of_a_rig_with_no_twin_the_mirror_publishes_the_task_topics(ros, wait_for):
     """A state policy on a real rig reads the object poses the mirror places on `twin/task_state`."""
     rig = calibrated_franka_rig()
-    ros.add(MirrorNode(rig, judge=True, context=ros.context))
+    mirror = ros.add(MirrorNode(rig, judge=True, context=ros.context))
     real = ros.node("real_arm", rig.namespace)
     joints_pub = real.create_publisher(JointState, "arm/joint_states", qos.SENSOR)
     received: dict[str, list] = {"state": [], "success": [], "mirror_state": []}
@@ -80,3 +80,4 @@ def test_as_the_judge_of_a_rig_with_no_twin_the_mirror_publishes_the_task_topics
     assert wait_for(judged, timeout_s=20.0)
     assert set(messages.task_state_from_msg(received["state"][-1])) == {"cube_pos", "cube_quat"}
     assert not received["mirror_state"]  # one task view, on the topics the actor reads
+    assert not mirror.mirror.sim.renders  # nobody watches its cameras, so it renders nothing
