@@ -25,10 +25,19 @@ from scipy.spatial.transform import Rotation
 
 from benchmarks.lab.cameras import CameraRender, focal_px
 from benchmarks.lab.gaps import Gaps
-from benchmarks.lab.scene import CAPTURE_SIZE, CUBE_HALF, CUBE_JOINT, HAND_BODY, RenderCamera
+from benchmarks.lab.scene import (
+    CAPTURE_SIZE,
+    CUBE_HALF,
+    CUBE_JOINT,
+    HAND_BODY,
+    MARKER_DICTIONARY,
+    MARKER_SIZE_M,
+    TOP_MARKER,
+    RenderCamera,
+)
 from benchmarks.lab.server import READY, ServerSettings
 from benchmarks.lab.shared import WorldState
-from tether.config import CameraConfig, CameraIntrinsics, RigConfig, load_rig, parse_rig
+from tether.config import CameraConfig, CameraIntrinsics, MarkerConfig, MirrorConfig, RigConfig, load_rig, parse_rig
 from tether.robot_ws.franky_server import free_loopback_address, sim_rig
 from tether.robot_ws.realsense_software import SoftwareRealSense
 from tether.transforms import lookat_quat_xyzw, wxyz_to_xyzw, xyzw_to_wxyz
@@ -41,6 +50,9 @@ FAST_RENDER = {"shadowsize": 0, "offsamples": 0}
 """Render settings of the lab's cameras: franky-sim's 4096 px shadow map and 8x multisampling cost 0.3 s a frame
 under software OpenGL (llvmpipe, 2 cores), shadows off and no multisampling 26 ms (front) and 46 ms (wrist);
 lights, materials and colours stay franky-sim's. `Lab(shadows=True)` keeps its settings (for a GPU)."""
+PERCEPTION_CAMERA, PERCEPTION_SIZE = "front", (480, 480)
+"""The camera a state policy's cube pose comes from, and its image size: the 4 cm top marker is ~30 px across
+there (at the pixel policies' 128 px it is 8 px, too few to read)."""
 LIFT_HEIGHT = 0.10  # as the twin's pick_cube
 START_TIMEOUT_S = 60.0
 
@@ -77,15 +89,21 @@ class Lab:
 
     def __init__(
         self, gaps: Gaps | None = None, *, task: str = "pick_cube", fps: int = 15, seed: int = 0,
-        cameras: bool = True, shadows: bool = False, folder: Path | None = None,
+        cameras: bool = True, perception: bool = False, shadows: bool = False, folder: Path | None = None,
     ) -> None:
+        """`perception`: the rig is one for a state policy on a rig with no privileged state: its front camera alone,
+        at PERCEPTION_SIZE, and the mirror placing the cube from the top marker (tether's cube-pose estimator)."""
         self.gaps = gaps or Gaps()
+        self.perception = perception
         self.task, self.fps, self.seed, self.with_cameras, self.shadows = task, fps, seed, cameras, shadows
         self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="tether-lab-")
         self.folder = Path(folder if folder is not None else self._tmp.name)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.address = free_loopback_address()
         self.camera_configs = lab_cameras(fps, serial_prefix=f"lab{self.address.replace('.', '')}")
+        if perception:
+            self.camera_configs = [c.model_copy(update={"output_size": PERCEPTION_SIZE})
+                                   for c in self.camera_configs if c.name == PERCEPTION_CAMERA]
         rng = np.random.default_rng(seed)
         self.render_cameras = [render_camera(c, self.gaps, rng) for c in self.camera_configs]
         self.world: WorldState | None = None
@@ -168,6 +186,10 @@ class Lab:
         data = base.model_dump(mode="json")
         data["cameras"] = [c.model_dump(mode="json") for c in self.camera_configs] if self.with_cameras else []
         data["name"], data["task"] = "franka_lab", {**data["task"], "name": self.task}
+        if self.perception:
+            marker = MarkerConfig(id=TOP_MARKER, body="cube", size_m=MARKER_SIZE_M, offset=(0.0, 0.0, CUBE_HALF))
+            data["mirror"] = MirrorConfig(dictionary=MARKER_DICTIONARY, detect_camera=PERCEPTION_CAMERA,
+                                          markers=[marker]).model_dump(mode="json")
         return parse_rig(data, f"lab rig at {self.address}")
 
     # ground truth and the person who resets the cube

@@ -62,6 +62,8 @@ def final_reach_distances(store: Path, first_episode: int) -> list[float]:
     """Distance (m) from the TCP to the target at the end of each recorded episode, if the store has targets."""
     from tether.datasets.store import EpisodeStore
 
+    if not (store / "zarr.json").exists():  # stopped before any episode was committed
+        return []
     episodes = EpisodeStore(store)
     if REACH_TARGET not in episodes.spec.obs:
         return []
