@@ -183,6 +183,7 @@ def scenario_deploy_runs_a_reach_checkpoint_on_the_franka_through_the_graph(sim:
     assert np.all((targets > low) & (targets < high))
     episode = store.episode(0)
     np.testing.assert_array_equal(episode.action, episode.policy_action)  # the policy alone acted
+    assert episode.action.shape[1] == 3  # reach: no gripper part, no gripper/cmd to the Franka
     tcp = store.load(spaces.TCP_POSE)[:, :3]
     assert np.all((tcp >= low - 0.01) & (tcp <= high + 0.01))  # the safety layer kept the arm in its box
 
