@@ -33,7 +33,10 @@ GRIPPER_POLL_S = 0.05
 HOME_SETTLE_S = 3.0
 HOME_POLL_S = 0.02  # how often a home looks at its abort event (an e-stop's added delay)
 HOME_STOP_S = 5.0
-HOME_TOLERANCE_RAD = 0.01
+HOME_TOLERANCE_RAD = 0.02
+"""How close to the home joints a home must end. The controller that holds the arm once the joint motion ends stops
+short of it by unmodelled joint friction and payload (franky-sim with 1 kg on the hand and twice the friction:
+10 mrad, the shoulder's share a centimetre at the TCP); a policy starts from the measured state, not from home."""
 PAYLOAD_INERTIA = (1e-3, 0, 0, 0, 1e-3, 0, 0, 0, 1e-3)  # a small tool: only its mass matters much
 STALE_MOTION_ERRORS = (franky.InvalidMotionTypeException, franky.MotionReuseException)
 """Raised by franky (outside franky.Exception) when it still holds a motion this backend no longer tracks,
