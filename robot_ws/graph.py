@@ -25,6 +25,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from tether import spaces
+from tether.actions import ActionScale
 from tether.config import RigConfig, TwinArm
 from tether.policies.registry import load_policy
 from tether.policies.residual import BASE_ACTION, base_action_space
@@ -303,7 +304,7 @@ def observation_space_of(spec: GraphSpec):
     cameras = list(rig.cameras) if mode in ("pixels", "all") else []
     twin = isinstance(rig.arm, TwinArm)
     extra = make_task(rig.task.name).state_dims if mode == "state" or (mode == "all" and twin) else None
-    space = spaces.observation_space(cameras, extra_state=extra)
+    space = spaces.observation_space(cameras, extra_state=extra, gripper=ActionScale.of_rig(rig).gripper)
     if spec.steering is None:
         return space
     return gym.spaces.Dict({**space.spaces, BASE_ACTION: base_action_space(spaces.action_space(rig).shape[0])})

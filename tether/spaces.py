@@ -55,12 +55,18 @@ def gripper_command(value: float) -> int:
 
 
 def observation_space(
-    cameras: Sequence[CameraConfig], extra_state: dict[str, int] | None = None
+    cameras: Sequence[CameraConfig], extra_state: dict[str, int] | None = None, *, gripper: bool = True
 ) -> gym.spaces.Dict:
-    """Proprioception, one image per given camera, and any extra (e.g. privileged task) state."""
+    """Proprioception, one image per given camera, and any extra (e.g. privileged task) state.
+
+    `gripper`: whether the gripper's opening is observed. A task without a gripper action (reach) does not see
+    it: the twin holds its fingers at one opening, a real gripper sits wherever it was left, and a policy whose
+    normaliser saw one constant value reads any other as far out of its training (reach deployed on franky-sim
+    with the gripper at 0.5 instead of the twin's 1.0 drove away from every target)."""
     spaces: dict[str, gym.spaces.Space] = {
         key: gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         for key, dim in PROPRIO_DIMS.items()
+        if gripper or key != GRIPPER
     }
     for key, dim in (extra_state or {}).items():
         spaces[STATE + key] = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)

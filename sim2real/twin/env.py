@@ -63,6 +63,7 @@ class TwinEnv(gym.Env):
         self.observation_space = spaces.observation_space(
             self.sim.cameras if obs_mode in IMAGE_MODES else [],
             extra_state=self.task.state_dims if obs_mode in TASK_STATE_MODES else None,
+            gripper=self.action_scale.gripper,
         )
         self._draw = EpisodeDraw(action_latency=0, obs_noise_std=0.0)
         self._pending: deque[np.ndarray] = deque()
@@ -141,7 +142,7 @@ class TwinEnv(gym.Env):
                          ramp_s=dt)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        state = self.sim.proprio()
+        state = {k: v for k, v in self.sim.proprio().items() if k in self.observation_space.spaces}
         if self.obs_mode in TASK_STATE_MODES:
             state.update({spaces.STATE + k: v for k, v in self._perceive(self.sim.task_state()).items()})
         noise = self._draw.obs_noise_std

@@ -31,7 +31,7 @@ def test_shaped_return_telescopes_to_the_sparse_one():
     assert total == pytest.approx(1.0 - start)
 
     still = make_twin_env("reach", SHORT, shaping_discount=1.0)
-    total, start, info, terminated = episode(still, lambda _: np.zeros(4, dtype=np.float32))
+    total, start, info, terminated = episode(still, lambda _: np.zeros(still.action_space.shape, dtype=np.float32))
     assert not terminated and not info["success"]
     assert total == pytest.approx(potential(info) - start)
 

@@ -83,8 +83,9 @@ def test_reach_acts_without_a_gripper_and_refuses_an_action_of_another_layout():
     env.reset(seed=0)
     action = ScriptedOperator(env.unwrapped.rig.teleop.scripted, seed=0).act(env)
     assert action.shape == (3,)
-    opening = env.step(action)[0]["state/gripper"]
-    np.testing.assert_allclose(opening, 1.0, atol=0.02)
+    obs = env.step(action)[0]
+    np.testing.assert_allclose(env.unwrapped.sim.gripper_opening(), 1.0, atol=0.02)
+    assert "state/gripper" not in obs  # nor does it observe them: a real gripper sits wherever it was left
     with pytest.raises(ValueError, match=r"action of shape \(4,\): this env takes \(3,\)"):
         env.step(np.zeros(4, np.float32))  # a checkpoint with a gripper dimension is refused, not misread
     assert make_env("pick_cube").action_space.shape == (4,)
