@@ -170,8 +170,9 @@ def scenario_deploy_runs_a_reach_checkpoint_on_the_franka_through_the_graph(sim:
     # Short: when the shared machine is loaded, franky-sim falls behind real time and the actor
     # (rightly) refuses its stale states, so each step can take seconds.
     rig = rig.model_copy(update={"cameras": [], "task": rig.task.model_copy(update={"name": "reach", "episode_length": 4})})
-    space = spaces.observation_space([], extra_state={"target_pos": 3})
-    checkpoint = SACAgent(space, spaces.action_space(rig).shape[0], SACConfig(hidden_dims=(32, 32))).save(tmp_path / "policy")
+    space = spaces.observation_space([], extra_state={"target_pos": 3}, gripper=False)
+    sac = SACConfig(hidden_dims=(32, 32), grasp_critic=False)  # reach's action has no gripper to grasp with
+    checkpoint = SACAgent(space, spaces.action_space(rig).shape[0], sac).save(tmp_path / "policy")
     summary = run_deploy(checkpoint, rig, 1, tmp_path / "deploy.zarr", timeout_s=300, progress=False)
 
     assert summary["episodes"] == 1 and summary["outcomes"][0] in ("success", "timeout")

@@ -24,8 +24,9 @@ def reach_rig(episode_length: int = 6):
 
 
 def reach_checkpoint(path, rig):
-    space = spaces.observation_space([], extra_state={"target_pos": 3})
-    agent = SACAgent(space, spaces.action_space(rig).shape[0], SACConfig(hidden_dims=(32, 32)), seed=0)
+    space = spaces.observation_space([], extra_state={"target_pos": 3}, gripper=False)
+    sac = SACConfig(hidden_dims=(32, 32), grasp_critic=False)  # reach's action has no gripper to grasp with
+    agent = SACAgent(space, spaces.action_space(rig).shape[0], sac, seed=0)
     return agent.save(path)
 
 
