@@ -1,7 +1,8 @@
 """Zero-shot sim-to-real on franky-sim: what domain randomisation and system identification each buy.
 
-franky-sim (its own MuJoCo FR3 and Cartesian impedance controller, reached only through the
-libfranka protocol by tether's Franka backend) stands in for the real robot. The pipeline, each
+The lab (benchmarks/lab: franky-sim's own MuJoCo FR3 and Cartesian impedance controller, reached only
+through the libfranka protocol by tether's Franka backend, with a table and a cube) stands in for the
+real robot, with the reality gaps named by --gap switched on (payload, friction, latency, ...). The pipeline, each
 stage through its command line in a subprocess, each writing into --out and skipped when its
 output is there (a stopped run resumes where it stopped; stages are found by name, not by settings,
 so give a new --out when changing --steps, --episodes, --excite-seconds or --dr-profile):
@@ -45,7 +46,10 @@ from benchmarks.report import markdown_table, write_results
 from benchmarks.sample_efficiency import iqm_curve
 from tether.cli.train_sim import SUMMARY_JSON, write_twin_rig
 from tether.config import RigConfig
-from tether.robot_ws.franky_server import NO_REALTIME, SimServer, free_loopback_address, sim_rig
+from benchmarks.lab.gaps import GAP_SETTINGS, Gaps
+from benchmarks.lab.judge import judging
+from benchmarks.lab.lab import Lab
+from tether.robot_ws.franky_server import NO_REALTIME, sim_rig
 from tether.sim2real.profiles import profile_ranges
 
 PROTOCOL = dict(seeds=3, steps=20_000, episodes=10, dr_profile="light", excite_seconds=60.0)
@@ -79,11 +83,12 @@ def franka_copy(address: str) -> RigConfig:
 
 
 @contextmanager
-def franky_rig(out: Path) -> Iterator[Path]:
-    """franky-sim on a free loopback address and the Franka copy pointed at it, for as long as the
-    stages that talk to the "real" robot run (it takes a core while it runs, so not longer)."""
-    with SimServer(free_loopback_address()) as server:
-        yield write_rig(franka_copy(server.address), out / "rigs" / "franka_sim.yaml")
+def franky_rig(out: Path, gaps: list[str]) -> Iterator[Path]:
+    """The lab (franky-sim with its table and cube, the named reality gaps on, no cameras) and its Franka rig
+    with task reach, for as long as the stages that talk to the "real" robot run (it takes a core while it runs,
+    so not longer). The lab's judge parks the cube out of the workspace at every reset."""
+    with Lab(Gaps.named(gaps), task="reach", cameras=False, folder=out / "lab") as lab, judging(lab, lab.rig):
+        yield write_rig(lab.rig, out / "rigs" / "franka_sim.yaml")
 
 
 def excite(out: Path, rig: Path, name: str, seed: int, seconds: float) -> Path:
@@ -216,13 +221,15 @@ def main() -> None:
     parser.add_argument("--sysid-evals", type=int, default=150, help="replays the identification may spend")
     parser.add_argument("--envs", type=int, default=2, help="`train sim` twin workers")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
+    parser.add_argument("--gap", action="append", default=[], choices=sorted(GAP_SETTINGS),
+                        help="a lab reality gap on during excitation and deployment (repeatable; give a new --out)")
     parser.add_argument("--out", type=Path, default=Path("runs/sim2real"))
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
     if not all((out / f"{n}.zarr").exists() for n in ("excite_fit", "excite_held_out")):
-        with franky_rig(out) as franka:
+        with franky_rig(out, args.gap) as franka:
             excite(out, franka, "excite_fit", FIT_PLAN_SEED, args.excite_seconds)
             excite(out, franka, "excite_held_out", HELD_OUT_PLAN_SEED, args.excite_seconds)
     fit, held = out / "excite_fit.zarr", out / "excite_held_out.zarr"
@@ -232,7 +239,7 @@ def main() -> None:
     runs = {c: [train(out, c, twins[c], seed, args) for seed in range(args.seeds)] for c in CONDITIONS}
     pending = [run for c in CONDITIONS for run in runs[c] if not deployed(out, run).exists()]
     if pending:
-        with franky_rig(out) as franka:
+        with franky_rig(out, args.gap) as franka:
             for run in pending:
                 deploy(out, run, franka, args.episodes)
     conditions = {}
@@ -250,7 +257,7 @@ def main() -> None:
     load = os.getloadavg()
     notes = (
         f"{label}{command} (on a 2-core machine shared with other jobs; load average {load[0]:.1f} / {load[2]:.1f} over 1 / 15 min at the "
-        "end). The \"real\" robot is franky-sim 1.0.4 (MuJoCo FR3, Cartesian "
+        f"end). Lab gaps on: {', '.join(args.gap) or 'none'}. The \"real\" robot is franky-sim 1.0.4 (MuJoCo FR3, Cartesian "
         "impedance at 2000 N/m) behind the Franka backend, on franka_realsense with the arm pointed at it "
         "(`realtime: false`, relative dynamics factor 0.4 for homing, cameras off, task reach); the commands that "
         "drive it run without CAP_SYS_NICE, so libfranka cannot put them above franky-sim in SCHED_FIFO (see "
