@@ -31,7 +31,7 @@ def test_episode_ends_updates_and_curve(tmp_path):
     envs = make_vector_env("reach", SHORT, 2, asynchronous=False)
     eval_env = make_twin_env("reach", SHORT)
     sac = SACConfig(hidden_dims=(32, 32), batch_size=8, utd_ratio=1, critic_actor_ratio=1, grasp_critic=False)
-    agent = SACAgent(envs.single_observation_space, 4, sac, seed=0)
+    agent = SACAgent(envs.single_observation_space, envs.single_action_space.shape[0], sac, seed=0)
     config = LoopConfig(steps=30, learning_starts=10, eval_every=20, eval_episodes=1, checkpoint_every=1000)
     listener = Recorder()
     result = train_sac_vector(agent, envs, config, seeds=[3, 4], eval_env=eval_env, listener=listener,

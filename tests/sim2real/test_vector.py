@@ -32,8 +32,9 @@ def single_rollout(task: str, seed: int, actions: np.ndarray, ranges) -> tuple[l
 @pytest.mark.parametrize("task", ["reach", "pick_cube"])
 def test_vector_env_matches_single_envs_with_the_same_seeds(task):
     ranges = profile_ranges("heavy", RIG)
-    actions = np.random.default_rng(1).uniform(-1, 1, (STEPS, 2, 4)).astype(np.float32)
     envs = make_vector_env(task, SHORT, 2, reward="dense", ranges=ranges)
+    dim = envs.single_action_space.shape[0]  # reach's has no gripper part
+    actions = np.random.default_rng(1).uniform(-1, 1, (STEPS, 2, dim)).astype(np.float32)
     assert isinstance(envs, AsyncVectorEnv)
     obs, _ = envs.reset(seed=env_seeds(40, 2))
     traces, rewards, ends = [obs], [], []
