@@ -62,15 +62,14 @@ def needs(policy: Path, task: str) -> tuple[bool, bool]:
     """Whether a policy needs the lab's cameras, and whether it needs the cube's pose perceived from them (a state
     policy for pick_cube: the mirror places the cube from its marker). Reach needs neither: renders cost
     franky-sim real time."""
-    from tether import spaces
+    from tether.cli.deploy import policy_inputs
     from tether.cli.eval import load_checked
     from tether.policies.registry import find_checkpoint
 
     loaded = load_checked(find_checkpoint(policy))
     loaded.close()
-    keys = loaded.observation_keys
-    pixels = any(spaces.is_image_key(k) for k in keys)
-    perceived = task != "reach" and any(not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS for k in keys)
+    pixels, task_keys = policy_inputs(loaded.observation_keys)
+    perceived = task != "reach" and bool(task_keys)
     return pixels or perceived, perceived
 
 

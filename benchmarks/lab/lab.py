@@ -40,6 +40,7 @@ from benchmarks.lab.shared import WorldState
 from tether.config import CameraConfig, CameraIntrinsics, MarkerConfig, MirrorConfig, RigConfig, load_rig, parse_rig
 from tether.robot_ws.franky_server import free_loopback_address, sim_rig
 from tether.robot_ws.realsense_software import SoftwareRealSense
+from tether.sim2real.twin.tasks import PickCube
 from tether.transforms import lookat_quat_xyzw, wxyz_to_xyzw, xyzw_to_wxyz
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,6 @@ lights, materials and colours stay franky-sim's. `Lab(shadows=True)` keeps its s
 PERCEPTION_CAMERA, PERCEPTION_SIZE = "front", (480, 480)
 """The camera a state policy's cube pose comes from, and its image size: the 4 cm top marker is ~30 px across
 there (at the pixel policies' 128 px it is 8 px, too few to read)."""
-LIFT_HEIGHT = 0.10  # as the twin's pick_cube
 LAB_CLOCK_DRIFT = 0.5
 START_TIMEOUT_S = 60.0
 
@@ -212,7 +212,7 @@ class Lab:
 
     def lifted(self) -> bool:
         """pick_cube's success, as the twin judges it: the cube's bottom 10 cm above the table."""
-        return bool(self.cube_pose()[0][2] - CUBE_HALF >= LIFT_HEIGHT)
+        return bool(self.cube_pose()[0][2] - CUBE_HALF >= PickCube.lift_height)
 
     def place_cube(self, x: float, y: float, yaw: float) -> None:
         self.world.request_place(x, y, yaw)

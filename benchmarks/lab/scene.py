@@ -23,12 +23,13 @@ import mujoco
 import numpy as np
 
 from benchmarks.lab.gaps import Gaps
+from tether.sim2real.twin.tasks import PickCube
 
 ROBOT = "robot0_"
 HAND_BODY = ROBOT + "hand"
 ARM_JOINTS = tuple(f"{ROBOT}fr3_joint{i}" for i in range(1, 8))
 CUBE_BODY, CUBE_JOINT = "cube", "cube_joint"
-CUBE_HALF = 0.025
+CUBE_HALF = PickCube.half_size
 CUBE_START_XY = (0.5, 0.0)
 MARKER_DICTIONARY = "DICT_4X4_50"
 MARKER_SIZE_M = 0.04

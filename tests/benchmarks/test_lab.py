@@ -18,7 +18,7 @@ from std_msgs.msg import Bool, String
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.lab.gaps import Gaps  # noqa: E402
-from benchmarks.lab.judge import NOMINAL_XY, judging  # noqa: E402
+from benchmarks.lab.judge import judging  # noqa: E402
 from benchmarks.lab.lab import Lab  # noqa: E402
 from benchmarks.lab.scene import ARM_JOINTS, CUBE_BODY, CUBE_HALF, HAND_BODY, MARKER_DICTIONARY, MARKER_SIZE_M, TOP_MARKER  # noqa: E402
 from benchmarks.lab.server import delay_torques  # noqa: E402
@@ -31,6 +31,7 @@ from tether.robot_ws.interfaces import DeviceError  # noqa: E402
 from tether.robot_ws.realsense_software import SoftwareRealSense  # noqa: E402
 from tether.safety import translation_target  # noqa: E402
 from tether.sim2real.markers import MarkerDetector, camera_matrix, image_intrinsics  # noqa: E402
+from tether.sim2real.twin.tasks import Task  # noqa: E402
 from tether.transforms import CV_TO_MUJOCO, lookat_quat_xyzw  # noqa: E402
 
 FRESH = 1.0
@@ -192,7 +193,7 @@ def test_the_judge_places_the_cube_at_each_reset_and_reports_no_success_on_the_t
         assert probe.until(lambda: len(judge.placements) == 1 and probe.successes)
         x, y, yaw = judge.placements[0]
         ranges = rig.randomization
-        assert ranges.object_xy.low <= x - NOMINAL_XY[0] <= ranges.object_xy.high
+        assert ranges.object_xy.low <= x - Task.nominal_xy[0] <= ranges.object_xy.high
         assert ranges.object_yaw.low <= yaw <= ranges.object_yaw.high
         assert lab.cube_pose()[0][:2] == pytest.approx([x, y], abs=0.002)
         assert not probe.successes[-1]

@@ -27,11 +27,16 @@ from tether.config import DEFAULT_RIG, RigConfig, TwinArm, load_rig, parse_rig
 REACH_TARGET = spaces.STATE + "target_pos"
 
 
+def policy_inputs(policy_keys: tuple[str, ...]) -> tuple[bool, list[str]]:
+    """Whether a policy observing `policy_keys` looks at images, and the task-state keys it observes."""
+    pixels = any(spaces.is_image_key(k) for k in policy_keys)
+    return pixels, sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS)
+
+
 def deploy_nodes(rig: RigConfig, policy_keys: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
     """The graph's nodes and observation mode for a policy observing `policy_keys` on `rig`."""
-    pixels = any(spaces.is_image_key(k) for k in policy_keys)
+    pixels, task_keys = policy_inputs(policy_keys)
     twin = isinstance(rig.arm, TwinArm)
-    task_keys = sorted(k for k in policy_keys if not spaces.is_image_key(k) and k not in spaces.PROPRIO_DIMS)
     judge: tuple[str, ...] = ()
     if not twin and rig.task.name == "reach":
         judge = ("reach",)
