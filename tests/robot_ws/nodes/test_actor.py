@@ -223,16 +223,18 @@ def test_a_camera_policy_steps_when_every_camera_has_a_new_frame_and_not_faster_
             frames[key].publish(messages.image_msg(image, stamp, key.split("/")[1]))
 
     assert wait_for(lambda: actor._phase == "running", timeout_s=10)
+    # A stamp is whole nanoseconds: compare times as they come back from one, not as the float that was sent.
+    stamped = lambda seconds: messages.from_stamp(messages.to_stamp(seconds))  # noqa: E731
     start = now()
     send(cameras, start)
-    assert wait_for(lambda: any(t.oldest_input == start for t in actor.timing), timeout_s=5)
+    assert wait_for(lambda: any(t.oldest_input == stamped(start) for t in actor.timing), timeout_s=5)
     steps = len(actor.timing)
     send(cameras[:1], start + 1.0)  # one camera has a newer frame, the other not yet: no step
     time.sleep(0.3)
     assert len(actor.timing) == steps
     send(cameras[1:], start + 1.0)  # now both: a step, on these frames
     assert wait_for(lambda: len(actor.timing) == steps + 1, timeout_s=0.9)
-    assert actor.timing[-1].oldest_input == start + 1.0
+    assert actor.timing[-1].oldest_input == stamped(start + 1.0)
     assert actor.timing[-1].episode_step == actor.timing[-2].episode_step + 1  # one episode, consecutive steps
     send(cameras, start + 1.3)  # a new set 0.3 periods after the last: too soon
     time.sleep(0.3)
