@@ -260,8 +260,9 @@ def main() -> None:
         + (f" and with the store code of revision {args.baseline} (its tether.datasets, extracted by git archive)"
            if args.baseline else "")
         + ". CPU ms/frame is the writing process's CPU time (all its threads) per recorded frame, which other jobs on "
-        "the machine disturb far less than wall time. Recording is one `add_step` per frame with lossless images (blosc, one frame per chunk, ~4 MiB "
-        "shards) and the commit at each episode end; HDF5 is h5py with one-frame chunks, no compression, resize + "
+        "the machine disturb far less than wall time. Recording is one `add_step` per frame with lossless images (blosc, "
+        "up to 16 frames per ~512 KiB chunk, a 640x480 frame alone) and the commit at each episode end, the store "
+        "created and closed inside the timing; HDF5 is h5py with one-frame chunks, no compression, resize + "
         "write per step. Frames are synthetic camera-like images (shading, a moving object, sensor noise). The "
         f"640x480 run records half as many episodes of the same length ({args.steps} steps)."
     )

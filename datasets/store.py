@@ -4,7 +4,7 @@ Layout (one directory store, see shared/DESIGN.md):
 
     store.zarr/zarr.json            attrs: format, schema_version, obs_spec, action_dim, fps,
                                     image_codec, rig (config snapshot), user attrs
-    data/images/<camera>            uint8 (N, H, W, 3), one frame per chunk
+    data/images/<camera>            uint8 (N, H, W, 3), frames in ~512 KiB chunks (lossless; lossy: one per chunk)
     data/state/<name>               float32 (N, d)
     data/action, data/policy_action float32 (N, A); policy_action is NaN where no policy proposed
     data/reward                     float32 (N,)
@@ -25,9 +25,9 @@ Writing:
     EpisodeWriter.open(path)                          # append; open(path, obs_space, action_dim) checks the spec
     writer.write_episode(episode_arrays, source="sim")   # a whole tether.datasets.episode.EpisodeArrays
 
-Frames reach disk a shard (images, one frame per chunk, ~4 MiB per shard file; a frame over 512 KiB
-is a file of its own) or a chunk (numbers) at a time, encoded on background threads, so memory stays
-bounded and the caller's control loop is not held up by compression.
+Frames reach disk a chunk at a time (lossless images: up to 16 frames in ~512 KiB, a larger frame alone;
+lossy images: a shard of one-frame chunks, ~4 MiB; numbers: `chunk_steps` rows), encoded on background
+threads, so memory stays bounded and the caller's control loop is not held up by compression.
 
 Reading: `EpisodeStore(path)` sees committed episodes only; `refresh()` picks up new commits. The path
 may also be a zip file made by `tether.datasets.pack.pack` (read-only sharing; writers refuse it).
@@ -53,7 +53,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +82,15 @@ log = logging.getLogger(__name__)
 FORMAT = "tether.episodes"
 SCHEMA_VERSION = 1
 LOCK_FILE = ".writer.lock"
-SHARD_BYTES = 4 << 20  # image frames are chunked one per chunk and stored ~4 MiB of frames per file
+# Lossless image frames: as many as fit in CHUNK_BYTES share a chunk (up to MAX_CHUNK_FRAMES; a frame over it,
+# e.g. 640x480, is a chunk of its own). zarr's cost per chunk (~0.5 ms) then spreads over several frames, where one
+# frame per chunk cost more than encoding it, and a random frame still reads in ~1 ms (benchmarks/dataset_io.py).
+CHUNK_BYTES = 512 << 10
+MAX_CHUNK_FRAMES = 16
+# Lossy image frames are one per chunk (a JPEG each), gathered ~4 MiB per shard file; below MIN_SHARD_FRAMES
+# frames per shard each is its own file: zarr's shard assembly then costs more than it saves in file count.
+SHARD_BYTES = 4 << 20
 MAX_SHARD_FRAMES = 64
-# Below this many frames per shard (frames over 512 KiB, e.g. 640x480) each frame is its own file: zarr's
-# shard assembly then costs more CPU (~0.5-1 ms a frame) than it saves in file count.
 MIN_SHARD_FRAMES = 8
 GROW_AHEAD_FRAMES = 64  # arrays grow at least this far past the cursor (each resize is a metadata write)
 WRITE_THREADS = 8  # background writes: one per array in flight, plus the per-episode rows at a commit
@@ -531,7 +536,19 @@ class _OpenEpisode:
     start: int
     last_obs: Observation | None = None
     ended: bool = False  # a terminated / truncated step was added
-    pending: dict[str, list[np.ndarray]] = field(default_factory=dict)  # rows not yet on disk, per key
+
+
+class _WriteBuffer:
+    """Rows of one array from `start` up to the writer's cursor, not yet handed to a write. Rows are copied in
+    once (the caller may reuse its arrays); a flushed buffer is never written again, so views of it stay valid."""
+
+    def __init__(self, start: int, capacity: int, tail: tuple[int, ...], dtype: np.dtype) -> None:
+        self.start, self.count = start, 0
+        self.rows = np.empty((capacity, *tail), dtype)
+
+    def take(self, values: np.ndarray) -> None:
+        self.rows[self.count : self.count + len(values)] = values
+        self.count += len(values)
 
 
 class EpisodeWriter:
@@ -560,6 +577,8 @@ class EpisodeWriter:
         # in parallel); at most one write per array in flight.
         self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="tether-store")
         self._writes: dict[str, Future[None]] = {}
+        self._buffers: dict[str, _WriteBuffer] = {}
+        self._flushed: dict[str, _WriteBuffer] = {}  # per key, the last buffer handed to a write
         self._units = {key: (self._array(key).shards or self._array(key).chunks)[0] for key in self.data_keys}
         truncate_episode_ends(self._arrays[ENDS], self._n_episodes)  # drop an entry a crash left half-made
 
@@ -766,15 +785,12 @@ class EpisodeWriter:
         done = rows["terminated"] | rows["truncated"]
         if episode.ended or done[:-1].any():
             raise StoreError(f"{self.path}: a step follows a terminated/truncated step in the same episode")
-        start = self._cursor
-        self._grow(start + n)
-        self._cursor += n
+        self._grow(self._cursor + n)
         for key, value in rows.items():
-            episode.pending.setdefault(key, []).append(value)
-            if self._cursor // self._units[key] > start // self._units[key]:  # filled a shard / chunk
-                self._flush(key)
+            self._buffer(key, value)
+        self._cursor += n
         episode.ended = bool(done[-1])
-        episode.last_obs = {key: rows[key][-1].copy() for key in self.spec.obs}
+        episode.last_obs = {key: self._last_row(key) for key in self.spec.obs}
 
     def end_episode(self, *, success: bool | None, final_obs: Observation | None = None) -> int:
         """Commit the open episode and return its index. `final_obs` is the observation after the
@@ -818,6 +834,7 @@ class EpisodeWriter:
         self._require_episode()
         self._episode = None
         self._cursor = self._committed
+        self._buffers.clear()
         self._wait_writes(raise_errors=False)  # its writes may fail: the frames are dropped anyway
         for key in self.data_keys:
             array = self._array(key)
@@ -999,17 +1016,37 @@ class EpisodeWriter:
             if array.shape[0] < rows:
                 array.resize((rows + max(self._units[key], GROW_AHEAD_FRAMES), *array.shape[1:]))
 
+    def _buffer(self, key: str, values: np.ndarray) -> None:
+        """Copy the rows of `key` that follow the cursor into its buffer, writing each buffer that reaches the end
+        of a write unit (a chunk, or a shard)."""
+        unit, row, done = self._units[key], self._cursor, 0
+        while done < len(values):
+            buffer = self._buffers.get(key)
+            if buffer is None:
+                boundary = (row // unit + 1) * unit
+                buffer = self._buffers[key] = _WriteBuffer(row, boundary - row, values.shape[1:], values.dtype)
+            take = min(len(values) - done, len(buffer.rows) - buffer.count)
+            buffer.take(values[done : done + take])
+            done, row = done + take, row + take
+            if buffer.count == len(buffer.rows):
+                self._flush(key)
+
+    def _last_row(self, key: str) -> np.ndarray:
+        """The newest row of `key` (a view of its buffer, or of the buffer just handed to a write)."""
+        buffer = self._buffers.get(key) or self._flushed[key]
+        return buffer.rows[buffer.count - 1]
+
     def _flush(self, key: str) -> None:
-        """Start writing the pending rows of `key` (they end at the cursor) once its previous write is done."""
-        assert self._episode is not None
-        parts = self._episode.pending.pop(key, [])
-        if parts:
-            block = np.concatenate(parts)
-            rows = slice(self._cursor - len(block), self._cursor)
-            previous = self._writes.pop(key, None)
-            if previous is not None:
-                previous.result()  # one write per array at a time: shards are read-modify-written
-            self._writes[key] = self._pool.submit(self._array(key).__setitem__, rows, block)
+        """Start writing the buffered rows of `key` once its previous write is done."""
+        buffer = self._buffers.pop(key, None)
+        if buffer is None or buffer.count == 0:
+            return
+        self._flushed[key] = buffer
+        previous = self._writes.pop(key, None)
+        if previous is not None:
+            previous.result()  # one write per array at a time: a chunk or shard shared by two is read-modify-written
+        rows = slice(buffer.start, buffer.start + buffer.count)
+        self._writes[key] = self._pool.submit(self._array(key).__setitem__, rows, buffer.rows[: buffer.count])
 
     def _wait_writes(self, raise_errors: bool = True) -> None:
         writes, self._writes = list(self._writes.values()), {}
@@ -1049,13 +1086,18 @@ def _create_schema_arrays(
         image = is_image_key(key)
         kwargs = image_kwargs if image else {"compressors": number_compressors()}
         names = ("height", "width", "channel") if image else ("dim",)
-        shard_frames = min(SHARD_BYTES // int(np.prod(shape)), MAX_SHARD_FRAMES)
-        sharded = image and shard_frames >= MIN_SHARD_FRAMES
+        frame_bytes = int(np.prod(shape))
+        # Lossless frames share a chunk (a few hundred KiB) and need no shards; a lossy codec encodes one frame a
+        # chunk, which shards gather into ~4 MiB files.
+        lossy = image and "serializer" in image_kwargs
+        frames = max(1, min(CHUNK_BYTES // frame_bytes, MAX_CHUNK_FRAMES)) if image and not lossy else 1
+        shard_frames = min(SHARD_BYTES // frame_bytes, MAX_SHARD_FRAMES)
+        sharded = lossy and shard_frames >= MIN_SHARD_FRAMES
         for path, rows, axis in ((_data_path(key), chunk_steps, "time"), (f"{FINAL}/{key}", episode_chunk, "episode")):
             root.create_array(
                 path,
                 shape=(0, *shape),
-                chunks=(1 if image else rows, *shape),
+                chunks=(frames if image else rows, *shape),
                 shards=(shard_frames, *shape) if sharded and axis == "time" else None,
                 dtype=dtype,
                 dimension_names=(axis, *names),

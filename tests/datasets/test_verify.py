@@ -21,9 +21,10 @@ from tether.datasets.verify import repair, verify
 from tether.datasets.view import contact_sheet
 
 
-def _store(path: Path, marked: SimpleNamespace, lengths: list[int]) -> None:
+def _store(path: Path, marked: SimpleNamespace, lengths: list[int], image_codec: str = "lossless") -> None:
     rig = load_rig("twin_panda")
-    with EpisodeWriter.create(path, marked.space(), marked.action_dim, fps=10, chunk_steps=4, rig=rig) as writer:
+    with EpisodeWriter.create(path, marked.space(), marked.action_dim, fps=10, chunk_steps=4, rig=rig,
+                              image_codec=image_codec) as writer:
         for i, n in enumerate(lengths):
             writer.write_episode(marked.episode(i, n), source="sim")
 
@@ -38,7 +39,8 @@ def _set(array: str, values: list[int]) -> Callable[[Path], None]:
 
 
 def _drop_inner_chunk(path: Path) -> None:
-    """Mark row 1 of the first image shard as not stored, with a valid index checksum (as zarr would write it)."""
+    """Mark row 1 of the first image shard (a lossy store's) as not stored, with a valid index checksum (as zarr
+    would write it)."""
     shard = path / "data/images/front/c/0/0/0/0"
     raw = bytearray(shard.read_bytes())
     size = 64 * 16 + 4
@@ -56,6 +58,8 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, int | None]] = {
     "missing chunk": (lambda p: (p / "data/reward/c/1").unlink(), "episode 1 (frames 3-11): data/reward: storage file c/1 is missing", 1),
     "undecodable chunk": (lambda p: (p / "data/action/c/2/0").write_bytes(b"\x00garbage" * 5),
                           "episode 1 (frames 3-11): data/action does not decode", 1),
+    "missing chunk of frames": (lambda p: (p / "data/images/front/c/0/0/0/0").unlink(),
+                                "episode 0 (frames 0-2): data/images/front: storage file c/0/0/0/0 is missing", 0),
     "chunk missing inside a shard": (_drop_inner_chunk, "episode 0 (frames 0-2): data/images/front: row 1 is not in its shard", 0),
     "non-monotonic episode_ends": (_set("meta/episode_ends", [3, 2, 17]), "meta/episode_ends: entry 1 (2) does not follow 3", 1),
     "episode_ends beyond the data": (_set("meta/episode_ends", [3, 12, 40]), "the index commits 3 episodes, 40 frames", 2),
@@ -94,7 +98,7 @@ def _readers(path: Path, tmp_path: Path, kind: str) -> dict[str, Callable[[], ob
 def test_damage_is_named_by_verify_and_refused_by_every_reader(kind: str, tmp_path: Path, marked: SimpleNamespace) -> None:
     damage, named, first_damaged = DAMAGE[kind]
     path = tmp_path / "damaged.zarr"
-    _store(path, marked, [3, 9, 5])
+    _store(path, marked, [3, 9, 5], image_codec="jpeg" if "shard" in kind else "lossless")  # lossy frames are sharded
     damage(path)
     report = verify(path)
     assert not report.ok and any(named in problem for problem in report.problems), report.problems
