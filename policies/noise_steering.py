@@ -1,17 +1,10 @@
-"""Noise-space steering of a frozen diffusion policy (DSRL, Wagenmaker et al. 2025): an RL actor steers the
+"""Noise-space steering of a frozen diffusion policy (DSRL, Wagenmaker et al. 2025): an RL actor chooses the
 initial noise of the deterministic sampler (DDIM with eta 0, or the flow Euler sampler) instead of an action.
-
-The actor moves the noise the base itself would draw: initial noise = base noise + noise_scale * w, where the
-base noise is the base's own draw (its generator seeded by the episode's first observation, as
-`tether.policies.diffusion.chunked_policy` seeds it). An actor that outputs zero is therefore the base, chunk
-for chunk, so steering starts where the base is and an evaluation before the actor has learned anything is
-the base's own (DSRL proper, noise = noise_scale * w, starts at the sampler's zero-noise chunk, which on a
-base at ~0.5 success scored up to 0.2 below it).
 
 As a gymnasium env over chunks, so the unchanged SAC loop trains it:
 
     observation:  the env's observation at the start of a chunk
-    action:       w in [-1, 1]^(H A), the offset noise_scale * w (reshaped to (H, A)) of the chunk's initial noise
+    action:       w in [-1, 1]^(H A), the initial noise is noise_scale * w reshaped to (H, A)
     one step:     sample the chunk from that noise, execute its n_action_steps actions (fewer if the episode
                   ends), reward = their sum, terminated / truncated as the underlying env says
 
@@ -26,17 +19,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from tether.policies.chunking import ChunkedExecutor
-from tether.policies.diffusion import DiffusionPolicy, scene_seed
+from tether.policies.diffusion import DiffusionPolicy
 from tether.types import Observation
 
 
 class NoiseDecoder:
-    """The frozen base run one tick at a time, each chunk from the base's own noise plus the offset last chosen:
-    the sampler is deterministic, so the offset fixes the next chunk, of which n_action_steps actions run before
-    the next choice."""
+    """The frozen base run one tick at a time from the initial noise last chosen: the sampler is deterministic,
+    so a chosen noise fixes the next chunk, of which n_action_steps actions run before the next choice."""
 
     def __init__(self, policy: DiffusionPolicy, noise_scale: float) -> None:
         if noise_scale <= 0:
@@ -44,21 +35,16 @@ class NoiseDecoder:
         self.policy, self.noise_scale = policy, noise_scale
         self.chunk_shape = (policy.config.horizon, policy.action_dim)
         self.n_action_steps = policy.config.n_action_steps
-        self._offset = np.zeros(self.chunk_shape, np.float32)
-        self._generator = torch.Generator()
+        self._noise = np.zeros(self.chunk_shape, np.float32)
         # The executor plans exactly at every chunk boundary (synchronous), so each plan reads the latest choice.
-        self.executor = ChunkedExecutor(self._plan, policy.observation_keys, n_obs_steps=policy.config.n_obs_steps,
+        self.executor = ChunkedExecutor(lambda history: policy.predict_chunk(history, noise=self._noise),
+                                        policy.observation_keys, n_obs_steps=policy.config.n_obs_steps,
                                         n_action_steps=self.n_action_steps, asynchronous=False,
-                                        to_action=policy.tick_action,
-                                        on_episode_start=lambda first: self._generator.manual_seed(scene_seed(first)))
-
-    def _plan(self, history: dict[str, np.ndarray]) -> np.ndarray:
-        base_noise = torch.randn((1, *self.chunk_shape), generator=self._generator)[0].numpy()  # the base's draw
-        return self.policy.predict_chunk(history, noise=base_noise + self._offset)
+                                        to_action=policy.tick_action)
 
     def choose(self, action: np.ndarray) -> None:
-        """The RL action w in [-1, 1]^(H A) offsets the next chunk's initial noise by noise_scale * w."""
-        self._offset = self.noise_scale * np.clip(np.asarray(action, np.float32), -1, 1).reshape(self.chunk_shape)
+        """The RL action w in [-1, 1]^(H A) sets the next chunk's initial noise to noise_scale * w."""
+        self._noise = self.noise_scale * np.clip(np.asarray(action, np.float32), -1, 1).reshape(self.chunk_shape)
 
     def reset(self) -> None:
         self.executor.reset()

@@ -37,11 +37,6 @@ exploration of about 0.02 of the action range at scale 0.2) and keeps the base's
 and the demos for 4,000 updates (1,000 environment steps at UTD 4) before the actor moves, and then it moves at a
 tenth of the critics' learning rate. A caller's explicit SAC settings win over it."""
 
-NOISE_SAC = {"grasp_critic": False, "actor_init_std": 0.1, "critic_warmup_updates": 4_000}
-"""SAC's recipe for noise steering: no grasp critic (its action is noise, not arm + gripper); it starts as a zero
-offset of the base's own noise, that is as the base (`tether.policies.noise_steering`), and the critics learn
-for 4,000 updates before the actor moves. A caller's explicit SAC settings win over it."""
-
 
 @dataclass(frozen=True)
 class Steering:
@@ -67,10 +62,11 @@ class Steering:
         return cls(base=Path(entry["path"]), steer=entry["steer"], scale=float(entry["scale"]))
 
     def sac_config(self, sac: SACConfig) -> SACConfig:
-        """The SAC settings to steer with: the recipe of this way of steering under the fields `sac` was given
-        explicitly."""
-        recipe = NOISE_SAC if self.steer == "noise" else RESIDUAL_SAC
-        return SACConfig.model_validate({**recipe, **sac.model_dump(include=sac.model_fields_set)})
+        """The SAC settings to steer with: the residual recipe under the fields `sac` was given explicitly; noise
+        steering has no grasp critic (its action is noise, not arm + gripper)."""
+        if self.steer == "noise":
+            return sac.model_copy(update={"grasp_critic": False})
+        return SACConfig.model_validate({**RESIDUAL_SAC, **sac.model_dump(include=sac.model_fields_set)})
 
     def load_base(self) -> DiffusionPolicy:
         """The frozen base from its checkpoint (errors name it and the reason)."""
