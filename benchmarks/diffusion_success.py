@@ -48,10 +48,13 @@ from tether.cli.eval import evaluate_checkpoint
 from tether.cli.sim import run_expert
 from tether.cli.train import layered, make_twin, run_sac
 from tether.datasets.store import EpisodeStore
-from tether.policies.diffusion import DiffusionConfig
+from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
+from tether.policies.noise_steering import NoiseDecoder, NoiseSteeredPolicy
+from tether.policies.registry import ResetOnEpisode
 from tether.policies.sac import SACConfig
-from tether.policies.sac_loop import BEST_DIR, CHECKPOINT_DIR, EVAL_SEEDS, LoopConfig
+from tether.policies.sac_loop import BEST_DIR, CHECKPOINT_DIR, EVAL_SEEDS, LoopConfig, evaluate
+from tether.policies.steering import NOISE_SCALE
 
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
@@ -63,6 +66,9 @@ DEMO_SEED = 10_000  # seed s records demos from episode seed s * DEMO_SEED on
 FIGURES = "figures.json"
 BASE_ON_FINETUNE_EPISODES = "base_on_finetune_episodes"
 """The base's success on the episodes every fine-tuning evaluation plays: the paired reference of the dips."""
+NOISE_START = "noise_start_on_finetune_episodes"
+"""Noise steering's starting point on those episodes: its actor's zero output decoded (the sampler's zero noise),
+what it acts like before it learns (a residual starts as the base itself: zero-initialised)."""
 
 
 def run_condition(task: str, obs: str, demos: int, seed: int, args: argparse.Namespace) -> dict:
@@ -121,7 +127,23 @@ def with_base_figures(figures: dict, folder: Path, args: argparse.Namespace) -> 
         figures[BASE_ON_FINETUNE_EPISODES] = evaluate_checkpoint(
             folder / "dp" / "best", figures["task"], args.finetune_eval_episodes,
             seed=EVAL_SEEDS + figures["seed"], rig=args.rig).success_rate
+    if args.finetune_steps and "noise" in args.steer and NOISE_START not in figures:
+        figures[NOISE_START] = noise_start_success(folder / "dp" / "best", figures, args)
     return figures
+
+
+def noise_start_success(base_path: Path, figures: dict, args: argparse.Namespace) -> float:
+    """Success of noise steering before it learns (every chunk from the sampler's zero noise) on the episodes of
+    the fine-tuning's evaluations."""
+    base = DiffusionPolicy.load(base_path)
+    zero = np.zeros(base.config.horizon * base.action_dim, np.float32)
+    policy = NoiseSteeredPolicy(lambda obs: zero, NoiseDecoder(base, NOISE_SCALE))
+    env = make_twin(figures["task"], figures["obs"], args.rig)
+    try:
+        return evaluate(policy.act, ResetOnEpisode(env, policy), args.finetune_eval_episodes,
+                        seed=EVAL_SEEDS + figures["seed"]).success_rate
+    finally:
+        env.close()
 
 
 def _report(folder: Path) -> dict:
@@ -210,6 +232,8 @@ def main() -> None:
                  _interval(c, steer), _interval(c, f"{steer}_best"),
                  ", ".join(str(steps_to_beat(r, steer) or "not within budget") for r in c["runs"]),
                  ", ".join(f"{worst_dip(r, steer):+.2f}" for r in c["runs"]))],
+             *([", ".join(f"{r[NOISE_START]:.2f} / {r[BASE_ON_FINETUNE_EPISODES]:.2f}" for r in c["runs"])]
+               if "noise" in steers else []),
              f"{np.mean([r['minutes_diffusion'] for r in c['runs']]):.0f}",
              f"{np.mean([r['minutes_total'] for r in c['runs']]):.0f}"] for c in conditions]
     table = markdown_table(["condition", "seeds", "eval episodes", "diffusion policy success IQM [95% CI]",
@@ -219,6 +243,8 @@ def main() -> None:
                                 f"{steer}: its best evaluation's policy IQM [95% CI]",
                                 f"{steer}: steps to beat the base (per seed)",
                                 f"{steer}: worst dip below the base (per seed)")],
+                            *(["noise before it learns (zero noise) / the base, on the same episodes (per seed)"]
+                              if "noise" in steers else []),
                             "minutes to train the diffusion policy", "minutes per seed before fine-tuning"], rows)
     train_steps = args.steps or PRESETS[args.preset]["diffusion_train"].get("steps", TrainConfig().steps)
     differences = reduced_from_protocol(args)

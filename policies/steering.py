@@ -30,6 +30,9 @@ from tether.types import Observation
 
 Steer = Literal["residual", "noise"]
 
+NOISE_SCALE = 1.5
+"""Noise steering's default: initial noise = 1.5 x the actor's action in [-1, 1] (DSRL's range)."""
+
 RESIDUAL_SAC = {"actor_init_std": 0.1, "actor_lr": 3e-5, "critic_warmup_updates": 4_000,
                 "grasp_override_margin": 0.05}
 """SAC's recipe for a residual, safe by construction: it starts as no correction (zero mean, pre-tanh std 0.1:

@@ -26,6 +26,7 @@ from tether.policies.reward_classifier import ClassifierConfig
 from tether.policies.sac import SACConfig
 from tether.policies.learner import LoopConfig
 from tether.policies.sac_loop import TrainResult
+from tether.policies.steering import NOISE_SCALE
 
 app = typer.Typer(help="Train learners: SAC in the twin, the reward classifier from a store, the camera encoder.",
                   no_args_is_help=True)
@@ -128,7 +129,7 @@ def run_sac(
     base_policy: Path | None = None,
     residual_scale: float = 0.2,
     steer: str = "residual",
-    noise_scale: float = 1.5,
+    noise_scale: float = NOISE_SCALE,
 ) -> TrainResult:
     """Build the twin, fill the demo buffer (a store, or scripted episodes), and run the SAC loop.
 
@@ -225,7 +226,7 @@ def sac_command(
     steer: str = typer.Option("residual", "--steer", help="With --base-policy: residual (on its actions) or noise "
                               "(its sampler's initial noise, DSRL)."),
     residual_scale: float = typer.Option(0.2, "--residual-scale", min=0.0, help="Largest residual per action dim."),
-    noise_scale: float = typer.Option(1.5, "--noise-scale", min=0.0, help="--steer noise: noise = scale * action."),
+    noise_scale: float = typer.Option(NOISE_SCALE, "--noise-scale", min=0.0, help="--steer noise: noise = scale * action."),
 ) -> None:
     """Train SAC (RLPD-style, optional scripted interventions) in the twin; writes a learning curve."""
     from tether import spaces
