@@ -51,6 +51,30 @@ def test_round_trip_is_bit_exact_step_by_step_and_in_batches(tmp_path: Path, mar
     assert store.image_codec == {"name": "blosc-lz4", "lossless": True}
 
 
+def test_a_caller_that_reuses_its_arrays_between_steps_records_every_step(tmp_path: Path, marked: SimpleNamespace) -> None:
+    """A driver fills the same buffers at every step (as a camera ring buffer does): each step is stored as it was
+    when added, whether its rows were written yet or not, and the last observation stands in for a missing final."""
+    path = tmp_path / "reused.zarr"
+    episode = marked.episode(0, 21)
+    reused = {key: np.empty_like(value[0]) for key, value in episode.obs.items()}
+    action = np.empty(marked.action_dim, np.float32)
+    with EpisodeWriter.create(path, marked.space(), marked.action_dim, fps=10, chunk_steps=8) as writer:
+        writer.begin_episode(source="teleop")
+        for t in range(len(episode)):
+            for key in reused:
+                reused[key][...] = episode.obs[key][t]
+            action[...] = episode.action[t]
+            writer.add_step(reused, action, terminated=t == len(episode) - 1)
+        for value in reused.values():
+            value[...] = 0  # after the last step, before the commit
+        writer.end_episode(success=True)
+    stored = EpisodeStore(path).episode(0)
+    for key in episode.obs:
+        np.testing.assert_array_equal(stored.obs[key], episode.obs[key], err_msg=key)
+        np.testing.assert_array_equal(stored.final_obs[key], episode.obs[key][-1], err_msg=key)
+    np.testing.assert_array_equal(stored.action, episode.action)
+
+
 def test_many_episodes_commit_in_batches_and_read_back_in_runs(tmp_path: Path, marked: SimpleNamespace) -> None:
     path = tmp_path / "saved.zarr"
     episodes = [marked.episode(i, n) for i, n in enumerate([5, 1, 9, 3, 4, 7, 2])]
