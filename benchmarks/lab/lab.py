@@ -187,6 +187,9 @@ class Lab:
         data = base.model_dump(mode="json")
         data["cameras"] = [c.model_dump(mode="json") for c in self.camera_configs] if self.with_cameras else []
         data["name"], data["task"] = "franka_lab", {**data["task"], "name": self.task}
+        # A graph of its own: two labs on one host (two benchmark runs at once) would otherwise share every topic,
+        # and each recorder would store the other's transitions too.
+        data["namespace"] = "/tether/lab_" + self.address.replace(".", "_")
         # franky-sim with the lab's renders beside it runs at 0.6-0.8x real time on 2 busy cores: the robot's clock
         # falls up to 0.4 s/s behind, and its states would all count as stale at sim_rig's 0.3.
         data["arm"]["clock_drift"] = LAB_CLOCK_DRIFT

@@ -82,10 +82,17 @@ class Probe:
 
 
 @pytest.fixture
-def probe(ros_domain):
-    made = Probe(load_rig("franka_realsense").namespace)
-    yield made
-    made.close()
+def probe_of(ros_domain):
+    """Probes on a lab rig's namespace (each lab's graph has its own), closed after the test."""
+    made: list[Probe] = []
+
+    def make(rig) -> Probe:
+        made.append(Probe(rig.namespace))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
 
 
 def test_a_registered_software_camera_is_found_by_serial_like_a_plugged_in_one():
@@ -186,8 +193,10 @@ def test_a_placement_request_moves_the_cube_and_sets_it_down_at_rest(lab):
     assert not lab.lifted()
 
 
-def test_the_judge_places_the_cube_at_each_reset_and_reports_no_success_on_the_table(lab, probe):
+def test_the_judge_places_the_cube_at_each_reset_and_reports_no_success_on_the_table(lab, probe_of):
     rig = lab.rig
+    probe = probe_of(rig)
+    assert rig.namespace != load_rig("franka_realsense").namespace  # not the topics of another run on this host
     with judging(lab, rig, seed=5) as judge:
         probe.events.publish(String(data="reset"))
         assert probe.until(lambda: len(judge.placements) == 1 and probe.successes)
@@ -228,9 +237,10 @@ def move_to(arm, rig, goal, quat, settle_ticks: int = 8) -> None:
         time.sleep(rig.control_dt)
 
 
-def scenario_a_scripted_grasp_lifts_the_cube_and_the_judge_calls_it_a_success(probe):
+def scenario_a_scripted_grasp_lifts_the_cube_and_the_judge_calls_it_a_success(probe_of):
     with Lab(cameras=False) as lab, judging(lab, lab.rig):
         rig = lab.rig
+        probe = probe_of(rig)
         with make_arm(rig) as arm:
             arm.home()
             quat = arm.state().tcp_pose[3:]
