@@ -76,15 +76,24 @@ def make_steps(space: gym.spaces.Dict, steps: int) -> dict[str, np.ndarray]:
     return data
 
 
-def write_store(path: Path, space: gym.spaces.Dict, data: dict[str, np.ndarray], episodes: int, steps: int) -> float:
-    """Seconds to record `episodes` x `steps` steps one add_step at a time."""
+def write_store(path: Path, space: gym.spaces.Dict, data: dict[str, np.ndarray], episodes: int, steps: int,
+                parts: dict[str, float] | None = None) -> float:
+    """Seconds to record `episodes` x `steps` steps one add_step at a time (store created and closed included);
+    `parts` receives where they went: create, the commits (end_episode) and close, in seconds."""
+    parts = {} if parts is None else parts
     start = time.perf_counter()
-    with EpisodeWriter.create(path, space, 4, fps=REAL_TIME_FPS) as writer:
+    writer = EpisodeWriter.create(path, space, 4, fps=REAL_TIME_FPS)
+    parts["create"], parts["commit"] = time.perf_counter() - start, 0.0
+    with writer:
         for _ in range(episodes):
             writer.begin_episode(source="teleop")
             for t in range(steps):
                 writer.add_step({key: data[key][t] for key in space.spaces}, data["action"][t], truncated=t == steps - 1)
+            committing = time.perf_counter()
             writer.end_episode(success=True, final_obs={key: data[key][steps] for key in space.spaces})
+            parts["commit"] += time.perf_counter() - committing
+        closing = time.perf_counter()
+    parts["close"] = time.perf_counter() - closing
     return time.perf_counter() - start
 
 
@@ -125,7 +134,6 @@ def disk_bytes(path: Path) -> int:
 
 def bench_writes(episodes: int, steps: int, hdf5: bool = False) -> dict[str, dict[str, float]]:
     """Frames/s and bytes/frame of every write setup, into the store (or, with `hdf5`, into HDF5)."""
-    writer = write_hdf5 if hdf5 else write_store
     figures = {}
     with tempfile.TemporaryDirectory(prefix="dataset_io-") as tmp:
         for name, cameras, height, width, share in WRITE_SETUPS:
@@ -133,12 +141,14 @@ def bench_writes(episodes: int, steps: int, hdf5: bool = False) -> dict[str, dic
             data = make_steps(space, steps)
             count = max(1, round(episodes * share))
             path = Path(tmp) / name
-            cpu = time.process_time()
-            seconds = writer(path, space, data, count, steps)
+            cpu, parts = time.process_time(), {}
+            seconds = write_hdf5(path, space, data, count, steps) if hdf5 else write_store(
+                path, space, data, count, steps, parts)
             cpu = time.process_time() - cpu
             figures[name] = {"frames": count * steps, "fps": count * steps / seconds,
                              "cpu_ms_per_frame": 1e3 * cpu / (count * steps),
-                             "bytes_per_frame": disk_bytes(path) / (count * steps)}
+                             "bytes_per_frame": disk_bytes(path) / (count * steps),
+                             **{f"{part}_ms": 1e3 * value for part, value in parts.items()}}
     return figures
 
 
@@ -159,7 +169,7 @@ def write_rounds(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict]]:
 
 
 def median_figures(rounds: list[dict], setup: str) -> dict[str, float]:
-    keys = ("frames", "fps", "cpu_ms_per_frame", "bytes_per_frame")
+    keys = [key for key in rounds[0][setup] if all(key in r[setup] for r in rounds)]
     return {key: float(np.median([r[setup][key] for r in rounds])) for key in keys}
 
 
@@ -221,7 +231,8 @@ def main() -> None:
                        "store_x_real_time": store["fps"] / REAL_TIME_FPS, "store_cpu_ms": store["cpu_ms_per_frame"],
                        "store_bytes_per_frame": store["bytes_per_frame"], "hdf5_bytes_per_frame": hdf5["bytes_per_frame"],
                        "baseline_fps": before and before["fps"], "baseline_cpu_ms": before and before["cpu_ms_per_frame"],
-                       "baseline_bytes_per_frame": before and before["bytes_per_frame"]})  # fmt: skip
+                       "baseline_bytes_per_frame": before and before["bytes_per_frame"],
+                       **{f"store_{part}_ms": store[f"{part}_ms"] for part in ("create", "commit", "close")}})  # fmt: skip
     rev = args.baseline
     write_rows = [
         [w["setup"], w["store_fps"], w["store_x_real_time"],
@@ -241,6 +252,15 @@ def main() -> None:
          *([f"store@{rev} kB/frame"] if rev else []), "HDF5 kB/frame", "HDF5 / store size"],
         write_rows,
     )  # fmt: skip
+    part_rows = []
+    for w, setup in zip(writes, WRITE_SETUPS):
+        episodes = max(1, round(args.episodes * setup[-1]))
+        streaming = 1e3 * w["frames"] / w["store_fps"] - w["store_create_ms"] - w["store_commit_ms"] - w["store_close_ms"]
+        part_rows.append([w["setup"], w["store_create_ms"], w["store_commit_ms"] / episodes, w["store_close_ms"],
+                          streaming / w["frames"], 1e3 / w["hdf5_fps"]])
+    table += "\n\n" + markdown_table(
+        ["where the store's wall time goes", "create ms", "commit ms per episode", "close ms",
+         "the rest (add_step, streaming) ms/frame", "HDF5 ms/frame, all included"], part_rows)
     sample_rows = [
         ["RL batch 256, 2x128x128: ReplayBuffer (memory)", sampling["replay_buffer"], ""],
         ["RL batch 256: TransitionSampler, cached", sampling["store_cached"], ""],
@@ -263,7 +283,8 @@ def main() -> None:
         "the machine disturb far less than wall time. Recording is one `add_step` per frame with lossless images (blosc, "
         "up to 16 frames per ~512 KiB chunk, a 640x480 frame alone) and the commit at each episode end, the store "
         "created and closed inside the timing; HDF5 is h5py with one-frame chunks, no compression, resize + "
-        "write per step. Frames are synthetic camera-like images (shading, a moving object, sensor noise). The "
+        "write per step. Where the time goes: medians of each part (the rest is the recording's median time less the "
+        "median parts, so approximate). Frames are synthetic camera-like images (shading, a moving object, sensor noise). The "
         f"640x480 run records half as many episodes of the same length ({args.steps} steps)."
     )
     results = {"args": vars(args), "load_average": load, "write": writes, "write_rounds": rounds, "sampling": sampling}
