@@ -50,11 +50,10 @@ from tether.cli.train import layered, make_twin, run_sac
 from tether.datasets.store import EpisodeStore
 from tether.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from tether.policies.diffusion_train import DEFAULT_PRESET, PRESETS, TrainConfig, train_diffusion
-from tether.policies.noise_steering import NoiseDecoder, NoiseSteeredPolicy
 from tether.policies.registry import ResetOnEpisode
 from tether.policies.sac import SACConfig
 from tether.policies.sac_loop import BEST_DIR, CHECKPOINT_DIR, EVAL_SEEDS, LoopConfig, evaluate
-from tether.policies.steering import NOISE_SCALE
+from tether.policies.steering import NOISE_SCALE, Steering
 
 PROTOCOL = dict(demos=[100], seeds=3, episodes=50)
 """The issue's protocol per task and observation mode; the recipe (preset, objective, action targets) is what
@@ -137,7 +136,7 @@ def noise_start_success(base_path: Path, figures: dict, args: argparse.Namespace
     the fine-tuning's evaluations."""
     base = DiffusionPolicy.load(base_path)
     zero = np.zeros(base.config.horizon * base.action_dim, np.float32)
-    policy = NoiseSteeredPolicy(lambda obs: zero, NoiseDecoder(base, NOISE_SCALE))
+    policy = Steering(base_path, "noise", NOISE_SCALE).policy(lambda obs: zero, base, asynchronous=False)
     env = make_twin(figures["task"], figures["obs"], args.rig)
     try:
         return evaluate(policy.act, ResetOnEpisode(env, policy), args.finetune_eval_episodes,
